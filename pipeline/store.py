@@ -1,0 +1,116 @@
+"""Zarr I/O shared by every curated store: encodings and atomic publishing.
+
+A published path either holds a complete store or nothing new: stores are
+written under a hidden temporary sibling and moved into place with a rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from pipeline.errors import PublishError
+
+ZARR_FORMAT = 3
+
+
+def compressor() -> tuple[zarr.codecs.BloscCodec, ...]:
+    """The codec chain every array is written with (zstd, bit-shuffled)."""
+    return (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),)
+
+
+def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, object]]:
+    """Zarr encoding for every variable and coordinate, chunked along the given dims."""
+    encoding: dict[str, dict[str, object]] = {}
+    for name, var in ds.variables.items():
+        enc: dict[str, object] = {"compressors": compressor()}
+        if var.dims:
+            enc["chunks"] = tuple(min(chunks.get(d, var.sizes[d]), max(var.sizes[d], 1)) for d in var.dims)
+        if var.dtype.kind in "OUT":
+            enc.pop("compressors")
+        encoding[str(name)] = enc
+    return encoding
+
+
+def write_zarr(ds: xr.Dataset, path: Path, *, chunks: dict[str, int], group: str | None = None) -> None:
+    """Write ``ds`` as a Zarr v3 group (consolidated) at ``path``; no atomicity here."""
+    clean = ds.copy()
+    for name in clean.variables:
+        clean[name].encoding = {}
+    mode = "w" if group is None else "a"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        clean.to_zarr(
+            path,
+            mode=mode,
+            group=group,
+            zarr_format=ZARR_FORMAT,
+            consolidated=True,
+            encoding=encoding_for(clean, chunks),
+        )
+
+
+def open_store(path: str | Path, *, group: str | None = None) -> xr.Dataset:
+    """Open a published store lazily, quiet about consolidated-metadata warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        return xr.open_zarr(path, group=group, consolidated=True)
+
+
+def temporary_sibling(target: Path) -> Path:
+    """A hidden, unique path next to ``target`` (same filesystem, so rename is atomic)."""
+    return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def atomic_publish(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write a store into; move it to ``target`` on success.
+
+    On any exception the temporary store is deleted and ``target`` is untouched.
+    An existing store at ``target`` is replaced only after the new one is complete.
+    """
+    target = Path(target).absolute()
+    if target.exists() and not overwrite:
+        raise PublishError(
+            f"{target} already exists; pass overwrite=True (CLI: --overwrite) or choose another --out"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(target)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise PublishError(f"nothing was written to {tmp}; refusing to publish an empty {target}")
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def array_digest(values: np.ndarray) -> str:
+    """A stable content hash of one array (dtype, shape and bytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    arr = np.ascontiguousarray(values)
+    h.update(str(arr.dtype).encode())
+    h.update(str(arr.shape).encode())
+    if arr.dtype.kind in "OUT":
+        h.update("\x00".join(map(str, arr.ravel().tolist())).encode())
+    else:
+        h.update(arr.tobytes())
+    return h.hexdigest()
