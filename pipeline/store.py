@@ -35,8 +35,6 @@ def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, 
         enc: dict[str, object] = {"compressors": compressor()}
         if var.dims:
             enc["chunks"] = tuple(min(chunks.get(d, var.sizes[d]), max(var.sizes[d], 1)) for d in var.dims)
-        if var.dtype.kind in "OUT":
-            enc.pop("compressors")
         encoding[str(name)] = enc
     return encoding
 
@@ -44,8 +42,10 @@ def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, 
 def write_zarr(ds: xr.Dataset, path: Path, *, chunks: dict[str, int], group: str | None = None) -> None:
     """Write ``ds`` as a Zarr v3 group (consolidated) at ``path``; no atomicity here."""
     clean = ds.copy()
-    for name in clean.variables:
-        clean[name].encoding = {}
+    for name, var in clean.variables.items():
+        var.encoding = {}
+        if var.dtype.kind == "U":  # fixed-width UTF-32 has no Zarr v3 spec; store variable-length UTF-8
+            clean[name] = var.astype(object)
     mode = "w" if group is None else "a"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

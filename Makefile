@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_HSI := data/demo/hsi
+
+.PHONY: demo test install lint bench clean
+
+demo: install $(DEMO_HSI)/polygons.gpkg
+	$(BIN)/emin curate hsi --entry demo_hsi
+
+$(DEMO_HSI)/polygons.gpkg: | install
+	$(BIN)/emin synth hsi --out $(DEMO_HSI) --seed 0
+
+test: install lint
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy pipeline/ models/ schemas/
+
+install: $(BIN)/.installed
+
+# torch is pinned first so pip never resolves a multi-GB CUDA build of a newer torch.
+$(BIN)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+bench: install
+	$(BIN)/python bench/extract.py
+
+clean:
+	rm -rf data/published runs bench/out

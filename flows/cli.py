@@ -1,0 +1,176 @@
+"""The ``emin`` command line: generate demo data, curate datasets, validate stores."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
+
+import typer  # noqa: E402
+import yaml  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipeline.errors import EminError  # noqa: E402
+
+app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
+synth_app = typer.Typer(help="Generate synthetic demo inputs in real file formats.")
+curate_app = typer.Typer(help="Curate raw inputs into a published Zarr dataset.")
+app.add_typer(synth_app, name="synth")
+app.add_typer(curate_app, name="curate")
+console = Console(stderr=True)
+out_console = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print an error in red and exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def parse_pairs(values: list[str], option: str) -> dict[str, str]:
+    """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed item."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            fail(f"{option} expects NAME=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def parse_params(values: list[str]) -> dict[str, Any]:
+    """``--param key=value`` overrides; values are parsed as YAML (numbers, lists, ...)."""
+    return {k: yaml.safe_load(v) for k, v in parse_pairs(values, "--param").items()}
+
+
+@synth_app.command("hsi")
+def synth_hsi(
+    out: Annotated[Path, typer.Option(help="folder to write the scene into")] = Path("data/demo/hsi"),
+    seed: Annotated[int, typer.Option(help="random seed; same seed, same files")] = 0,
+    polygons: Annotated[int, typer.Option(help="number of labelled polygons")] = 200,
+    scale: Annotated[float, typer.Option(help="site size factor (1.0 = full demo site)")] = 1.0,
+) -> None:
+    """Write the synthetic UNESE-like demo scene (GeoPackage, GeoTIFF, ENVI, transmission CSV)."""
+    from pipeline.synthetic import generate_hsi_scene
+
+    start = time.perf_counter()
+    with console.status(f"generating HSI demo scene in {out} ..."):
+        scene = generate_hsi_scene(out, seed=seed, n_polygons=polygons, scale=scale)
+    console.print(f"wrote {len(scene.rasters)} rasters + polygons in {time.perf_counter() - start:.1f} s")
+    out_console.print(str(scene.root))
+
+
+def _hsi_inputs_from_args(
+    polygons: Path,
+    class_column: str | None,
+    raster: list[str],
+    sensor: list[str],
+    transmission: Path | None,
+    layer: str | None,
+) -> Any:
+    from schemas.hsi import HSIInputs, RasterSpec
+
+    if class_column is None:
+        fail("--class-column is required with --polygons")
+    paths = parse_pairs(raster, "--raster")
+    sensors = parse_pairs(sensor, "--sensor")
+    if not paths:
+        fail("give at least one --raster NAME=PATH (with a matching --sensor NAME=VNIR|SWIR)")
+    unknown = sorted(set(sensors) - set(paths))
+    missing = sorted(set(paths) - set(sensors))
+    if unknown or missing:
+        fail(f"--sensor must name every --raster exactly once (missing: {missing}, unknown: {unknown})")
+    specs = [RasterSpec(name=n, path=Path(p), sensor=sensors[n].upper()) for n, p in paths.items()]  # type: ignore[arg-type]
+    return HSIInputs(
+        polygons=polygons, class_column=class_column, rasters=specs, transmission=transmission, layer=layer
+    )
+
+
+@curate_app.command("hsi")
+def curate_hsi(
+    entry: Annotated[str | None, typer.Option(help="hsi_dataset entry of the catalog")] = None,
+    catalog: Annotated[Path, typer.Option(help="catalog file")] = Path("data_catalog.yaml"),
+    polygons: Annotated[Path | None, typer.Option(help="labelled polygons (any OGR file)")] = None,
+    class_column: Annotated[str | None, typer.Option(help="column holding class names")] = None,
+    layer: Annotated[str | None, typer.Option(help="layer of a multi-layer polygon file")] = None,
+    raster: Annotated[list[str], typer.Option(help="NAME=PATH, repeat per modality")] = [],  # noqa: B006
+    sensor: Annotated[list[str], typer.Option(help="NAME=VNIR|SWIR, one per --raster")] = [],  # noqa: B006
+    transmission: Annotated[Path | None, typer.Option(help="CSV wavelength_nm,transmission")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to publish the Zarr store")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the sampling/fold seed")] = None,
+    param: Annotated[list[str], typer.Option(help="override a curation parameter: key=value")] = [],  # noqa: B006
+) -> None:
+    """Curate an HSI dataset from a catalog entry (--entry) or from direct paths (--polygons ...)."""
+    from flows.curate_hsi import curate_hsi_flow, resolve_job
+    from pipeline.hsi import table1_frame
+    from pipeline.store import open_store
+    from schemas.hsi import HSICurationParams
+
+    if (entry is None) == (polygons is None):
+        fail("give either --entry NAME (catalog) or --polygons with --raster/--sensor/--out")
+    try:
+        if entry is not None:
+            inputs, params, target = resolve_job(entry, str(catalog), None, None, None if out is None else str(out))
+        else:
+            if out is None:
+                fail("--out is required with --polygons")
+            assert polygons is not None and out is not None
+            inputs = _hsi_inputs_from_args(polygons, class_column, raster, sensor, transmission, layer)
+            params, target = HSICurationParams(), out
+        overrides = parse_params(param)
+        if seed is not None:
+            overrides["seed"] = seed
+        params = HSICurationParams.model_validate({**params.model_dump(), **overrides})
+        start = time.perf_counter()
+        path = curate_hsi_flow(inputs=inputs, params=params, out=str(target))
+    except (EminError, ValidationError, ValueError) as exc:
+        fail(str(exc))
+    elapsed = time.perf_counter() - start
+    ds = open_store(path)
+    show_table1(table1_frame(ds), title=f"Table 1: samples per class and modality ({elapsed:.1f} s)")
+    hist = ds.attrs["modality_count_histogram"]
+    console.print("modalities per sampled point: " + ", ".join(f"{k}: {v}" for k, v in enumerate(hist)))
+    console.print(f"{ds.attrs['n_samples']} samples, {ds.attrs['n_rejected']} rejected (see group 'rejects')")
+    out_console.print(path)
+
+
+def show_table1(table: Any, *, title: str) -> None:
+    """Print Table 1 as a rich table on stderr (stdout keeps only the store path)."""
+    grid = Table(title=title)
+    grid.add_column("class")
+    for col in table.columns:
+        grid.add_column(str(col), justify="right")
+    for idx, row in table.iterrows():
+        grid.add_row(str(idx), *(f"{v:g}" for v in row.to_numpy()))
+    console.print(grid)
+
+
+@app.command("validate")
+def validate(path: Annotated[Path, typer.Argument(help="a published store")]) -> None:
+    """Check a published store against its contract (docs/format.md); exit 1 on any violation."""
+    from schemas.contract import validate_store
+
+    try:
+        problems = validate_store(path)
+    except EminError as exc:
+        fail(str(exc))
+    if problems:
+        console.print(f"[bold red]{path} violates the contract:[/]")
+        for p in problems:
+            console.print(f"  - {p}")
+        raise typer.Exit(1)
+    console.print(f"[green]{path} satisfies the contract[/]")
+
+
+def main() -> None:
+    """Console entry point; hides third-party deprecation noise (affine inside rasterio)."""
+    warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+    app(prog_name="emin")

@@ -1,0 +1,235 @@
+"""Raster I/O: band metadata and block-wise point extraction (GeoTIFF, ENVI, any GDAL raster).
+
+Extraction never calls ``DatasetReader.sample`` per point: points are grouped by
+the read window (one or more native blocks) that holds them, each window that
+holds at least one point is read once, and values are gathered by numpy
+indexing. Windows are capped in bytes so memory stays bounded whatever the
+raster size, and GDAL's block cache is capped for the same reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from pipeline.errors import InputError, MissingInputError, WavelengthError
+
+#: Largest window read at once (bytes); bounds peak memory during extraction.
+WINDOW_BUDGET_BYTES = 64 * 1024 * 1024
+#: GDAL block cache cap (bytes). Each block is read once, so a large cache only costs memory.
+GDAL_CACHE_BYTES = 64 * 1024 * 1024
+
+_NM_UNITS = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
+_UM_UNITS = {"um", "µm", "μm", "micrometer", "micrometers", "micrometre", "micrometres", "micron", "microns"}
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What curation needs to know about one raster, read from its metadata."""
+
+    path: Path
+    crs: CRS
+    transform: rasterio.Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: float | None
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    wavelengths_nm: np.ndarray | None
+    wavelength_source: str
+    block_shape: tuple[int, int]
+    driver: str
+
+
+def to_nanometres(values: np.ndarray, units: str | None, *, path: Path | str, field: str) -> np.ndarray:
+    """Convert wavelengths to nm; units missing means nm unless every value is < 30 (then µm)."""
+    unit = (units or "").strip().lower()
+    if unit in _NM_UNITS:
+        return values.astype(np.float64)
+    if unit in _UM_UNITS:
+        return values.astype(np.float64) * 1000.0
+    if unit == "":
+        return values.astype(np.float64) * (1000.0 if np.nanmax(values) < 30.0 else 1.0)
+    raise WavelengthError(
+        f"unknown wavelength units {units!r} in {field}",
+        path=path,
+        fix="use Nanometers or Micrometers, or give wavelength_units in the catalog entry",
+    )
+
+
+def _parse_number_list(text: str) -> np.ndarray:
+    """Parse ENVI-style ``{1.0, 2.0}`` or comma/space separated numbers."""
+    parts = [p for p in re.split(r"[,\s{}]+", text.strip()) if p]
+    return np.array([float(p) for p in parts], dtype=np.float64)
+
+
+def read_wavelengths(src: rasterio.DatasetReader) -> tuple[np.ndarray | None, str]:
+    """Band wavelengths (nm) from a raster's own metadata, and where they came from.
+
+    Looks in the ENVI header domain, then per-band ``wavelength`` tags (GeoTIFF),
+    then GDAL's ``IMAGERY`` domain ``CENTRAL_WAVELENGTH_UM`` (rounded to 1 nm).
+    """
+    path = src.name
+    envi = src.tags(ns="ENVI")
+    if "wavelength" in envi:
+        values = _parse_number_list(envi["wavelength"])
+        units = envi.get("wavelength_units")
+        return to_nanometres(values, units, path=path, field="ENVI header 'wavelength'"), "envi_header"
+    band_tags = [src.tags(i) for i in range(1, src.count + 1)]
+    if all("wavelength" in t for t in band_tags):
+        values = np.array([float(t["wavelength"]) for t in band_tags])
+        units = band_tags[0].get("wavelength_units")
+        return to_nanometres(values, units, path=path, field="band tag 'wavelength'"), "band_tags"
+    imagery = [src.tags(i, ns="IMAGERY") for i in range(1, src.count + 1)]
+    if all("CENTRAL_WAVELENGTH_UM" in t for t in imagery):
+        values = np.array([float(t["CENTRAL_WAVELENGTH_UM"]) for t in imagery]) * 1000.0
+        return values, "gdal_imagery"
+    return None, "none"
+
+
+def open_raster_info(
+    path: str | Path,
+    *,
+    wavelengths_nm: list[float] | None = None,
+    wavelength_units: str | None = None,
+    scale_factor: float | None = None,
+    offset: float | None = None,
+    nodata: float | None = None,
+) -> RasterInfo:
+    """Read a raster's metadata; explicit arguments (from the catalog) override the file's."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("raster file not found", path=path, fix="check the path in the catalog/--raster")
+    try:
+        src_ctx = rasterio.open(path)
+    except rasterio.RasterioIOError as exc:
+        raise InputError(f"not a readable raster ({exc})", path=path, fix="give a GeoTIFF or ENVI file") from exc
+    with src_ctx as src:
+        if src.crs is None:
+            raise InputError(
+                "raster has no CRS", path=path, fix="assign one, e.g. `gdal_edit.py -a_srs EPSG:32611 FILE`"
+            )
+        if wavelengths_nm is not None:
+            wl = to_nanometres(
+                np.asarray(wavelengths_nm, dtype=np.float64), wavelength_units, path=path, field="catalog"
+            )
+            source = "catalog"
+        else:
+            wl, source = read_wavelengths(src)
+        if wl is None:
+            raise WavelengthError(
+                "raster has no band wavelength metadata and none were given",
+                path=path,
+                fix="add `wavelengths_nm: [...]` (and `wavelength_units`) to the raster's catalog entry, "
+                "or write per-band 'wavelength' tags / an ENVI 'wavelength' header field",
+            )
+        if wl.shape != (src.count,):
+            raise WavelengthError(
+                f"{wl.size} wavelengths for {src.count} bands (source: {source})",
+                path=path,
+                fix="give exactly one wavelength per band",
+            )
+        scales = tuple(float(s) for s in src.scales) if scale_factor is None else (scale_factor,) * src.count
+        offsets = tuple(float(o) for o in src.offsets) if offset is None else (offset,) * src.count
+        return RasterInfo(
+            path=path,
+            crs=src.crs,
+            transform=src.transform,
+            width=src.width,
+            height=src.height,
+            count=src.count,
+            dtype=src.dtypes[0],
+            nodata=src.nodata if nodata is None else nodata,
+            scales=scales,
+            offsets=offsets,
+            wavelengths_nm=wl,
+            wavelength_source=source,
+            block_shape=tuple(src.block_shapes[0]),  # type: ignore[arg-type]
+            driver=src.driver,
+        )
+
+
+def footprint_bounds(info: RasterInfo) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of the raster grid in its own CRS."""
+    west, south, east, north = rasterio.transform.array_bounds(info.height, info.width, info.transform)
+    return float(west), float(south), float(east), float(north)
+
+
+def window_shape(info: RasterInfo, budget_bytes: int = WINDOW_BUDGET_BYTES) -> tuple[int, int]:
+    """Read-window size in pixels: whole native blocks, stacked row-wise up to the byte budget.
+
+    Tiled rasters read tile by tile; striped ones (ENVI lines, GeoTIFF strips)
+    read many lines at once, since a one-line read per point would be slow.
+    """
+    block_h, block_w = info.block_shape
+    pixel_bytes = info.count * np.dtype(info.dtype).itemsize
+    block_bytes = max(block_h * block_w * pixel_bytes, 1)
+    stack = max(1, budget_bytes // block_bytes)
+    if block_w >= info.width:  # striped: stack lines up to the budget
+        return min(info.height, block_h * stack), info.width
+    return block_h, block_w
+
+
+@dataclass(frozen=True)
+class PixelValues:
+    """Raw band values at points that fall inside the raster grid."""
+
+    inside: np.ndarray  # bool [n_points]: point lies on the raster grid
+    values: np.ndarray  # [n_points, bands] raw dtype, zero where not inside
+
+
+def pixel_indices(info: RasterInfo, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (row, col) of points given in the raster's CRS (may be out of range)."""
+    inverse = ~info.transform
+    col_f = inverse.a * x + inverse.b * y + inverse.c
+    row_f = inverse.d * x + inverse.e * y + inverse.f
+    with np.errstate(invalid="ignore"):
+        return np.floor(row_f).astype(np.int64), np.floor(col_f).astype(np.int64)
+
+
+def read_pixels(
+    info: RasterInfo,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    budget_bytes: int = WINDOW_BUDGET_BYTES,
+    on_window: Callable[[int, int], None] | None = None,
+) -> PixelValues:
+    """Gather every band at (row, col) pixels, reading only the windows that hold points."""
+    n = rows.size
+    inside = (rows >= 0) & (rows < info.height) & (cols >= 0) & (cols < info.width)
+    values = np.zeros((n, info.count), dtype=np.dtype(info.dtype))
+    idx = np.flatnonzero(inside)
+    if idx.size == 0:
+        return PixelValues(inside=inside, values=values)
+    win_h, win_w = window_shape(info, budget_bytes)
+    n_win_cols = math.ceil(info.width / win_w)
+    win_id = (rows[idx] // win_h) * n_win_cols + cols[idx] // win_w
+    order = np.argsort(win_id, kind="stable")
+    idx, win_id = idx[order], win_id[order]
+    uniq, starts = np.unique(win_id, return_index=True)
+    ends = np.append(starts[1:], idx.size)
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        rasterio.open(info.path) as src,
+    ):
+        for k, (wid, lo, hi) in enumerate(zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=True)):
+            r0 = (wid // n_win_cols) * win_h
+            c0 = (wid % n_win_cols) * win_w
+            window = Window(c0, r0, min(win_w, info.width - c0), min(win_h, info.height - r0))
+            block = src.read(window=window)  # [bands, h, w]
+            members = idx[lo:hi]
+            values[members] = block[:, rows[members] - r0, cols[members] - c0].T
+            if on_window is not None:
+                on_window(k + 1, uniq.size)
+    return PixelValues(inside=inside, values=values)

@@ -1,0 +1,91 @@
+"""Seeded, vectorised random point sampling inside and outside polygons.
+
+A rejection sampler: candidates are drawn uniformly in each polygon's bounding
+box and kept with one vectorised ``shapely.contains_xy`` call per round, so the
+work is a handful of numpy passes whatever the number of polygons.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+_MAX_ROUNDS = 200
+
+
+def points_in_polygons(
+    geoms: np.ndarray, counts: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``counts[i]`` uniform points strictly inside ``geoms[i]``.
+
+    Returns (x, y, owner) with points grouped by owner in input order.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    bounds = shapely.bounds(geoms)
+    bbox_area = np.maximum((bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1]), 1e-12)
+    fill = np.clip(shapely.area(geoms) / bbox_area, 1e-3, 1.0)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    remaining = counts.copy()
+    for _ in range(_MAX_ROUNDS):
+        todo = np.flatnonzero(remaining > 0)
+        if todo.size == 0:
+            break
+        draws = np.ceil(remaining[todo] / fill[todo] * 1.25).astype(np.int64) + 4
+        owner = np.repeat(todo, draws)
+        b = bounds[owner]
+        x = b[:, 0] + rng.random(owner.size) * (b[:, 2] - b[:, 0])
+        y = b[:, 1] + rng.random(owner.size) * (b[:, 3] - b[:, 1])
+        ok = shapely.contains_xy(geoms[owner], x, y)
+        x, y, owner = x[ok], y[ok], owner[ok]
+        # keep the first `remaining` hits of each owner (owner is sorted, so rank within group)
+        first = np.searchsorted(owner, owner, side="left")
+        rank = np.arange(owner.size) - first
+        take = rank < remaining[owner]
+        xs.append(x[take])
+        ys.append(y[take])
+        owners.append(owner[take])
+        np.subtract.at(remaining, owner[take], 1)
+    if (remaining > 0).any():
+        bad = np.flatnonzero(remaining > 0)[:5].tolist()
+        raise RuntimeError(f"rejection sampling did not converge for polygons {bad}")
+    x_all, y_all, o_all = np.concatenate(xs), np.concatenate(ys), np.concatenate(owners)
+    order = np.argsort(o_all, kind="stable")
+    return x_all[order], y_all[order], o_all[order]
+
+
+def points_outside(
+    region: shapely.Geometry, exclude: shapely.Geometry, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``count`` uniform points in ``region`` that do not touch ``exclude``."""
+    shapely.prepare(exclude)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    need = count
+    minx, miny, maxx, maxy = region.bounds
+    for _ in range(_MAX_ROUNDS):
+        if need <= 0:
+            break
+        n = int(need * 1.5) + 16
+        x = minx + rng.random(n) * (maxx - minx)
+        y = miny + rng.random(n) * (maxy - miny)
+        ok = shapely.contains_xy(region, x, y) & ~shapely.intersects_xy(exclude, x, y)
+        x, y = x[ok][:need], y[ok][:need]
+        xs.append(x)
+        ys.append(y)
+        need -= x.size
+    if need > 0:
+        raise RuntimeError("background sampling did not converge: the region is (almost) all polygons")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def cap_indices(groups: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices (sorted) keeping at most ``cap`` random members of each group value."""
+    keep: list[np.ndarray] = []
+    for value in np.unique(groups):
+        members = np.flatnonzero(groups == value)
+        if members.size > cap:
+            members = np.sort(rng.choice(members, size=cap, replace=False))
+        keep.append(members)
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,179 @@
+"""Check a published store against its on-disk contract (docs/format.md).
+
+``validate_store`` returns the list of problems found (empty when the store is
+valid); ``emin validate`` prints them and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from pipeline.errors import ContractViolation, MissingInputError
+from pipeline.store import open_store
+
+HSI_REQUIRED_ATTRS = (
+    "schema_version",
+    "crs",
+    "class_names",
+    "modalities",
+    "sensor_types",
+    "parameters",
+    "code_version",
+    "input_checksums",
+    "table1_counts",
+    "modality_count_histogram",
+    "n_samples",
+    "n_rejected",
+)
+HSI_COORDS = {
+    "sample_id": "i",
+    "x": "f",
+    "y": "f",
+    "label": "i",
+    "fold": "i",
+    "polygon_id": "i",
+}
+SENSOR_RANGES_NM = {"VNIR": (350.0, 1100.0), "SWIR": (850.0, 2600.0)}
+
+
+def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
+    """Every violation of the HSI sample-dataset contract in ``ds`` (loaded in memory)."""
+    problems: list[str] = []
+    missing = [a for a in HSI_REQUIRED_ATTRS if a not in ds.attrs]
+    if missing:
+        return [f"missing attrs {missing}"]
+    if "sample" not in ds.dims:
+        return ["no `sample` dimension"]
+    n = ds.sizes["sample"]
+    for name, kind in HSI_COORDS.items():
+        if name not in ds.coords:
+            problems.append(f"missing coord {name!r}")
+        elif ds[name].dims != ("sample",) or ds[name].dtype.kind != kind:
+            problems.append(f"coord {name!r} must be ({kind}) along sample, got {ds[name].dtype} {ds[name].dims}")
+    if "label_name" not in ds.coords:
+        problems.append("missing coord 'label_name'")
+    if problems:
+        return problems
+    classes = list(ds.attrs["class_names"])
+    modalities = list(ds.attrs["modalities"])
+    params = ds.attrs["parameters"]
+    lo, hi = params["clip_range"]
+    n_folds = int(params["n_folds"])
+    label = ds["label"].values
+    if len(np.unique(ds["sample_id"].values)) != n:
+        problems.append("sample_id is not unique")
+    if not (np.isfinite(ds["x"].values).all() and np.isfinite(ds["y"].values).all()):
+        problems.append("x/y hold non-finite values")
+    if label.size and (label.min() < 0 or label.max() >= len(classes)):
+        problems.append(f"label outside [0, {len(classes)})")
+    elif not np.array_equal(np.asarray(classes, dtype=object)[label], ds["label_name"].values.astype(object)):
+        problems.append("label_name does not match class_names[label]")
+    fold = ds["fold"].values
+    if fold.size and (fold.min() < 1 or fold.max() > n_folds):
+        problems.append(f"fold outside 1..{n_folds}")
+    background = params.get("background_class", "background")
+    is_bg = ds["label_name"].values.astype(object) == background
+    if not np.array_equal(is_bg, ds["polygon_id"].values == -1):
+        problems.append("polygon_id must be -1 exactly for background samples")
+    for value in np.unique(label):
+        per_fold = np.bincount(fold[label == value], minlength=n_folds + 1)[1:]
+        if per_fold.max() - per_fold.min() > 1:
+            problems.append(f"folds not stratified for class {classes[value]!r}: {per_fold.tolist()}")
+    problems += _check_modalities(ds, modalities, lo, hi)
+    if rejects is None:
+        problems.append("no `rejects` group")
+    else:
+        if rejects.sizes.get("reject", 0) != int(ds.attrs["n_rejected"]):
+            problems.append("rejects table size differs from attrs n_rejected")
+        if np.intersect1d(rejects["sample_id"].values, ds["sample_id"].values).size:
+            problems.append("a sample_id is both in the dataset and in rejects")
+    if int(ds.attrs["n_samples"]) != n:
+        problems.append(f"attrs n_samples={ds.attrs['n_samples']} but the store holds {n}")
+    return problems
+
+
+def _check_modalities(ds: xr.Dataset, modalities: list[str], lo: float, hi: float) -> list[str]:
+    """Per-modality variables, wavelengths, presence mask and Table 1 consistency."""
+    problems: list[str] = []
+    if "present" not in ds or ds["present"].dims != ("sample", "modality") or ds["present"].dtype != bool:
+        return ["`present` must be bool (sample, modality)"]
+    if [str(v) for v in ds["modality"].values] != modalities:
+        problems.append("modality coord differs from attrs['modalities']")
+        return problems
+    present = ds["present"].values
+    if present.size and not present.any(axis=1).all():
+        problems.append("some samples are present in no modality (they belong in rejects)")
+    table1 = ds.attrs["table1_counts"]
+    classes = list(ds.attrs["class_names"])
+    label = ds["label"].values
+    for j, m in enumerate(modalities):
+        band = f"band_{m}"
+        if m not in ds:
+            problems.append(f"missing data var {m!r}")
+            continue
+        var = ds[m]
+        if var.dims != ("sample", band) or var.dtype != np.float32:
+            problems.append(f"{m!r} must be float32 (sample, {band}), got {var.dtype} {var.dims}")
+            continue
+        values = var.values
+        nan_rows = np.isnan(values).all(axis=1)
+        any_nan = np.isnan(values).any(axis=1)
+        if not np.array_equal(nan_rows, ~present[:, j]) or not np.array_equal(any_nan, nan_rows):
+            problems.append(f"{m!r}: NaN rows must be exactly the samples where present is False")
+        finite = values[present[:, j]]
+        if finite.size and (finite.min() < lo or finite.max() > hi):
+            problems.append(f"{m!r}: values outside the clip range [{lo}, {hi}]")
+        wl_name = f"wavelength_{m}"
+        sensor = ds.attrs["sensor_types"].get(m)
+        if wl_name not in ds.coords or ds[wl_name].dims != (band,):
+            problems.append(f"missing coord {wl_name!r} on {band}")
+        elif sensor in SENSOR_RANGES_NM:
+            w_lo, w_hi = SENSOR_RANGES_NM[sensor]
+            wl = ds[wl_name].values
+            if wl.min() < w_lo or wl.max() > w_hi:
+                problems.append(f"{wl_name} spans {wl.min():.0f}–{wl.max():.0f} nm, outside {sensor} {w_lo}–{w_hi}")
+        else:
+            problems.append(f"sensor type of {m!r} must be VNIR or SWIR, got {sensor!r}")
+        for i, c in enumerate(classes):
+            stored = int(np.sum(present[label == i, j]))
+            if table1.get(c, {}).get(m) != stored:
+                problems.append(f"table1_counts[{c!r}][{m!r}] != {stored} samples in the store")
+    return problems
+
+
+VALIDATORS: dict[str, Callable[[Path], list[str]]] = {}
+
+
+def _validate_hsi_path(path: Path) -> list[str]:
+    ds = open_store(path).load()
+    try:
+        rejects: xr.Dataset | None = open_store(path, group="rejects").load()
+    except (FileNotFoundError, KeyError, OSError):
+        rejects = None
+    return validate_hsi(ds, rejects)
+
+
+VALIDATORS["hsi_samples"] = _validate_hsi_path
+
+
+def validate_store(path: str | Path) -> list[str]:
+    """Problems with the store at ``path``, dispatched on its ``emin_kind`` attribute."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError("no store at this path", path=path, fix="check the path printed by the curate run")
+    attrs = open_store(path).attrs
+    kind = attrs.get("emin_kind")
+    if kind not in VALIDATORS:
+        return [f"unknown emin_kind {kind!r}; known kinds: {sorted(VALIDATORS)}"]
+    return VALIDATORS[str(kind)](path)
+
+
+def check_store(path: str | Path) -> None:
+    """Raise :class:`ContractViolation` listing every problem, if any."""
+    problems = validate_store(path)
+    if problems:
+        raise ContractViolation(path, problems)
