@@ -48,7 +48,8 @@ def _as_mbd(preds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"preds must be [M, B, D] or [M, B], got shape {tuple(preds.shape)}")
     mask = mask.to(device=preds.device, dtype=torch.bool)
     if mask.shape != preds.shape[:2]:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match preds [M, B] {tuple(preds.shape[:2])}")
+        shape = (tuple(mask.shape), tuple(preds.shape[:2]))
+        raise ValueError(f"mask shape {shape[0]} does not match preds [M, B] {shape[1]}")
     return preds, mask
 
 
@@ -195,7 +196,7 @@ class EventCentres(NamedTuple):
     lat: Tensor  # [E] centre latitude (same unit as the input)
     lon: Tensor  # [E] centre longitude, wrapped to [-180, 180) deg or [-π, π) rad
     inverse: Tensor  # [B] event index (0..E-1, sorted by event id) of each trace
-    count: Tensor  # [E] number of traces that entered each centre
+    n_members: Tensor  # [E] number of traces that entered each centre
     event_ids: Tensor  # [E] the sorted unique event ids
 
 
@@ -237,9 +238,10 @@ def event_centres(
     seg = _segment_median if centre == "median" else _segment_mean
     c_lat = seg(lat_r, sel, g)
     c_lon = _wrap_pi(ref + seg(rel, sel, g))
-    count = torch.zeros(g.n_events, dtype=torch.long, device=lat.device).scatter_add(0, g.inverse, sel.long())
+    n_members = torch.zeros(g.n_events, dtype=torch.long, device=lat.device)
+    n_members = n_members.scatter_add(0, g.inverse, sel.long())
     ids = torch.unique(event_ids)
-    return EventCentres(c_lat / scale, c_lon / scale, g.inverse, count, ids)
+    return EventCentres(c_lat / scale, c_lon / scale, g.inverse, n_members, ids)
 
 
 def _safe_sqrt(x: Tensor) -> Tensor:
@@ -294,14 +296,14 @@ def seismic_emin(
     if is_teacher is None:
         c = event_centres(lat_r, lon_r, event_ids, centre=centre, degrees=False)
         members = torch.ones_like(lat_r, dtype=torch.bool)
-        valid_event = c.count >= 2
+        valid_event = c.n_members >= 2
         c_lat, c_lon = c.lat, c.lon
     else:
         teach = is_teacher.to(device=lat.device, dtype=torch.bool)
         c = event_centres(lat_r, lon_r, event_ids, select=teach, centre=centre, degrees=False)
         members = ~teach
-        n_student = torch.zeros_like(c.count).scatter_add(0, c.inverse, members.long())
-        valid_event = (c.count >= 1) & (n_student >= 1)
+        n_student = torch.zeros_like(c.n_members).scatter_add(0, c.inverse, members.long())
+        valid_event = (c.n_members >= 1) & (n_student >= 1)
         c_lat, c_lon = c.lat.detach(), c.lon.detach()
     use = members & valid_event[c.inverse]
     zero = torch.zeros((), dtype=lat_r.dtype, device=lat_r.device)
@@ -322,8 +324,8 @@ def seismic_emin(
         angle = 2.0 * torch.asin(_safe_sqrt(h))
         sq = angle * angle
     sq = torch.where(use, sq, zero)
-    total = torch.zeros(c.count.shape[0], dtype=lat_r.dtype, device=lat_r.device)
+    total = torch.zeros(c.n_members.shape[0], dtype=lat_r.dtype, device=lat_r.device)
     total = total.scatter_add(0, c.inverse, sq)
-    n_use = torch.zeros_like(c.count).scatter_add(0, c.inverse, use.long())
+    n_use = torch.zeros_like(c.n_members).scatter_add(0, c.inverse, use.long())
     per_event = total / n_use.clamp(min=1).to(lat_r.dtype)
     return _reduce(per_event, valid_event, reduction)

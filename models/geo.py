@@ -147,4 +147,3 @@ def location_from_prediction(
     s_lat, s_lon, dist, s, c = _tensors(station_lat_deg, station_lon_deg, dist_km, sin_baz, cos_baz)
     theta = _safe_atan2(s, c)
     return destination(s_lat, s_lon, torch.rad2deg(theta), dist, radius_km)
-

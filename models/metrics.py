@@ -14,6 +14,7 @@ each sample, then argmax.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -186,7 +187,8 @@ def location_error_km(
 def _seis_stats(dist_err: np.ndarray, baz_err: np.ndarray, loc_err: np.ndarray) -> dict[str, float]:
     """Median and mean of the three error kinds (NaN when empty)."""
     out: dict[str, float] = {"n": float(dist_err.size)}
-    for key, arr in (("distance_error_km", dist_err), ("baz_error_deg", baz_err), ("location_error_km", loc_err)):
+    kinds = (("distance_error_km", dist_err), ("baz_error_deg", baz_err), ("location_error_km", loc_err))
+    for key, arr in kinds:
         out[f"{key}_median"] = float(np.median(arr)) if arr.size else math.nan
         out[f"{key}_mean"] = float(np.mean(arr)) if arr.size else math.nan
     return out
@@ -255,12 +257,12 @@ def seismic_metrics(
             str(k): _seis_stats(dist_err[st == k], baz_err[st == k], loc_err[st == k]) for k in np.unique(st)
         }
     edges = [float(e) for e in distance_bins_km]
-    if any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=True)):
+    if any(b <= a for a, b in itertools.pairwise(edges)):
         raise ValueError("distance_bins_km must be strictly increasing")
     td = t_dist.cpu().numpy()
     result["by_distance_bin"] = {
         _bin_label(lo, hi): _seis_stats(dist_err[sel], baz_err[sel], loc_err[sel])
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        for lo, hi in itertools.pairwise(edges)
         for sel in [(td >= lo) & (td < hi)]
     }
     if event_ids is not None:

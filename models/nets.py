@@ -12,8 +12,10 @@ shape ``[M, B, C]``) and **must be masked downstream** (the EMIN losses and
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,7 +44,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     are left unchanged when fewer than two rows are present.
     """
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Normalise ``x`` ``[N, C]``; ``mask`` ``[N]`` bool selects the rows that define the statistics."""
         use_batch_stats = self.training or self.running_mean is None
         if mask is None or not use_batch_stats:
@@ -81,10 +83,8 @@ class _MLPBody(nn.Module):
     def __init__(self, in_dim: int, hidden: Sequence[int], *, dropout: float, batchnorm: bool) -> None:
         super().__init__()
         dims = [in_dim, *hidden]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-        self.norms = nn.ModuleList(
-            MaskedBatchNorm1d(b) if batchnorm else nn.Identity() for b in dims[1:]
-        )
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.norms = nn.ModuleList(MaskedBatchNorm1d(b) if batchnorm else nn.Identity() for b in dims[1:])
         self.drop = nn.Dropout(dropout)
         self.out_dim = dims[-1]
 
@@ -189,9 +189,8 @@ class PerModalityMLPs(nn.Module):
         xs = _ordered(inputs, self.names)
         if len(xs) != len(self.nets):
             raise ValueError(f"expected {len(self.nets)} modality inputs, got {len(xs)}")
-        outs = [
-            net(x, None if mask is None else mask[i]) for i, (net, x) in enumerate(zip(self.nets, xs, strict=True))
-        ]
+        masks = [None] * len(xs) if mask is None else list(mask.unbind(0))
+        outs = [net(x, m) for net, x, m in zip(self.nets, xs, masks, strict=True)]
         return torch.stack(outs, dim=0)
 
 

@@ -136,7 +136,8 @@ def flat_grad(loss: Tensor, params: Iterable[Tensor], *, retain_graph: bool = Tr
     if not ps:
         raise ValueError("no parameter requires grad")
     grads = torch.autograd.grad(loss, ps, retain_graph=retain_graph, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(ps, grads, strict=True)])
+    flat = [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(ps, grads, strict=True)]
+    return torch.cat(flat)
 
 
 def _normaliser(g: Tensor, loss: Tensor | float | None, normalization: Normalization) -> Tensor:

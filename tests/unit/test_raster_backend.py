@@ -1,0 +1,67 @@
+"""Block-wise extraction equals rasterio's own per-point sample(); metadata errors are clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from scenes import ORIGIN, write_raster
+
+from pipeline.backends.raster import open_raster_info, pixel_indices, read_pixels, window_shape
+from pipeline.errors import MissingInputError, WavelengthError
+
+
+@pytest.mark.parametrize(("driver", "name"), [("GTiff", "r.tif"), ("ENVI", "r.img")])
+@pytest.mark.parametrize("budget", [1_000, 64 * 1024 * 1024])
+def test_read_pixels_matches_rasterio_sample(tmp_path: Path, driver: str, name: str, budget: int) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(7, 53, 61)).astype(np.float32)
+    path = write_raster(tmp_path / name, data, origin=ORIGIN, res=2.0, wavelengths=np.arange(7) + 500.0, driver=driver)
+    info = open_raster_info(path)
+    x = ORIGIN[0] + rng.uniform(-10, 61 * 2 + 10, size=700)
+    y = ORIGIN[1] - rng.uniform(-10, 53 * 2 + 10, size=700)
+    rows, cols = pixel_indices(info, x, y)
+    got = read_pixels(info, rows, cols, budget_bytes=budget)
+    with rasterio.open(path) as src:
+        inside_ref = np.array([src.index(a, b)[0] in range(53) and src.index(a, b)[1] in range(61) for a, b in zip(x, y, strict=True)])
+        ref = np.array(list(src.sample(zip(x[inside_ref], y[inside_ref], strict=True))))
+    assert np.array_equal(got.inside, inside_ref)
+    assert np.array_equal(got.values[got.inside], ref)
+
+
+def test_window_shape_stacks_strips_but_keeps_tiles(tmp_path: Path) -> None:
+    data = np.zeros((3, 64, 64), dtype=np.float32)
+    tif = write_raster(tmp_path / "t.tif", data, origin=ORIGIN, res=1.0, wavelengths=np.arange(3) + 500.0)
+    envi = write_raster(tmp_path / "e.img", data, origin=ORIGIN, res=1.0, wavelengths=np.arange(3) + 500.0, driver="ENVI")
+    assert window_shape(open_raster_info(tif)) == (16, 16)
+    assert window_shape(open_raster_info(envi), budget_bytes=3 * 4 * 64 * 8) == (8, 64)
+
+
+def test_wavelengths_from_envi_header_in_micrometres(tmp_path: Path) -> None:
+    data = np.zeros((3, 4, 4), dtype=np.float32)
+    path = write_raster(
+        tmp_path / "e.img", data, origin=ORIGIN, res=1.0, wavelengths=np.array([0.9, 1.5, 2.4]), units="Micrometers", driver="ENVI"
+    )
+    info = open_raster_info(path)
+    assert info.wavelengths_nm.tolist() == pytest.approx([900.0, 1500.0, 2400.0])
+    assert info.wavelength_source == "envi_header"
+
+
+def test_missing_wavelengths_is_a_clear_error(tmp_path: Path) -> None:
+    path = write_raster(tmp_path / "n.tif", np.zeros((2, 4, 4), np.float32), origin=ORIGIN, res=1.0)
+    with pytest.raises(WavelengthError, match="n.tif.*no band wavelength.*\n.*fix: add `wavelengths_nm"):
+        open_raster_info(path)
+    assert open_raster_info(path, wavelengths_nm=[500.0, 600.0]).wavelength_source == "catalog"
+
+
+def test_wavelength_count_mismatch(tmp_path: Path) -> None:
+    path = write_raster(tmp_path / "n.tif", np.zeros((2, 4, 4), np.float32), origin=ORIGIN, res=1.0)
+    with pytest.raises(WavelengthError, match="3 wavelengths for 2 bands"):
+        open_raster_info(path, wavelengths_nm=[500.0, 600.0, 700.0])
+
+
+def test_missing_raster(tmp_path: Path) -> None:
+    with pytest.raises(MissingInputError, match="nope.tif"):
+        open_raster_info(tmp_path / "nope.tif")
