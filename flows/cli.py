@@ -7,26 +7,26 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Any  # noqa: E402
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
 
-import typer  # noqa: E402
-import yaml  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
 
-from pipeline.errors import EminError  # noqa: E402
+from pipeline.errors import EminError
 
 app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
 synth_app = typer.Typer(help="Generate synthetic demo inputs in real file formats.")
 curate_app = typer.Typer(help="Curate raw inputs into a published Zarr dataset.")
 app.add_typer(synth_app, name="synth")
 app.add_typer(curate_app, name="curate")
-console = Console(stderr=True)
-out_console = Console()
+console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -118,7 +118,9 @@ def curate_hsi(
         fail("give either --entry NAME (catalog) or --polygons with --raster/--sensor/--out")
     try:
         if entry is not None:
-            inputs, params, target = resolve_job(entry, str(catalog), None, None, None if out is None else str(out))
+            inputs, params, target = resolve_job(
+                entry, str(catalog), None, None, None if out is None else str(out)
+            )
         else:
             if out is None:
                 fail("--out is required with --polygons")

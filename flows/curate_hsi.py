@@ -8,15 +8,19 @@ Table-1 artifact.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import xarray as xr
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 
 from pipeline import hsi
+from pipeline.errors import EminError
 from pipeline.spectral import Transmission
 from pipeline.vector import PolygonReport
 from schemas.catalog import load_catalog
@@ -25,7 +29,26 @@ from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 IO_RETRIES = 2
 
 
-@task(name="load-polygons", retries=IO_RETRIES, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry I/O hiccups, not bad input: an :class:`EminError` will fail the same way again."""
+    try:
+        state.result()
+    except EminError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+IO = {
+    "retries": IO_RETRIES,
+    "retry_delay_seconds": 2,
+    "retry_condition_fn": retry_transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="load-polygons", **IO)
 def load_polygons_task(
     inputs: HSIInputs, params: HSICurationParams
 ) -> tuple[gpd.GeoDataFrame, PolygonReport, Transmission | None]:
@@ -46,13 +69,7 @@ def sample_points_task(
     return points
 
 
-@task(
-    name="extract-raster",
-    task_run_name="extract-{spec.name}",
-    retries=IO_RETRIES,
-    retry_delay_seconds=2,
-    cache_policy=NO_CACHE,
-)
+@task(name="extract-raster", task_run_name="extract-{spec.name}", **IO)
 def extract_task(
     spec: RasterSpec,
     points: hsi.SampledPoints,
@@ -84,7 +101,7 @@ def assemble_task(
     return hsi.assemble_dataset(points, extractions, params, provenance=hsi.provenance_for(inputs))
 
 
-@task(name="publish", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="publish", **{**IO, "retries": 1})
 def publish_task(ds: xr.Dataset, rejects: xr.Dataset, out: Path, chunk: int) -> Path:
     """Atomic write of the store and its rejects group."""
     return hsi.write_hsi_store(ds, rejects, out, chunk=chunk)

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import geopandas as gpd
@@ -228,9 +229,7 @@ def _table1(
     """Samples per class and modality (the report's Table 1)."""
     counts = np.zeros((len(class_names), len(modalities)), dtype=np.int64)
     np.add.at(counts, labels, present.astype(np.int64))
-    return {
-        c: {m: int(counts[i, j]) for j, m in enumerate(modalities)} for i, c in enumerate(class_names)
-    }
+    return {c: {m: int(counts[i, j]) for j, m in enumerate(modalities)} for i, c in enumerate(class_names)}
 
 
 def assemble_dataset(
@@ -259,7 +258,11 @@ def assemble_dataset(
         "y": (("sample",), points.y[kept], {"units": "m", "description": "northing, working CRS"}),
         "label": (("sample",), labels, {"description": "index into attrs['class_names']"}),
         "label_name": (("sample",), points.label_name[kept].astype(str), {}),
-        "fold": (("sample",), folds, {"description": f"1..{params.n_folds}; {params.n_folds} is the test fold"}),
+        "fold": (
+            ("sample",),
+            folds,
+            {"description": f"1..{params.n_folds}; {params.n_folds} is the test fold"},
+        ),
         "polygon_id": (("sample",), points.polygon_id[kept], {"description": "-1 for background"}),
         "modality": (("modality",), np.array(modalities, dtype=str), {}),
     }
@@ -271,7 +274,11 @@ def assemble_dataset(
             {"units": "reflectance", "sensor": e.sensor, "description": "NaN where absent"},
         )
         coords[f"wavelength_{e.name}"] = ((band,), e.wavelengths_nm.astype(np.float64), {"units": "nm"})
-        coords[f"source_band_{e.name}"] = ((band,), e.source_band.astype(np.int32), {"description": "1-based"})
+        coords[f"source_band_{e.name}"] = (
+            (band,),
+            e.source_band.astype(np.int32),
+            {"description": "1-based"},
+        )
     data_vars["present"] = (("sample", "modality"), present, {"description": "modality observed the sample"})
 
     counts_hist = np.bincount(present_all.sum(axis=1), minlength=len(modalities) + 1)
@@ -321,7 +328,9 @@ def _rejects_table(
     st = status[gone]
     reason = np.where((st == OUTSIDE).all(axis=1), "outside_all_footprints", "no_valid_pixel")
     names = np.array([STATUS_NAMES[s] for s in range(4)], dtype=object)
-    detail = [";".join(f"{m}={names[s]}" for m, s in zip(modalities, row, strict=True)) for row in st.tolist()]
+    detail = [
+        ";".join(f"{m}={names[s]}" for m, s in zip(modalities, row, strict=True)) for row in st.tolist()
+    ]
     return xr.Dataset(
         {
             "sample_id": ("reject", gone.astype(np.int64)),
@@ -372,7 +381,7 @@ def write_hsi_store(ds: xr.Dataset, rejects: xr.Dataset, out: str | Path, *, chu
 def table1_frame(ds: xr.Dataset) -> pd.DataFrame:
     """Table 1 (samples per class and modality) with totals and % missing, from store attrs."""
     table = pd.DataFrame(ds.attrs["table1_counts"]).T
-    table = table[list(ds.attrs["modalities"])]
+    table = table[list(ds.attrs["modalities"])].astype(np.float64)
     table.loc["Total"] = table.sum()
     missing = pd.Series(ds.attrs["modality_percent_missing"])[table.columns]
     table.loc["% Missing"] = missing
@@ -393,13 +402,10 @@ def curate_hsi(
     polygons, report = load_polygons(inputs, params)
     points = sample_points(polygons, params, report)
     tick("polygons", 1, 1)
-    extractions = []
-    for spec in inputs.rasters:
-        extractions.append(
-            extract_modality(
-                spec, points, params, transmission, on_window=lambda d, t, n=spec.name: tick(f"extract {n}", d, t)
-            )
-        )
+    extractions = [
+        extract_modality(spec, points, params, transmission, on_window=partial(tick, f"extract {spec.name}"))
+        for spec in inputs.rasters
+    ]
     ds, rejects = assemble_dataset(points, extractions, params, provenance=provenance_for(inputs))
     path = write_hsi_store(ds, rejects, out, chunk=params.sample_chunk)
     tick("publish", 1, 1)

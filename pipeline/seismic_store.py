@@ -31,7 +31,7 @@ import xarray as xr
 import zarr
 from numpy.dtypes import StringDType
 
-from pipeline.backends.waveforms import Reject, SeismicMetadata, Segment, extract_segments, load_metadata
+from pipeline.backends.waveforms import Reject, Segment, SeismicMetadata, extract_segments, load_metadata
 from pipeline.checksums import file_sha256
 from pipeline.errors import ContractViolation, InputError, PublishError
 from pipeline.seismic import (
@@ -46,7 +46,14 @@ from pipeline.seismic import (
 )
 from pipeline.store import ZARR_FORMAT, compressor, open_store
 from pipeline.version import code_version
-from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SCHEMA_VERSION, SeismicCurationParams, SeismicInputs
+from schemas.seismic import (
+    DATA_SHAPING_PARAMS,
+    EMIN_KIND,
+    SCHEMA_VERSION,
+    SeismicCurationParams,
+    SeismicInputs,
+    as_str,
+)
 
 REJECT_COLUMNS = ("trace_id", "reason", "detail", "source_file")
 
@@ -61,6 +68,7 @@ class TraceBatch:
     freq_hz: np.ndarray
     time_s: np.ndarray
     timings_s: dict[str, float] = field(default_factory=dict)
+    n_skipped: int = 0
 
     @property
     def n(self) -> int:
@@ -75,16 +83,56 @@ def metadata_for(inputs: SeismicInputs, params: SeismicCurationParams) -> Seismi
     return load_metadata(inputs.inventory, inputs.events, inputs.picks, tt)
 
 
-def process_segments(
-    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray, dict[str, float]]:
-    """Resample, rotate, detrend/taper/filter, window and spectrogram many segments, batched."""
-    import time
+def windowed_samples(
+    segments: Sequence[Segment], params: SeismicCurationParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed ZNE windows [n, 3, n_frames*nperseg] float64 and the valid-channel mask [n, 3].
 
+    Batched: resample per input rate (polyphase), rotate 3C data to ZNE with the inventory
+    orientations, linear detrend + taper + zero-phase band-pass over the window padded by
+    ``margin_s``, then cut the window. N/E of 1C sensors stay exactly zero (mask False).
+    """
     fs = params.sampling_rate_hz
     n_total = round((params.window_s + 2 * params.margin_s) * fs)
     i_win = round(params.margin_s * fs)
     n_win = params.n_frames * params.nperseg
+    data = np.zeros((len(segments), 3, n_total), dtype=np.float64)
+    by_rate: dict[float, list[int]] = {}
+    for i, s in enumerate(segments):
+        by_rate.setdefault(s.rate, []).append(i)
+    for rate, idx in by_rate.items():
+        stack = np.stack([segments[i].data for i in idx])
+        res = resample_batch(stack, rate, fs)
+        m = min(res.shape[-1], n_total)
+        data[idx, :, :m] = res[..., :m]
+    three = np.array([s.sensor_type == "3C" for s in segments], dtype=bool)
+    if three.any():
+        az = np.stack([segments[int(i)].azimuth for i in np.flatnonzero(three)])
+        dip = np.stack([segments[int(i)].dip for i in np.flatnonzero(three)])
+        data[three] = rotate_to_zne(data[three], az, dip)
+    valid = np.ones((len(segments), 3), dtype=bool)
+    valid[~three, 1:] = False
+    out = np.zeros((len(segments), 3, n_win), dtype=np.float64)
+    if valid.any():
+        proc = preprocess_batch(
+            data[valid],
+            fs,
+            freqmin_hz=params.freqmin_hz,
+            freqmax_hz=params.freqmax_hz,
+            corners=params.filter_corners,
+            taper_fraction=params.taper_fraction,
+        )
+        out[valid] = proc[:, i_win : i_win + n_win]
+    return out, valid
+
+
+def process_segments(
+    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray, dict[str, float]]:
+    """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time."""
+    import time
+
+    fs = params.sampling_rate_hz
     n_freq = params.nperseg // 2 + 1
     out = np.zeros((len(segments), 3, n_freq, params.n_frames), dtype=np.float32)
     timings = {"preprocess": 0.0, "spectrogram": 0.0}
@@ -93,35 +141,10 @@ def process_segments(
     for start in range(0, len(segments), chunk):
         part = segments[start : start + chunk]
         t = time.perf_counter()
-        data = np.zeros((len(part), 3, n_total), dtype=np.float64)
-        by_rate: dict[float, list[int]] = {}
-        for i, s in enumerate(part):
-            by_rate.setdefault(s.rate, []).append(i)
-        for rate, idx in by_rate.items():
-            stack = np.stack([part[i].data for i in idx])
-            res = resample_batch(stack, rate, fs)
-            m = min(res.shape[-1], n_total)
-            data[idx, :, :m] = res[..., :m]
-        three = np.array([s.sensor_type == "3C" for s in part])
-        if three.any():
-            az = np.stack([part[i].azimuth for i in np.flatnonzero(three)])
-            dip = np.stack([part[i].dip for i in np.flatnonzero(three)])
-            data[three] = rotate_to_zne(data[three], az, dip)
-        valid = np.ones((len(part), 3), dtype=bool)
-        valid[~three, 1:] = False
-        rows = data[valid]  # [n_valid, n_total]
-        proc = preprocess_batch(
-            rows,
-            fs,
-            freqmin_hz=params.freqmin_hz,
-            freqmax_hz=params.freqmax_hz,
-            corners=params.filter_corners,
-            taper_fraction=params.taper_fraction,
-        )
-        window = proc[:, i_win : i_win + n_win]
+        window, valid = windowed_samples(part, params)
         timings["preprocess"] += time.perf_counter() - t
         t = time.perf_counter()
-        _, _, spec = batched_log_spectrogram(window, fs, nperseg=params.nperseg, eps=params.log_eps)
+        _, _, spec = batched_log_spectrogram(window[valid], fs, nperseg=params.nperseg, eps=params.log_eps)
         block = np.zeros((len(part), 3, n_freq, params.n_frames), dtype=np.float32)
         block[valid] = spec
         out[start : start + len(part)] = block
@@ -130,7 +153,9 @@ def process_segments(
     return out, table, freq, time_s, timings
 
 
-def segment_table(segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams) -> pd.DataFrame:
+def segment_table(
+    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams
+) -> pd.DataFrame:
     """Per-trace coordinates (labels from gps2dist_azimuth, station → event)."""
     ev = meta.events
     rows = np.array([s.event_row for s in segments], dtype=int)
@@ -161,7 +186,9 @@ def segment_table(segments: Sequence[Segment], meta: SeismicMetadata, params: Se
             "event_longitude": ev_lon,
             "event_depth_km": ev["depth_km"].to_numpy()[rows] if len(rows) else np.zeros(0),
             "event_magnitude": ev["magnitude"].to_numpy()[rows] if len(rows) else np.zeros(0),
-            "event_horizontal_error_km": ev["horizontal_error_km"].to_numpy()[rows] if len(rows) else np.zeros(0),
+            "event_horizontal_error_km": ev["horizontal_error_km"].to_numpy()[rows]
+            if len(rows)
+            else np.zeros(0),
             **labels,
             "p_arrival_time": ts(s.p_time_s for s in segments),
             "event_time": ts(ev["time_s"].to_numpy()[rows] if len(rows) else []),
@@ -172,22 +199,31 @@ def segment_table(segments: Sequence[Segment], meta: SeismicMetadata, params: Se
 
 
 def process_files(
-    paths: Sequence[str | Path], meta: SeismicMetadata, params: SeismicCurationParams
+    paths: Sequence[str | Path],
+    meta: SeismicMetadata,
+    params: SeismicCurationParams,
+    *,
+    skip_ids: set[str] | frozenset[str] = frozenset(),
 ) -> TraceBatch:
-    """Read a batch of waveform files and turn every usable station-event window into a spectrogram."""
+    """Read a batch of waveform files and turn every usable station-event window into a spectrogram.
+
+    Windows whose trace id is in ``skip_ids`` (already in the store) are not processed again.
+    """
     import time
 
     t = time.perf_counter()
     segments: list[Segment] = []
     rejects: list[Reject] = []
+    skipped = 0
     for p in paths:
         segs, rej = extract_segments(p, meta, params)
-        segments += segs
+        segments += [sg for sg in segs if sg.trace_id not in skip_ids]
+        skipped += len(segs) - sum(sg.trace_id not in skip_ids for sg in segs)
         rejects += rej
     t_read = time.perf_counter() - t
     spec, table, freq, time_s, timings = process_segments(segments, meta, params)
     timings["read"] = t_read
-    return TraceBatch(spec, table, rejects, freq, time_s, timings)
+    return TraceBatch(spec, table, rejects, freq, time_s, timings, n_skipped=skipped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,13 +278,15 @@ def _strings(values: Iterable[Any]) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=StringDType())
 
 
-def _batch_dataset(
-    spec: np.ndarray, table: pd.DataFrame, freq: np.ndarray, time_s: np.ndarray
-) -> xr.Dataset:
+def _batch_dataset(spec: np.ndarray, table: pd.DataFrame, freq: np.ndarray, time_s: np.ndarray) -> xr.Dataset:
     coords: dict[str, Any] = {
-        "channel": ("channel", np.array(CHANNELS, dtype=str)),
+        "channel": ("channel", _strings(CHANNELS)),
         "freq": ("freq", freq.astype(np.float32), {"units": "Hz"}),
-        "time": ("time", time_s.astype(np.float32), {"units": "s", "long_name": "frame centre relative to P"}),
+        "time": (
+            "time",
+            time_s.astype(np.float32),
+            {"units": "s", "long_name": "frame centre relative to P"},
+        ),
     }
     for col in table.columns:
         v = table[col].to_numpy()
@@ -289,7 +327,9 @@ class SeismicStoreWriter:
     use it to simulate a crash mid-append).
     """
 
-    def __init__(self, target: str | Path, params: SeismicCurationParams, *, hook: WriteHook | None = None) -> None:
+    def __init__(
+        self, target: str | Path, params: SeismicCurationParams, *, hook: WriteHook | None = None
+    ) -> None:
         self.target = Path(target).absolute()
         self.params = params
         self.hook = hook
@@ -303,13 +343,15 @@ class SeismicStoreWriter:
             ds = open_store(self.target)
             self.old_attrs = dict(ds.attrs)
             self._check_params(self.old_attrs.get("parameters", {}))
-            self.existing_ids = set(np.asarray(ds["trace_id"].values).astype(str).tolist())
-            ev = np.asarray(ds["event_id"].values).astype(str)
-            sp = np.asarray(ds["split"].values).astype(str)
+            self.existing_ids = set(as_str(ds["trace_id"].values).tolist())
+            ev = as_str(ds["event_id"].values)
+            sp = as_str(ds["split"].values)
             self.event_split = dict(zip(ev.tolist(), sp.tolist(), strict=True))
             rej = open_store(self.target, group="rejects")
-            cols = {c: np.asarray(rej[c].values).astype(str).tolist() for c in REJECT_COLUMNS}
-            self.old_rejects = [Reject(*vals) for vals in zip(*(cols[c] for c in REJECT_COLUMNS), strict=True)]
+            cols = {c: as_str(rej[c].values).tolist() for c in REJECT_COLUMNS}
+            self.old_rejects = [
+                Reject(*vals) for vals in zip(*(cols[c] for c in REJECT_COLUMNS), strict=True)
+            ]
         self.new_ids: set[str] = set()
         self.new_rejects: list[Reject] = []
         self.n_written = 0
@@ -348,6 +390,7 @@ class SeismicStoreWriter:
             if (r.trace_id, r.reason) not in known_rejects:
                 self.new_rejects.append(r)
                 known_rejects.add((r.trace_id, r.reason))
+        self.n_already_present += batch.n_skipped
         if batch.n == 0:
             return 0
         table = batch.table.reset_index(drop=True)
@@ -361,7 +404,12 @@ class SeismicStoreWriter:
                 key = (tid, "duplicate_trace_id")
                 if key not in known_rejects:
                     self.new_rejects.append(
-                        Reject(tid, "duplicate_trace_id", "trace id already taken in this ingest", table.at[i, "source_file"])
+                        Reject(
+                            tid,
+                            "duplicate_trace_id",
+                            "trace id already taken in this ingest",
+                            str(table.at[i, "source_file"]),
+                        )
                     )
                     known_rejects.add(key)
             else:
@@ -374,7 +422,9 @@ class SeismicStoreWriter:
         events = table["event_id"].astype(str).tolist()
         fresh = sorted({e for e in events if e not in self.event_split})
         for e, s in zip(
-            fresh, event_split(fresh, self.params.split_seed, self.params.split_fractions).tolist(), strict=True
+            fresh,
+            event_split(fresh, self.params.split_seed, self.params.split_fractions).tolist(),
+            strict=True,
         ):
             self.event_split[e] = s
         table["split"] = [self.event_split[e] for e in events]
@@ -434,7 +484,9 @@ class SeismicStoreWriter:
                     np.fft.rfftfreq(p.nperseg, 1 / p.sampling_rate_hz),
                     (np.arange(p.n_frames) * p.nperseg + p.nperseg / 2) / p.sampling_rate_hz - p.pre_p_s,
                 )
-                ds = _batch_dataset(empty.spectrogram, empty.table.assign(split=np.zeros(0, str)), empty.freq_hz, empty.time_s)
+                ds = _batch_dataset(
+                    empty.spectrogram, empty.table.assign(split=np.zeros(0, str)), empty.freq_hz, empty.time_s
+                )
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                     ds.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
@@ -466,20 +518,22 @@ class SeismicStoreWriter:
 
     def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> None:
         ds = open_store_unconsolidated(tmp)
-        st = np.asarray(ds["sensor_type"].values).astype(str).tolist()
-        sp = np.asarray(ds["split"].values).astype(str).tolist()
+        st = as_str(ds["sensor_type"].values).tolist()
+        sp = as_str(ds["split"].values).tolist()
         dist = ds["distance_km"].values
         edges = [0, 25, 50, 75, 100, 150, 200, 300, 450, 10_000]
         hist, _ = np.histogram(dist, bins=edges)
         checks = dict(self.old_attrs.get("input_checksums", {}))
         checks.update(input_checksums)
-        ev = np.asarray(ds["event_id"].values).astype(str)
+        ev = as_str(ds["event_id"].values)
         counts = {
             "traces": len(st),
             "events": len(set(ev.tolist())),
             "per_sensor_type": dict(sorted(Counter(st).items())),
             "per_split": dict(sorted(Counter(sp).items())),
-            "per_sensor_type_split": {f"{a}/{b}": n for (a, b), n in sorted(Counter(zip(st, sp, strict=True)).items())},
+            "per_sensor_type_split": {
+                f"{a}/{b}": n for (a, b), n in sorted(Counter(zip(st, sp, strict=True)).items())
+            },
             "rejects": len(rejects),
             "rejects_per_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
             "distance_histogram_km": {"edges": edges, "counts": hist.tolist()},
@@ -496,7 +550,7 @@ class SeismicStoreWriter:
             "code_version": code_version(),
             "counts": counts,
         }
-        group = zarr.open_group(str(tmp), mode="r+", zarr_format=ZARR_FORMAT)
+        group = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
         group.attrs.update(attrs)
 
 
@@ -517,7 +571,20 @@ def _validate_counts(tmp: Path, expected: int) -> list[str]:
 
 _EMPTY_META = SeismicMetadata(
     channels={},
-    events=pd.DataFrame({c: [] for c in ("event_id", "time_s", "latitude", "longitude", "depth_km", "magnitude", "horizontal_error_km")}),
+    events=pd.DataFrame(
+        {
+            c: []
+            for c in (
+                "event_id",
+                "time_s",
+                "latitude",
+                "longitude",
+                "depth_km",
+                "magnitude",
+                "horizontal_error_km",
+            )
+        }
+    ),
     picks={},
     tt=None,  # type: ignore[arg-type]
 )
@@ -579,13 +646,23 @@ def curate_seismic(
         raise InputError("no waveform files given", fix="check the --waveforms glob matches files")
     t = time.perf_counter()
     meta = metadata_for(inputs, params)
-    timings = {"metadata": time.perf_counter() - t, "read": 0.0, "preprocess": 0.0, "spectrogram": 0.0, "write": 0.0}
+    timings = {
+        "metadata": time.perf_counter() - t,
+        "read": 0.0,
+        "preprocess": 0.0,
+        "spectrogram": 0.0,
+        "write": 0.0,
+    }
     writer = SeismicStoreWriter(out, params, hook=hook)
-    writer.add(TraceBatch(np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(meta.rejects), np.zeros(0), np.zeros(0)))
+    writer.add(
+        TraceBatch(
+            np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(meta.rejects), np.zeros(0), np.zeros(0)
+        )
+    )
     files = sorted(Path(p) for p in inputs.waveforms)
     try:
         for i in range(0, len(files), batch_files):
-            batch = process_files(files[i : i + batch_files], meta, params)
+            batch = process_files(files[i : i + batch_files], meta, params, skip_ids=writer.existing_ids)
             for k, v in batch.timings_s.items():
                 timings[k] = timings.get(k, 0.0) + v
             t = time.perf_counter()
@@ -613,9 +690,7 @@ def curate_seismic(
 def store_digest(path: str | Path) -> dict[str, str]:
     """sha256 of every file in a store (relative path → digest): proves a no-op re-ingest."""
     root = Path(path)
-    return {
-        str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def ensure_published(path: str | Path) -> None:

@@ -28,7 +28,9 @@ def read_transmission(path: str | Path) -> Transmission:
     """Read a CSV with columns ``wavelength_nm`` and ``transmission`` (0–1)."""
     path = Path(path)
     if not path.exists():
-        raise MissingInputError("transmission profile not found", path=path, fix="check the `transmission` path")
+        raise MissingInputError(
+            "transmission profile not found", path=path, fix="check the `transmission` path"
+        )
     table = pd.read_csv(path)
     missing = {"wavelength_nm", "transmission"} - set(table.columns)
     if missing:

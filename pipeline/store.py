@@ -13,19 +13,20 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import xarray as xr
-import zarr
+from zarr.codecs import BloscCodec
 
 from pipeline.errors import PublishError
 
 ZARR_FORMAT = 3
 
 
-def compressor() -> tuple[zarr.codecs.BloscCodec, ...]:
+def compressor() -> tuple[BloscCodec, ...]:
     """The codec chain every array is written with (zstd, bit-shuffled)."""
-    return (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),)
+    return (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),)
 
 
 def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, object]]:
@@ -34,7 +35,9 @@ def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, 
     for name, var in ds.variables.items():
         enc: dict[str, object] = {"compressors": compressor()}
         if var.dims:
-            enc["chunks"] = tuple(min(chunks.get(d, var.sizes[d]), max(var.sizes[d], 1)) for d in var.dims)
+            enc["chunks"] = tuple(
+                min(chunks.get(str(d), var.sizes[d]), max(var.sizes[d], 1)) for d in var.dims
+            )
         encoding[str(name)] = enc
     return encoding
 
@@ -46,7 +49,7 @@ def write_zarr(ds: xr.Dataset, path: Path, *, chunks: dict[str, int], group: str
         var.encoding = {}
         if var.dtype.kind == "U":  # fixed-width UTF-32 has no Zarr v3 spec; store variable-length UTF-8
             clean[name] = var.astype(object)
-    mode = "w" if group is None else "a"
+    mode: Literal["w", "a"] = "w" if group is None else "a"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         clean.to_zarr(
@@ -59,11 +62,15 @@ def write_zarr(ds: xr.Dataset, path: Path, *, chunks: dict[str, int], group: str
         )
 
 
-def open_store(path: str | Path, *, group: str | None = None) -> xr.Dataset:
-    """Open a published store lazily, quiet about consolidated-metadata warnings."""
+def open_store(path: str | Path, *, group: str | None = None, consolidated: bool = True) -> xr.Dataset:
+    """Open a published store lazily, quiet about consolidated-metadata warnings.
+
+    ``consolidated=False`` reads every array's own metadata (slower), which is what a
+    validator wants: consolidated metadata can describe arrays that are gone.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return xr.open_zarr(path, group=group, consolidated=True)
+        return xr.open_zarr(path, group=group, consolidated=consolidated)
 
 
 def temporary_sibling(target: Path) -> Path:

@@ -195,13 +195,81 @@ class _RasterSpec:
 
 
 _RASTERS: tuple[_RasterSpec, ...] = (
-    _RasterSpec("VNIR1", "VNIR", "vnir1.tif", "GTiff", "EPSG:32611", 1.0, 0, (400.0, 1000.0, 80), "float32", "Nanometers"),
-    _RasterSpec("VNIR2", "VNIR", "vnir2.img", "ENVI", "EPSG:32611", 1.25, 1, (397.5, 1002.5, 76), "float32", "Nanometers", interleave="bil"),
-    _RasterSpec("VNIR3", "VNIR", "vnir3.tif", "GTiff", "EPSG:26911", 1.0, 2, (402.0, 998.0, 84), "float32", "Nanometers"),
-    _RasterSpec("SWIR1", "SWIR", "swir1.tif", "GTiff", "EPSG:32611", 2.0, 0, (900.0, 2500.0, 128), "int16", "Nanometers"),
-    _RasterSpec("SWIR2", "SWIR", "swir2.img", "ENVI", "EPSG:3310", 2.0, 1, (903.0, 2497.0, 120), "float32", "Micrometers"),
-    _RasterSpec("SWIR3", "SWIR", "swir3.tif", "GTiff", "EPSG:32611", 1.5, 2, (906.0, 2494.0, 136), "float32", "Nanometers", nan_pixels=True),
-)  # fmt: skip
+    _RasterSpec(
+        "VNIR1",
+        "VNIR",
+        "vnir1.tif",
+        "GTiff",
+        "EPSG:32611",
+        1.0,
+        0,
+        (400.0, 1000.0, 80),
+        "float32",
+        "Nanometers",
+    ),
+    _RasterSpec(
+        "VNIR2",
+        "VNIR",
+        "vnir2.img",
+        "ENVI",
+        "EPSG:32611",
+        1.25,
+        1,
+        (397.5, 1002.5, 76),
+        "float32",
+        "Nanometers",
+        interleave="bil",
+    ),
+    _RasterSpec(
+        "VNIR3",
+        "VNIR",
+        "vnir3.tif",
+        "GTiff",
+        "EPSG:26911",
+        1.0,
+        2,
+        (402.0, 998.0, 84),
+        "float32",
+        "Nanometers",
+    ),
+    _RasterSpec(
+        "SWIR1",
+        "SWIR",
+        "swir1.tif",
+        "GTiff",
+        "EPSG:32611",
+        2.0,
+        0,
+        (900.0, 2500.0, 128),
+        "int16",
+        "Nanometers",
+    ),
+    _RasterSpec(
+        "SWIR2",
+        "SWIR",
+        "swir2.img",
+        "ENVI",
+        "EPSG:3310",
+        2.0,
+        1,
+        (903.0, 2497.0, 120),
+        "float32",
+        "Micrometers",
+    ),
+    _RasterSpec(
+        "SWIR3",
+        "SWIR",
+        "swir3.tif",
+        "GTiff",
+        "EPSG:32611",
+        1.5,
+        2,
+        (906.0, 2494.0, 136),
+        "float32",
+        "Nanometers",
+        nan_pixels=True,
+    ),
+)
 
 
 # --------------------------------------------------------------------------- public API
@@ -226,9 +294,9 @@ def generate_hsi_scene(
     root.mkdir(parents=True, exist_ok=True)
     rngs = np.random.default_rng(seed).spawn(4 + len(_RASTERS))
     polys = _make_polygons(rngs[0], n_polygons, scale)
-    world = _make_world(rngs[1], scale)
-    flights = _make_flight_states(rngs[2])
     lib = _library()
+    world = _make_world(rngs[1], scale, lib)
+    flights = _make_flight_states(rngs[2])
     recipes = _polygon_recipes(rngs[3], polys.classes, lib)
 
     polygons_path = root / "polygons.gpkg"
@@ -325,8 +393,10 @@ def _make_polygons(rng: np.random.Generator, n: int, scale: float) -> _Polygons:
 
     x0, y0, x1, y1 = site_bounds(scale)
     area_per_poly = (x1 - x0) * (y1 - y0) / n
-    f0 = float(np.clip(np.sqrt(area_per_poly / 1350.0), 0.4, 1.0))
-    nominal = np.array([_nominal_area(_CLASSES[k]) for k in classes])
+    f0 = float(np.clip((area_per_poly / 1350.0) ** 0.75, 0.3, 1.0))  # 1 at the default density
+    nominal = np.array(
+        [_nominal_area(_CLASSES[k]) * (1.5 if i in multi else 1.0) for i, k in enumerate(classes)]
+    )
     order = np.argsort(-nominal, kind="stable")
 
     placed: list[Polygon | MultiPolygon | None] = [None] * n
@@ -336,14 +406,14 @@ def _make_polygons(rng: np.random.Generator, n: int, scale: float) -> _Polygons:
     for i in order:
         spec = _CLASSES[classes[i]]
         f = f0
-        for attempt in range(600):
-            if attempt and attempt % 100 == 0:
-                f *= 0.85
+        for attempt in range(2000):
+            if attempt and attempt % 150 == 0:
+                f *= 0.9
             if i in bowtie:
                 shape: Polygon | MultiPolygon = _bowtie(rng, f)
             else:
                 shape = _local_shape(spec, rng, f)
-                if i in multi:
+                if i in multi and attempt < 1000:
                     part = affinity.scale(_local_shape(spec, rng, f), 0.65, 0.65, origin=(0, 0))
                     ra = float(shapely.minimum_bounding_radius(shape))
                     rb = float(shapely.minimum_bounding_radius(part))
@@ -471,7 +541,9 @@ def _library() -> _Library:
         where(np.isin(level3, ["sidewalk", "bridge"])),
         np.concatenate([where(level3 == "dirt"), soil_q(0.70, 0.85, 24)]),
         where(((level2 == "built") & (level3 == "gravel")) | (level3 == "mixed")),
-        np.union1d(where((level3 == "metal") & (redblue >= 1.35)), where((level3 == "manhole") & (redblue >= 1.2))),
+        np.union1d(
+            where((level3 == "metal") & (redblue >= 1.35)), where((level3 == "manhole") & (redblue >= 1.2))
+        ),
         where((level3 == "metal") & (redblue < 1.35)),
         soil_q(0.95, 1.0, 24),
         where((level2 == "bare") & (level3 == "gravel") & (mean >= 0.05)),
@@ -482,7 +554,9 @@ def _library() -> _Library:
     ]
     for name, p in zip(_POOL_NAMES, pools, strict=True):
         if len(p) == 0:
-            raise RuntimeError(f"earthlib has no spectra for the {name!r} pool; is earthlib >= 1.1 installed?")
+            raise RuntimeError(
+                f"earthlib has no spectra for the {name!r} pool; is earthlib >= 1.1 installed?"
+            )
     idx = np.concatenate(pools)
     counts = np.array([len(p) for p in pools], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
@@ -493,7 +567,7 @@ def _library() -> _Library:
     hr = np.empty((len(idx), len(_HR)))
     for j in range(len(idx)):  # a few hundred library spectra, not pixels
         hr[j] = np.interp(_HR, wl, spec[j])
-    hr[:, _HR > wl.max()] = tail[:, None]
+    hr[:, wl.max() < _HR] = tail[:, None]
     return _Library(
         spectra=hr,
         starts=starts,
@@ -502,7 +576,7 @@ def _library() -> _Library:
     )
 
 
-def transmission(wavelength_nm: FloatArray) -> FloatArray:
+def transmission_profile(wavelength_nm: FloatArray) -> FloatArray:
     """Analytic one-way atmospheric transmission (Rayleigh, aerosol, H2O, O2, CO2, CH4)."""
     lam = np.asarray(wavelength_nm, dtype=np.float64)
     um = lam / 1000.0
@@ -532,7 +606,7 @@ def transmission(wavelength_nm: FloatArray) -> FloatArray:
 
 def _write_transmission(path: Path) -> None:
     """``wavelength_nm,transmission`` at 1 nm, 350–2500 nm."""
-    t = transmission(_HR)
+    t = transmission_profile(_HR)
     lines = ["wavelength_nm,transmission", *(f"{w:.0f},{v:.5f}" for w, v in zip(_HR, t, strict=True))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -572,10 +646,11 @@ def _polygon_recipes(rng: np.random.Generator, classes: IntArray, lib: _Library)
 class _World:
     hills: FloatArray  # (k, 4): x, y (relative to the site centre), amplitude, sigma
     scarp: tuple[float, float, float, float]  # angle, offset, height, width
-    fields: FloatArray  # (3, m, 4): kx, ky, phase, amplitude of smooth fields (veg, npv, soil)
+    fields: FloatArray  # (5, m, 4): kx, ky, phase, amplitude of smooth fields (veg, npv, 3 soils)
+    soils: IntArray  # library rows of the scene's three background soils
 
 
-def _make_world(rng: np.random.Generator, scale: float) -> _World:
+def _make_world(rng: np.random.Generator, scale: float, lib: _Library) -> _World:
     """Terrain and smooth background fields, in metres relative to the site centre."""
     w, h = SITE_SIZE_M[0] * scale, SITE_SIZE_M[1] * scale
     k = 6
@@ -589,18 +664,19 @@ def _make_world(rng: np.random.Generator, scale: float) -> _World:
     )
     scarp = (float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(-0.2, 0.2) * w), 40.0, 15.0)
     m = 6
-    wavelength = rng.uniform(20.0, 120.0, (3, m))
-    angle = rng.uniform(0.0, 2 * np.pi, (3, m))
+    wavelength = rng.uniform(30.0, 200.0, (5, m))
+    angle = rng.uniform(0.0, 2 * np.pi, (5, m))
     fields = np.stack(
         [
             2 * np.pi / wavelength * np.cos(angle),
             2 * np.pi / wavelength * np.sin(angle),
-            rng.uniform(0.0, 2 * np.pi, (3, m)),
-            np.full((3, m), 1.0 / np.sqrt(m / 2)),
+            rng.uniform(0.0, 2 * np.pi, (5, m)),
+            np.full((5, m), 1.0 / np.sqrt(m / 2)),
         ],
         axis=-1,
     )
-    return _World(hills=hills, scarp=scarp, fields=fields)
+    soils = lib.starts[_SOIL] + rng.choice(lib.counts[_SOIL], size=3, replace=False)
+    return _World(hills=hills, scarp=scarp, fields=fields, soils=soils.astype(np.int64))
 
 
 def _terrain_gradient(world: _World, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -661,7 +737,7 @@ def _strip_frame(spec: _RasterSpec, scale: float) -> tuple[FloatArray, FloatArra
         heading += np.deg2rad(1.0)
         along = np.array([np.sin(heading), np.cos(heading)])
         cross = np.array([along[1], -along[0]])
-        centre = centre + cross * 0.22 * width + along * 0.06 * length
+        centre = centre - cross * 0.22 * width + along * 0.06 * length
         length, width = 0.92 * length, 0.75 * width
     along = np.array([np.sin(heading), np.cos(heading)])
     return centre, along, length / 2, width / 2
@@ -690,9 +766,7 @@ def _render_raster(
     # grid: bounding box of the (densified) strip in the raster CRS, 3 pixels of border
     t = np.linspace(-1.0, 1.0, 21)
     ring = np.concatenate(
-        [
-            np.column_stack([t * half_l, np.full_like(t, s * half_w)]) for s in (-1.0, 1.0)
-        ]
+        [np.column_stack([t * half_l, np.full_like(t, s * half_w)]) for s in (-1.0, 1.0)]
         + [np.column_stack([np.full_like(t, s * half_l), t * half_w]) for s in (-1.0, 1.0)]
     )
     ex = cx + centre[0] + ring[:, 0] * along[0] + ring[:, 1] * cross[0]
@@ -746,11 +820,11 @@ def _render_raster(
 
     centres, fwhm, srf = _band_model(spec)
     pool = (lib.spectra @ srf.T).astype(np.float32)  # (library rows, bands)
-    t_band = (srf @ transmission(_HR)).astype(np.float32)
+    t_band = (srf @ transmission_profile(_HR)).astype(np.float32)
     base = np.zeros((len(polys.classes) + 1, len(centres)), dtype=np.float32)
-    base[1:] = (recipes.gain * recipes.w)[:, None] * pool[recipes.i1] + (
-        recipes.gain * (1 - recipes.w)
-    )[:, None] * pool[recipes.i2]
+    w1 = (recipes.gain * recipes.w)[:, None]
+    w2 = (recipes.gain * (1 - recipes.w))[:, None]
+    base[1:] = w1 * pool[recipes.i1] + w2 * pool[recipes.i2]
 
     xs, ys = sx[vr, vc] - cx, sy[vr, vc] - cy
     refl = _reflectance(rng, labels, base, pool, polys.classes, lib, world, xs, ys)
@@ -759,7 +833,7 @@ def _render_raster(
     illum = _illumination(world, sun, xs, ys).astype(np.float32)
     lam = centres
     g0 = rng.uniform(0.85, 1.15)
-    gain = (g0 * (1 + 0.03 * np.sin(2 * np.pi * (lam - lam[0]) / rng.uniform(300, 900) + rng.uniform(0, 6.3))))
+    gain = g0 * (1 + 0.03 * np.sin(2 * np.pi * (lam - lam[0]) / rng.uniform(300, 900) + rng.uniform(0, 6.3)))
     span = (lam - lam[0]) / (lam[-1] - lam[0]) - 0.5
     offset = rng.uniform(-0.01, 0.02) + rng.uniform(-0.01, 0.01) * span
     delta = rng.uniform(-0.12, 0.12)
@@ -798,7 +872,7 @@ def _render_raster(
     return {
         "spec": spec,
         "shape": (len(lam), height, width),
-        "valid": int(len(vr)),
+        "valid": len(vr),
         "shift": (sdx, sdy),
         "gain": float(g0),
         "sun": (float(np.rad2deg(sun.sun_zenith)), float(np.rad2deg(sun.sun_azimuth))),
@@ -822,13 +896,13 @@ def _reflectance(
     """Surface reflectance of each valid pixel: the mean of its sub-pixels' spectra."""
     n, nsub = labels.shape
     acc = np.zeros((n, base.shape[1]), dtype=np.float32)
-    # background: smooth soil choice and NPV / vegetation fractions, from the world fields
+    # background: the scene's three soils in smoothly varying proportions, NPV and vegetation
     veg = np.clip(0.05 + 0.05 * _field(world, 0, xs, ys), 0.0, 0.2)
     npv = np.clip(0.12 + 0.08 * _field(world, 1, xs, ys), 0.0, 0.3)
-    soil_pos = (_field(world, 2, xs, ys) + 1.0) / 2.0
-    soil_main = lib.starts[_SOIL] + np.minimum(
-        (soil_pos * lib.counts[_SOIL]).astype(np.int64), lib.counts[_SOIL] - 1
-    )
+    logits = np.stack([2.5 * _field(world, 2 + i, xs, ys) for i in range(3)], axis=1)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    soil_mix = (weights.astype(np.float32) @ pool[world.soils]).astype(np.float32)
 
     def pick(which: int, m: int) -> IntArray:
         return lib.starts[which] + (rng.random(m) * lib.counts[which]).astype(np.int64)
@@ -847,11 +921,11 @@ def _reflectance(
         if len(out):
             m = len(out)
             v = rng.uniform(0.0, 0.3, m).astype(np.float32)[:, None]
-            soil = (1 - v) * pool[soil_main[out]] + v * pool[pick(_SOIL, m)]
+            soil = (1 - v) * soil_mix[out] + v * pool[pick(_SOIL, m)]
             fv = veg[out].astype(np.float32)[:, None]
             fn = npv[out].astype(np.float32)[:, None]
             spectra[out] = (1 - fv - fn) * soil + fn * pool[pick(_NPV, m)] + fv * pool[pick(_VEG, m)]
-        jitter = rng.normal(1.0, 0.03, n).astype(np.float32)[:, None]
+        jitter = 1.0 + 0.03 * rng.standard_normal((n, 1), dtype=np.float32)
         acc += spectra * jitter
     acc /= nsub
     return acc
@@ -893,7 +967,7 @@ def _write_cube(
             interleave="pixel",
             compress="deflate",
             predictor=2 if spec.dtype == "int16" else 3,
-            num_threads="ALL_CPUS",
+            num_threads="1",
         )
     else:
         profile.update(interleave=spec.interleave)
@@ -970,7 +1044,7 @@ def _write_readme(
         "",
         f"- centre {SITE_LAT:.2f} N, {-SITE_LON:.2f} W; {x1 - x0:.0f} m x {y1 - y0:.0f} m;",
         f"  {SITE_CRS} bounds ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f})",
-        f"- `polygons.gpkg`, layer `labels`, EPSG:4326, columns `class_name`, `polygon_id`:",
+        "- `polygons.gpkg`, layer `labels`, EPSG:4326, columns `class_name`, `polygon_id`:",
         f"  {len(polys.geoms)} polygons, {n_multi} MultiPolygons, {n_invalid} invalid (self-intersecting)",
         "",
         "| class | polygons | earthlib spectra in pool |",

@@ -65,7 +65,9 @@ def class_names(gdf: gpd.GeoDataFrame, class_column: str, *, path: str) -> pd.Se
         )
     names = col.astype(str).str.strip()
     if (names == "").any():
-        raise SchemaError(f"class column {class_column!r} has blank names", path=path, fix="label every polygon")
+        raise SchemaError(
+            f"class column {class_column!r} has blank names", path=path, fix="label every polygon"
+        )
     return names
 
 

@@ -53,7 +53,9 @@ def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
         if name not in ds.coords:
             problems.append(f"missing coord {name!r}")
         elif ds[name].dims != ("sample",) or ds[name].dtype.kind != kind:
-            problems.append(f"coord {name!r} must be ({kind}) along sample, got {ds[name].dtype} {ds[name].dims}")
+            problems.append(
+                f"coord {name!r} must be ({kind}) along sample, got {ds[name].dtype} {ds[name].dims}"
+            )
     if "label_name" not in ds.coords:
         problems.append("missing coord 'label_name'")
     if problems:
@@ -135,7 +137,9 @@ def _check_modalities(ds: xr.Dataset, modalities: list[str], lo: float, hi: floa
             w_lo, w_hi = SENSOR_RANGES_NM[sensor]
             wl = ds[wl_name].values
             if wl.min() < w_lo or wl.max() > w_hi:
-                problems.append(f"{wl_name} spans {wl.min():.0f}–{wl.max():.0f} nm, outside {sensor} {w_lo}–{w_hi}")
+                problems.append(
+                    f"{wl_name} spans {wl.min():.0f}–{wl.max():.0f} nm, outside {sensor} {w_lo}–{w_hi}"
+                )
         else:
             problems.append(f"sensor type of {m!r} must be VNIR or SWIR, got {sensor!r}")
         for i, c in enumerate(classes):
@@ -149,9 +153,9 @@ VALIDATORS: dict[str, Callable[[Path], list[str]]] = {}
 
 
 def _validate_hsi_path(path: Path) -> list[str]:
-    ds = open_store(path).load()
+    ds = open_store(path, consolidated=False).load()
     try:
-        rejects: xr.Dataset | None = open_store(path, group="rejects").load()
+        rejects: xr.Dataset | None = open_store(path, group="rejects", consolidated=False).load()
     except (FileNotFoundError, KeyError, OSError):
         rejects = None
     return validate_hsi(ds, rejects)
@@ -164,7 +168,9 @@ def validate_store(path: str | Path) -> list[str]:
     """Problems with the store at ``path``, dispatched on its ``emin_kind`` attribute."""
     path = Path(path)
     if not path.exists():
-        raise MissingInputError("no store at this path", path=path, fix="check the path printed by the curate run")
+        raise MissingInputError(
+            "no store at this path", path=path, fix="check the path printed by the curate run"
+        )
     attrs = open_store(path).attrs
     kind = attrs.get("emin_kind")
     if kind not in VALIDATORS:

@@ -38,7 +38,9 @@ class RasterSpec(BaseModel):
     @classmethod
     def _valid_name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError(f"modality name {value!r} must start with a letter and use only letters, digits, _")
+            raise ValueError(
+                f"modality name {value!r} must start with a letter and use only letters, digits, _"
+            )
         return value
 
 

@@ -36,28 +36,31 @@ class SeismicCurationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pre_p_s: float = Field(10.0, ge=0, description="window start before the P arrival (s)")
-    window_s: float = Field(120.0, gt=0, description="window length (s); frames = window_s / frame_s")
-    margin_s: float = Field(10.0, ge=0, description="extra data each side for taper/filter (s)")
-    sampling_rate_hz: float = Field(100.0, gt=0, description="common rate every trace is resampled to")
-    frame_s: float = Field(1.0, gt=0, description="spectrogram frame = 1 s time and 1/frame_s Hz resolution")
-    freqmin_hz: float = Field(1.0, gt=0)
-    freqmax_hz: float = Field(45.0, gt=0)
-    filter_corners: int = Field(4, ge=1, le=10)
-    taper_fraction: float = Field(0.05, ge=0, le=0.5)
-    log_eps: float = Field(1e-20, gt=0, description="spectrogram = log10(PSD + log_eps)")
+    pre_p_s: float = Field(default=10.0, ge=0, description="window start before the P arrival (s)")
+    window_s: float = Field(default=120.0, gt=0, description="window length (s); frames = window_s / frame_s")
+    margin_s: float = Field(default=10.0, ge=0, description="extra data each side for taper/filter (s)")
+    sampling_rate_hz: float = Field(default=100.0, gt=0, description="common rate every trace is resampled to")
+    frame_s: float = Field(default=1.0, gt=0, description="spectrogram frame = 1 s time and 1/frame_s Hz resolution")
+    freqmin_hz: float = Field(default=1.0, gt=0)
+    freqmax_hz: float = Field(default=45.0, gt=0)
+    filter_corners: int = Field(default=4, ge=1, le=10)
+    taper_fraction: float = Field(default=0.05, ge=0, le=0.5)
+    log_eps: float = Field(default=1e-20, gt=0, description="spectrogram = log10(PSD + log_eps)")
     gap_policy: Literal["reject", "fill"] = "reject"
     max_horizontal_error_km: float | None = Field(
-        1.0, description="reject events whose catalog horizontal error is >= this (report: < 1 km); None = keep all"
+        default=1.0,
+        description="reject events whose catalog horizontal error is >= this (report: < 1 km); None = keep all",
     )
     missing_horizontal_error: Literal["reject", "keep"] = "reject"
-    max_distance_km: float = Field(500.0, gt=0)
-    clip_counts: float | None = Field(8_388_607.0, description="|raw sample| >= this is clipped (24-bit)")
+    max_distance_km: float = Field(default=500.0, gt=0)
+    clip_counts: float | None = Field(default=8_388_607.0, description="|raw sample| >= this is clipped (24-bit)")
     reject_inventory_rate_mismatch: bool = False
     taup_model: str = "iasp91"
     split_seed: int = 0
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    traces_per_chunk: int = Field(64, ge=16, description="traces per Zarr chunk (>= 1 MB at 3x51x120 float32)")
+    traces_per_chunk: int = Field(
+        default=64, ge=16, description="traces per Zarr chunk (>= 1 MB at 3x51x120 float32)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SeismicCurationParams:
@@ -105,8 +108,19 @@ class SeismicInputs(BaseModel):
         """Expand a waveform glob (sorted, so runs are deterministic)."""
         files = sorted(Path(p) for p in _glob.glob(str(waveforms), recursive=True) if Path(p).is_file())
         return cls(
-            waveforms=files, inventory=Path(inventory), events=Path(events), picks=None if picks is None else Path(picks)
+            waveforms=files,
+            inventory=Path(inventory),
+            events=Path(events),
+            picks=None if picks is None else Path(picks),
         )
+
+
+def as_str(values: object) -> np.ndarray:
+    """Any string array (numpy U, StringDType as zarr v3 returns, object) as a numpy U array."""
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype="<U1")
+    return np.array([str(v) for v in arr.ravel().tolist()], dtype=str).reshape(arr.shape)
 
 
 TRACE_COORDS = {
@@ -150,7 +164,9 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     if ds.attrs.get("emin_kind") != EMIN_KIND:
         problems.append(f"attrs.emin_kind is {ds.attrs.get('emin_kind')!r}, expected {EMIN_KIND!r}")
     if ds.attrs.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"attrs.schema_version is {ds.attrs.get('schema_version')!r}, expected {SCHEMA_VERSION!r}")
+        problems.append(
+            f"attrs.schema_version is {ds.attrs.get('schema_version')!r}, expected {SCHEMA_VERSION!r}"
+        )
     for key in ("parameters", "input_checksums", "code_version", "counts"):
         if key not in ds.attrs:
             problems.append(f"attrs.{key} missing")
@@ -180,7 +196,7 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     values = spec.values if n else np.zeros((0, 3, 1, 1), np.float32)
     if not np.all(np.isfinite(values)):
         problems.append("spectrogram holds non-finite values")
-    tid = np.asarray(ds["trace_id"].values).astype(str)
+    tid = as_str(ds["trace_id"].values)
     if len(set(tid.tolist())) != n:
         problems.append("trace_id values are not unique")
     dist = ds["distance_km"].values
@@ -192,18 +208,20 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     s, c = ds["sin_baz"].values, ds["cos_baz"].values
     if np.any(np.abs(s**2 + c**2 - 1) > 1e-6):
         problems.append("sin_baz**2 + cos_baz**2 != 1")
-    if np.any(np.abs(np.sin(np.radians(baz)) - s) > 1e-6) or np.any(np.abs(np.cos(np.radians(baz)) - c) > 1e-6):
+    if np.any(np.abs(np.sin(np.radians(baz)) - s) > 1e-6) or np.any(
+        np.abs(np.cos(np.radians(baz)) - c) > 1e-6
+    ):
         problems.append("sin_baz/cos_baz disagree with back_azimuth_deg")
-    st = np.asarray(ds["sensor_type"].values).astype(str)
+    st = as_str(ds["sensor_type"].values)
     if not set(st.tolist()) <= {"3C", "1C"}:
         problems.append(f"sensor_type values {sorted(set(st.tolist()))}, expected 3C/1C")
     one_c = st == "1C"
     if one_c.any() and np.any(values[one_c][:, 1:] != 0):
         problems.append("N/E channels of vertical-only (1C) traces are not exactly zero")
-    split = np.asarray(ds["split"].values).astype(str)
+    split = as_str(ds["split"].values)
     if not set(split.tolist()) <= {"train", "val", "test"}:
         problems.append(f"split values {sorted(set(split.tolist()))}, expected train/val/test")
-    ev = np.asarray(ds["event_id"].values).astype(str)
+    ev = as_str(ds["event_id"].values)
     per_event: dict[str, set[str]] = {}
     for e, sp in zip(ev.tolist(), split.tolist(), strict=True):
         per_event.setdefault(e, set()).add(sp)

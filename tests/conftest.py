@@ -13,9 +13,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scenes import TinyScene, make_tiny_scene  # noqa: E402
+from scenes import TinyScene, make_tiny_scene
 
-from schemas.hsi import HSIInputs, RasterSpec  # noqa: E402
+from schemas.hsi import HSIInputs, RasterSpec
 
 
 @pytest.fixture(scope="session")

@@ -112,7 +112,9 @@ def make_tiny_scene(root: Path, *, seed: int = 0) -> TinyScene:
         scale=1e-4,
     )
     wl = np.arange(350.0, 2501.0, 5.0)
-    tr = np.clip(1.0 - 0.95 * np.exp(-(((wl - 1400) / 40) ** 2)) - 0.95 * np.exp(-(((wl - 1900) / 50) ** 2)), 0, 1)
+    tr = np.clip(
+        1.0 - 0.95 * np.exp(-(((wl - 1400) / 40) ** 2)) - 0.95 * np.exp(-(((wl - 1900) / 50) ** 2)), 0, 1
+    )
     transmission = root / "transmission.csv"
     pd.DataFrame({"wavelength_nm": wl, "transmission": tr}).to_csv(transmission, index=False)
     return TinyScene(

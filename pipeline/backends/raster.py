@@ -109,16 +109,21 @@ def open_raster_info(
     """Read a raster's metadata; explicit arguments (from the catalog) override the file's."""
     path = Path(path)
     if not path.exists():
-        raise MissingInputError("raster file not found", path=path, fix="check the path in the catalog/--raster")
+        raise MissingInputError(
+            "raster file not found", path=path, fix="check the path in the catalog/--raster"
+        )
     try:
         src_ctx = rasterio.open(path)
     except rasterio.RasterioIOError as exc:
-        raise InputError(f"not a readable raster ({exc})", path=path, fix="give a GeoTIFF or ENVI file") from exc
+        raise InputError(
+            f"not a readable raster ({exc})", path=path, fix="give a GeoTIFF or ENVI file"
+        ) from exc
     with src_ctx as src:
         if src.crs is None:
             raise InputError(
                 "raster has no CRS", path=path, fix="assign one, e.g. `gdal_edit.py -a_srs EPSG:32611 FILE`"
             )
+        wl: np.ndarray | None
         if wavelengths_nm is not None:
             wl = to_nanometres(
                 np.asarray(wavelengths_nm, dtype=np.float64), wavelength_units, path=path, field="catalog"
@@ -154,7 +159,7 @@ def open_raster_info(
             offsets=offsets,
             wavelengths_nm=wl,
             wavelength_source=source,
-            block_shape=tuple(src.block_shapes[0]),  # type: ignore[arg-type]
+            block_shape=(int(src.block_shapes[0][0]), int(src.block_shapes[0][1])),
             driver=src.driver,
         )
 

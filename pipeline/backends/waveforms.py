@@ -105,7 +105,9 @@ def load_inventory(path: str | Path) -> dict[tuple[str, str, str, str], list[Cha
         inv = obspy.read_inventory(str(path))
     except Exception as exc:
         raise InputError(
-            f"cannot read inventory ({type(exc).__name__}: {exc})", path=path, fix="pass a valid StationXML file"
+            f"cannot read inventory ({type(exc).__name__}: {exc})",
+            path=path,
+            fix="pass a valid StationXML file",
         ) from exc
     index: dict[tuple[str, str, str, str], list[ChannelEpoch]] = {}
     for net in inv:
@@ -171,11 +173,14 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
         from obspy import UTCDateTime
 
         rows = []
-        for r in df.itertuples(index=False):
+        csv_rows: list[Any] = list(df.itertuples(index=False))
+        for r in csv_rows:
             eid = str(r.event_id)
             vals = [r.time, r.latitude, r.longitude, r.depth_km]
             if any(pd.isna(v) for v in vals):
-                rejects.append(Reject(f"event:{eid}", "no_origin", "time/latitude/longitude/depth missing", path.name))
+                rejects.append(
+                    Reject(f"event:{eid}", "no_origin", "time/latitude/longitude/depth missing", path.name)
+                )
                 continue
             rows.append(
                 (
@@ -239,7 +244,9 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
         missing = [c for c in ("event_id", "network", "station", "phase", "time") if c not in df]
         if missing:
             raise SchemaError(
-                f"picks CSV lacks columns {missing}", path=path, fix="columns: event_id,network,station,phase,time"
+                f"picks CSV lacks columns {missing}",
+                path=path,
+                fix="columns: event_id,network,station,phase,time",
             )
         for r in df.itertuples(index=False):
             if str(r.phase).upper().startswith("P"):
@@ -266,7 +273,9 @@ def load_metadata(
     """Read inventory, catalog and picks once per curation run."""
     channels = load_inventory(inventory)
     table, rejects = load_catalog(events)
-    return SeismicMetadata(channels=channels, events=table, picks=load_picks(picks, table), tt=tt, rejects=rejects)
+    return SeismicMetadata(
+        channels=channels, events=table, picks=load_picks(picks, table), tt=tt, rejects=rejects
+    )
 
 
 @dataclass
@@ -299,7 +308,9 @@ def _component_order(comps: dict[str, Any]) -> tuple[str | None, list[str]]:
     return z, horiz
 
 
-def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tuple[list[Segment], list[Reject]]:
+def extract_segments(
+    path: str | Path, meta: SeismicMetadata, params: Any
+) -> tuple[list[Segment], list[Reject]]:
     """Cut every station-event window out of one waveform file.
 
     A window belongs to an event when the event's P arrival at the station (pick, else the
@@ -329,7 +340,7 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
         merged[sid] = sub[0]
 
     sensors: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for sid, tr in merged.items():
+    for tr in merged.values():
         s = tr.stats
         key = (s.network, s.station, s.location or "", s.channel[:-1])
         sensors.setdefault(key, {})[s.channel[-1:].upper()] = tr
@@ -337,12 +348,14 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
     ev = meta.events
     ev_times = ev["time_s"].to_numpy()
     max_tt = float(meta.tt.p_s.max())
+    ev_herr = ev["horizontal_error_km"].to_numpy(dtype=float)
+    ev_ids = ev["event_id"].astype(str).tolist()
 
     for (net, sta, loc, bi), comps in sorted(sensors.items()):
         seed = f"{net}.{sta}.{loc}.{bi}"
         z, horiz = _component_order(comps)
         if z is None:
-            for c, tr in comps.items():
+            for tr in comps.values():
                 rejects.append(Reject(tr.id, "no_vertical", f"sensor {seed} has no Z component", name))
             continue
         use = [z]
@@ -357,20 +370,29 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
         rates = {float(tr.stats.sampling_rate) for tr in trs}
         if len(rates) > 1:
             for tr in trs:
-                rejects.append(Reject(tr.id, "sampling_rate_mismatch", f"{seed} components at {sorted(rates)} Hz", name))
+                rejects.append(
+                    Reject(tr.id, "sampling_rate_mismatch", f"{seed} components at {sorted(rates)} Hz", name)
+                )
             continue
         rate = rates.pop()
         if rate < 2 * params.freqmax_hz:
             for tr in trs:
                 rejects.append(
-                    Reject(tr.id, "sampling_rate_too_low", f"{rate} Hz < 2 x freqmax {params.freqmax_hz} Hz", name)
+                    Reject(
+                        tr.id,
+                        "sampling_rate_too_low",
+                        f"{rate} Hz < 2 x freqmax {params.freqmax_hz} Hz",
+                        name,
+                    )
                 )
             continue
         epochs = [meta.channel(net, sta, loc, tr.stats.channel, t0) for tr in trs]
         if any(e is None for e in epochs):
             miss = [tr.id for tr, e in zip(trs, epochs, strict=True) if e is None]
             for tr in trs:
-                rejects.append(Reject(tr.id, "missing_station_metadata", f"not in inventory at {t0}: {miss}", name))
+                rejects.append(
+                    Reject(tr.id, "missing_station_metadata", f"not in inventory at {t0}: {miss}", name)
+                )
             continue
         eps: list[ChannelEpoch] = [e for e in epochs if e is not None]
         az = np.zeros(3)
@@ -379,7 +401,9 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
             bad = [tr.id for tr, e in zip(trs, eps, strict=True) if e.azimuth is None or e.dip is None]
             if bad:
                 for tr in trs:
-                    rejects.append(Reject(tr.id, "missing_orientation", f"no azimuth/dip in inventory: {bad}", name))
+                    rejects.append(
+                        Reject(tr.id, "missing_orientation", f"no azimuth/dip in inventory: {bad}", name)
+                    )
                 continue
             az[:] = [e.azimuth for e in eps]
             dip[:] = [e.dip for e in eps]
@@ -394,16 +418,22 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
         else:
             zdip = eps[0].dip
             if zdip is not None and abs(abs(zdip) - 90.0) > 5.0:
-                rejects.append(Reject(trs[0].id, "missing_orientation", f"Z channel dip {zdip} not vertical", name))
+                rejects.append(
+                    Reject(trs[0].id, "missing_orientation", f"Z channel dip {zdip} not vertical", name)
+                )
                 continue
             az[:] = [0.0, 0.0, 90.0]
             dip[:] = [-90.0 if zdip is None else zdip, 0.0, 0.0]
         if params.reject_inventory_rate_mismatch:
-            bad_rate = [e.sample_rate for e in eps if e.sample_rate and abs(e.sample_rate - rate) > 0.01 * rate]
+            bad_rate = [
+                e.sample_rate for e in eps if e.sample_rate and abs(e.sample_rate - rate) > 0.01 * rate
+            ]
             if bad_rate:
                 for tr in trs:
                     rejects.append(
-                        Reject(tr.id, "sampling_rate_mismatch", f"data {rate} Hz, inventory {bad_rate} Hz", name)
+                        Reject(
+                            tr.id, "sampling_rate_mismatch", f"data {rate} Hz, inventory {bad_rate} Hz", name
+                        )
                     )
                 continue
         sta_lat, sta_lon = eps[0].latitude, eps[0].longitude
@@ -422,7 +452,7 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
         if cand.size:
             tp = ev_times[cand] + meta.tt.p_time(dist_deg, ev["depth_km"].to_numpy()[cand])
             for k, row in enumerate(cand.tolist()):
-                eid = str(ev["event_id"].iat[row])
+                eid = ev_ids[row]
                 pick = meta.picks.get((eid, net, sta))
                 p_time = float(pick) if pick is not None else float(tp[k])
                 w0 = p_time - lead
@@ -431,11 +461,13 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
                     continue  # this event's window is not in this file
                 found += 1
                 tid = f"{eid}.{seed}"
-                herr = float(ev["horizontal_error_km"].iat[row])
+                herr = float(ev_herr[row])
                 if params.max_horizontal_error_km is not None:
                     if np.isnan(herr):
                         if params.missing_horizontal_error == "reject":
-                            rejects.append(Reject(tid, "horizontal_error_missing", "catalog gives none", name))
+                            rejects.append(
+                                Reject(tid, "horizontal_error_missing", "catalog gives none", name)
+                            )
                             continue
                     elif herr >= params.max_horizontal_error_km:
                         rejects.append(
@@ -455,7 +487,10 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
                     i0 = round((w0 - float(tr.stats.starttime.timestamp)) * rate)
                     if i0 < 0 or i0 + n > tr.stats.npts:
                         have = f"{tr.stats.starttime} - {tr.stats.endtime}"
-                        reason, detail = "too_short", f"{tr.id} covers {have}, window needs {total:.1f} s from {w0}"
+                        reason, detail = (
+                            "too_short",
+                            f"{tr.id} covers {have}, window needs {total:.1f} s from {w0}",
+                        )
                         break
                     seg = tr.data[i0 : i0 + n]
                     if np.ma.isMaskedArray(seg) and np.ma.count_masked(seg):
@@ -471,10 +506,16 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
                         n_gap += nmask
                     arr = np.asarray(np.ma.getdata(seg), dtype=np.float64)
                     if not np.all(np.isfinite(arr)):
-                        reason, detail = "nan_samples", f"{tr.id}: {int((~np.isfinite(arr)).sum())} non-finite samples"
+                        reason, detail = (
+                            "nan_samples",
+                            f"{tr.id}: {int((~np.isfinite(arr)).sum())} non-finite samples",
+                        )
                         break
                     if params.clip_counts is not None and np.abs(arr).max() >= params.clip_counts:
-                        reason, detail = "clipped", f"{tr.id}: |x| reaches {np.abs(arr).max():.0f} >= {params.clip_counts}"
+                        reason, detail = (
+                            "clipped",
+                            f"{tr.id}: |x| reaches {np.abs(arr).max():.0f} >= {params.clip_counts}",
+                        )
                         break
                     data[ci] = arr
                 if reason:
@@ -504,5 +545,7 @@ def extract_segments(path: str | Path, meta: SeismicMetadata, params: Any) -> tu
                 )
         if found == 0:
             for tr in trs:
-                rejects.append(Reject(tr.id, "no_matching_event", f"no catalog event's P window in {seed} data", name))
+                rejects.append(
+                    Reject(tr.id, "no_matching_event", f"no catalog event's P window in {seed} data", name)
+                )
     return segments, rejects

@@ -22,20 +22,31 @@ PARAMS = HSICurationParams(max_points_per_class=900, interior_buffer_m=1.5)
 
 
 @pytest.fixture(scope="module")
-def curated(tiny_scene: TinyScene, tmp_path_factory: pytest.TempPathFactory) -> tuple[xr.Dataset, xr.Dataset, Path]:
+def curated(
+    tiny_scene: TinyScene, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[xr.Dataset, xr.Dataset, Path]:
     out = tmp_path_factory.mktemp("curated") / "tiny.zarr"
     path = curate_hsi(tiny_inputs(tiny_scene), PARAMS, out=out)
     return open_store(path).load(), open_store(path, group="rejects").load(), path
 
 
-def _raster_values(path: Path, x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, rasterio.DatasetReader]:
+def _raster_values(
+    path: Path, x: np.ndarray, y: np.ndarray, crs: str
+) -> tuple[np.ndarray, np.ndarray, rasterio.DatasetReader]:
     """Pixel values at points read with rasterio's own sample() (the independent route)."""
     with rasterio.open(path) as src:
         rx, ry = Transformer.from_crs(crs, src.crs, always_xy=True).transform(x, y)
         rows, cols = rasterio.transform.rowcol(src.transform, rx, ry)
-        inside = (np.asarray(rows) >= 0) & (np.asarray(rows) < src.height) & (np.asarray(cols) >= 0) & (np.asarray(cols) < src.width)
+        inside = (
+            (np.asarray(rows) >= 0)
+            & (np.asarray(rows) < src.height)
+            & (np.asarray(cols) >= 0)
+            & (np.asarray(cols) < src.width)
+        )
         vals = np.full((x.size, src.count), np.nan)
-        vals[inside] = np.array(list(src.sample(zip(np.asarray(rx)[inside], np.asarray(ry)[inside], strict=True))))
+        vals[inside] = np.array(
+            list(src.sample(zip(np.asarray(rx)[inside], np.asarray(ry)[inside], strict=True)))
+        )
         return vals, inside, src
 
 
@@ -43,11 +54,13 @@ def test_store_satisfies_contract(curated: tuple[xr.Dataset, xr.Dataset, Path]) 
     assert validate_store(curated[2]) == []
 
 
-def test_stored_spectra_equal_raster_values(curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_scene: TinyScene) -> None:
+def test_stored_spectra_equal_raster_values(
+    curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_scene: TinyScene
+) -> None:
     ds, _, _ = curated
     x, y = ds["x"].values, ds["y"].values
     for name in ("VNIR1", "SWIR1"):
-        vals, inside, src = _raster_values(tiny_scene.rasters[name], x, y, ds.attrs["crs"])
+        vals, inside, _ = _raster_values(tiny_scene.rasters[name], x, y, ds.attrs["crs"])
         bands = ds[f"source_band_{name}"].values - 1
         scale = 1e-4 if name == "SWIR1" else 1.0
         expected = np.clip(vals[:, bands] * scale, 0.0, 1.5)
@@ -64,7 +77,9 @@ def test_band_masks_applied(curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_s
     ds, _, _ = curated
     vnir = ds["wavelength_VNIR1"].values
     assert vnir.min() >= 400 and vnir.max() <= 900
-    assert vnir.size == int(np.sum((np.linspace(380.0, 1000.0, 12) >= 400) & (np.linspace(380.0, 1000.0, 12) <= 900)))
+    assert vnir.size == int(
+        np.sum((np.linspace(380.0, 1000.0, 12) >= 400) & (np.linspace(380.0, 1000.0, 12) <= 900))
+    )
     # the scene's SWIR header holds micrometres with 4 decimals
     full = np.round(np.linspace(0.9, 2.5, 20), 4) * 1000.0
     profile = pd.read_csv(tiny_scene.transmission)
@@ -75,7 +90,9 @@ def test_band_masks_applied(curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_s
     np.testing.assert_allclose(ds["wavelength_SWIR1"].values, expected)
 
 
-def test_target_samples_clear_of_polygon_edges(curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_scene: TinyScene) -> None:
+def test_target_samples_clear_of_polygon_edges(
+    curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_scene: TinyScene
+) -> None:
     ds, _, _ = curated
     polys = tiny_scene.polygons_utm.set_index("polygon_id").geometry
     target = ds["polygon_id"].values >= 0
@@ -86,20 +103,26 @@ def test_target_samples_clear_of_polygon_edges(curated: tuple[xr.Dataset, xr.Dat
     assert shapely.distance(shapely.boundary(owners), pts).min() >= PARAMS.interior_buffer_m - 1e-6
 
 
-def test_background_outside_every_polygon(curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_scene: TinyScene) -> None:
+def test_background_outside_every_polygon(
+    curated: tuple[xr.Dataset, xr.Dataset, Path], tiny_scene: TinyScene
+) -> None:
     ds, rejects, _ = curated
     union = shapely.union_all(tiny_scene.polygons_utm.geometry.to_numpy())
     for table in (ds, rejects):
         bg = table["polygon_id"].values == -1
         assert bg.any()
-        assert not shapely.intersects(union, shapely.points(table["x"].values[bg], table["y"].values[bg])).any()
+        assert not shapely.intersects(
+            union, shapely.points(table["x"].values[bg], table["y"].values[bg])
+        ).any()
 
 
 def test_caps_and_rejects_account_for_every_point(curated: tuple[xr.Dataset, xr.Dataset, Path]) -> None:
     ds, rejects, _ = curated
     ids = np.concatenate([ds["sample_id"].values, rejects["sample_id"].values])
     assert np.array_equal(np.sort(ids), np.arange(ids.size))
-    names = np.concatenate([ds["label_name"].values.astype(object), rejects["label_name"].values.astype(object)])
+    names = np.concatenate(
+        [ds["label_name"].values.astype(object), rejects["label_name"].values.astype(object)]
+    )
     cls, counts = np.unique(names.astype(str), return_counts=True)
     assert counts.max() <= PARAMS.max_points_per_class
     assert dict(zip(cls.tolist(), counts.tolist(), strict=True)) == ds.attrs["points_sampled_per_class"]
@@ -116,12 +139,16 @@ def test_folds_stratified(curated: tuple[xr.Dataset, xr.Dataset, Path]) -> None:
         assert counts.max() - counts.min() <= 1
 
 
-def test_same_seed_identical_other_seed_different(tiny_scene: TinyScene, tmp_path: Path, curated: tuple[xr.Dataset, xr.Dataset, Path]) -> None:
+def test_same_seed_identical_other_seed_different(
+    tiny_scene: TinyScene, tmp_path: Path, curated: tuple[xr.Dataset, xr.Dataset, Path]
+) -> None:
     ds, _, _ = curated
     again = open_store(curate_hsi(tiny_inputs(tiny_scene), PARAMS, out=tmp_path / "again.zarr")).load()
     for name in [*ds.data_vars, *ds.coords]:
         assert np.array_equal(ds[name].values, again[name].values, equal_nan=ds[name].dtype.kind == "f"), name
-    other = curate_hsi(tiny_inputs(tiny_scene), PARAMS.model_copy(update={"seed": 1}), out=tmp_path / "other.zarr")
+    other = curate_hsi(
+        tiny_inputs(tiny_scene), PARAMS.model_copy(update={"seed": 1}), out=tmp_path / "other.zarr"
+    )
     assert not np.array_equal(open_store(other)["x"].values[:50], ds["x"].values[:50])
 
 

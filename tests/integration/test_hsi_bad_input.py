@@ -69,7 +69,9 @@ def test_polygons_without_crs(tiny_scene: TinyScene, tmp_path: Path) -> None:
 
 def test_class_column_missing(tiny_scene: TinyScene, tmp_path: Path) -> None:
     out = tmp_path / "o.zarr"
-    with pytest.raises(SchemaError, match=r"class column 'klass' not found; columns are \['class_name', 'polygon_id'\]"):
+    with pytest.raises(
+        SchemaError, match=r"class column 'klass' not found; columns are \['class_name', 'polygon_id'\]"
+    ):
         curate_hsi(_with(tiny_scene, class_column="klass"), PARAMS, out=out)
     _assert_nothing_published(out)
 
@@ -88,7 +90,11 @@ def test_class_column_with_empty_or_fractional_values(tiny_scene: TinyScene, tmp
         curate_hsi(_with(tiny_scene, polygons=_polygons(tmp_path, tiny_scene, blank)), PARAMS, out=out)
     with pytest.raises(SchemaError, match="non-integer numbers"):
         curate_hsi(
-            _with(tiny_scene, polygons=_polygons(tmp_path, tiny_scene, fractional, "f.gpkg"), class_column="code"),
+            _with(
+                tiny_scene,
+                polygons=_polygons(tmp_path, tiny_scene, fractional, "f.gpkg"),
+                class_column="code",
+            ),
             PARAMS,
             out=out,
         )
@@ -121,7 +127,9 @@ def test_raster_without_wavelengths(tiny_scene: TinyScene, tmp_path: Path) -> No
 
 
 def test_wavelengths_do_not_match_band_count(tiny_scene: TinyScene, tmp_path: Path) -> None:
-    spec = RasterSpec(name="VNIR1", path=tiny_scene.rasters["VNIR1"], sensor="VNIR", wavelengths_nm=[500.0, 600.0])
+    spec = RasterSpec(
+        name="VNIR1", path=tiny_scene.rasters["VNIR1"], sensor="VNIR", wavelengths_nm=[500.0, 600.0]
+    )
     out = tmp_path / "o.zarr"
     with pytest.raises(WavelengthError, match=r"vnir\.tif: 2 wavelengths for 12 bands"):
         curate_hsi(_with(tiny_scene, rasters=[spec]), PARAMS, out=out)
@@ -144,7 +152,9 @@ def test_raster_that_does_not_overlap(tiny_scene: TinyScene, tmp_path: Path) -> 
     _assert_nothing_published(out)
 
 
-def test_class_emptied_by_buffer_is_warned_recorded_and_skipped(tiny_scene: TinyScene, tmp_path: Path) -> None:
+def test_class_emptied_by_buffer_is_warned_recorded_and_skipped(
+    tiny_scene: TinyScene, tmp_path: Path
+) -> None:
     def tiny_metal(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         utm = gdf.to_crs(UTM)
         small = utm["class_name"] == "metal"
@@ -173,7 +183,9 @@ def test_invalid_polygon_repaired_with_warning_not_dropped(tiny_scene: TinyScene
         path = curate_hsi(_with(tiny_scene, polygons=path_in), PARAMS, out=tmp_path / "o.zarr")
     ds = open_store(path)
     assert ds.attrs["polygons"]["repaired_polygon_ids"] == [100]
-    assert 100 in set(ds["polygon_id"].values.tolist()) | set(open_store(path, group="rejects")["polygon_id"].values.tolist())
+    assert 100 in set(ds["polygon_id"].values.tolist()) | set(
+        open_store(path, group="rejects")["polygon_id"].values.tolist()
+    )
 
 
 def test_nan_and_inf_pixels_are_absent_and_counted(tiny_scene: TinyScene, tmp_path: Path) -> None:
@@ -181,7 +193,9 @@ def test_nan_and_inf_pixels_are_absent_and_counted(tiny_scene: TinyScene, tmp_pa
     data = rng.uniform(0.1, 0.9, size=(5, 70, 70)).astype(np.float32)
     data[2, :35, :] = np.nan  # northern half: NaN in one band
     data[0, 35:, :35] = np.inf  # south-west quarter: inf
-    path = write_raster(tmp_path / "nan.tif", data, origin=ORIGIN, res=1.0, wavelengths=np.linspace(450, 850, 5))
+    path = write_raster(
+        tmp_path / "nan.tif", data, origin=ORIGIN, res=1.0, wavelengths=np.linspace(450, 850, 5)
+    )
     inputs = _with(tiny_scene, rasters=[RasterSpec(name="V", path=path, sensor="VNIR")])
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

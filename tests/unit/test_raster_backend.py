@@ -18,14 +18,21 @@ from pipeline.errors import MissingInputError, WavelengthError
 def test_read_pixels_matches_rasterio_sample(tmp_path: Path, driver: str, name: str, budget: int) -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=(7, 53, 61)).astype(np.float32)
-    path = write_raster(tmp_path / name, data, origin=ORIGIN, res=2.0, wavelengths=np.arange(7) + 500.0, driver=driver)
+    path = write_raster(
+        tmp_path / name, data, origin=ORIGIN, res=2.0, wavelengths=np.arange(7) + 500.0, driver=driver
+    )
     info = open_raster_info(path)
     x = ORIGIN[0] + rng.uniform(-10, 61 * 2 + 10, size=700)
     y = ORIGIN[1] - rng.uniform(-10, 53 * 2 + 10, size=700)
     rows, cols = pixel_indices(info, x, y)
     got = read_pixels(info, rows, cols, budget_bytes=budget)
     with rasterio.open(path) as src:
-        inside_ref = np.array([src.index(a, b)[0] in range(53) and src.index(a, b)[1] in range(61) for a, b in zip(x, y, strict=True)])
+        inside_ref = np.array(
+            [
+                src.index(a, b)[0] in range(53) and src.index(a, b)[1] in range(61)
+                for a, b in zip(x, y, strict=True)
+            ]
+        )
         ref = np.array(list(src.sample(zip(x[inside_ref], y[inside_ref], strict=True))))
     assert np.array_equal(got.inside, inside_ref)
     assert np.array_equal(got.values[got.inside], ref)
@@ -34,7 +41,9 @@ def test_read_pixels_matches_rasterio_sample(tmp_path: Path, driver: str, name: 
 def test_window_shape_stacks_strips_but_keeps_tiles(tmp_path: Path) -> None:
     data = np.zeros((3, 64, 64), dtype=np.float32)
     tif = write_raster(tmp_path / "t.tif", data, origin=ORIGIN, res=1.0, wavelengths=np.arange(3) + 500.0)
-    envi = write_raster(tmp_path / "e.img", data, origin=ORIGIN, res=1.0, wavelengths=np.arange(3) + 500.0, driver="ENVI")
+    envi = write_raster(
+        tmp_path / "e.img", data, origin=ORIGIN, res=1.0, wavelengths=np.arange(3) + 500.0, driver="ENVI"
+    )
     assert window_shape(open_raster_info(tif)) == (16, 16)
     assert window_shape(open_raster_info(envi), budget_bytes=3 * 4 * 64 * 8) == (8, 64)
 
@@ -42,7 +51,13 @@ def test_window_shape_stacks_strips_but_keeps_tiles(tmp_path: Path) -> None:
 def test_wavelengths_from_envi_header_in_micrometres(tmp_path: Path) -> None:
     data = np.zeros((3, 4, 4), dtype=np.float32)
     path = write_raster(
-        tmp_path / "e.img", data, origin=ORIGIN, res=1.0, wavelengths=np.array([0.9, 1.5, 2.4]), units="Micrometers", driver="ENVI"
+        tmp_path / "e.img",
+        data,
+        origin=ORIGIN,
+        res=1.0,
+        wavelengths=np.array([0.9, 1.5, 2.4]),
+        units="Micrometers",
+        driver="ENVI",
     )
     info = open_raster_info(path)
     assert info.wavelengths_nm.tolist() == pytest.approx([900.0, 1500.0, 2400.0])
@@ -51,7 +66,7 @@ def test_wavelengths_from_envi_header_in_micrometres(tmp_path: Path) -> None:
 
 def test_missing_wavelengths_is_a_clear_error(tmp_path: Path) -> None:
     path = write_raster(tmp_path / "n.tif", np.zeros((2, 4, 4), np.float32), origin=ORIGIN, res=1.0)
-    with pytest.raises(WavelengthError, match="n.tif.*no band wavelength.*\n.*fix: add `wavelengths_nm"):
+    with pytest.raises(WavelengthError, match=r"n\.tif.*no band wavelength.*\n.*fix: add `wavelengths_nm"):
         open_raster_info(path)
     assert open_raster_info(path, wavelengths_nm=[500.0, 600.0]).wavelength_source == "catalog"
 
@@ -63,5 +78,5 @@ def test_wavelength_count_mismatch(tmp_path: Path) -> None:
 
 
 def test_missing_raster(tmp_path: Path) -> None:
-    with pytest.raises(MissingInputError, match="nope.tif"):
+    with pytest.raises(MissingInputError, match=r"nope\.tif"):
         open_raster_info(tmp_path / "nope.tif")

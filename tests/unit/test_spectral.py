@@ -47,7 +47,11 @@ def test_clip_leaves_nan() -> None:
 
 @pytest.mark.parametrize(
     ("units", "values", "expected"),
-    [("Micrometers", [0.5, 2.1], [500.0, 2100.0]), ("nm", [500.0], [500.0]), (None, [0.45, 0.9], [450.0, 900.0])],
+    [
+        ("Micrometers", [0.5, 2.1], [500.0, 2100.0]),
+        ("nm", [500.0], [500.0]),
+        (None, [0.45, 0.9], [450.0, 900.0]),
+    ],
 )
 def test_units_to_nanometres(units: str | None, values: list[float], expected: list[float]) -> None:
     out = to_nanometres(np.array(values), units, path="x.tif", field="test")
