@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from flows.runners import hsi_extract_key, hsi_polygons_key, make_task_runner, uses_dask
 from pipeline import hsi
 from pipeline.errors import EminError
 from pipeline.spectral import Transmission
@@ -46,9 +47,12 @@ IO = {
     "retry_condition_fn": retry_transient,
     "cache_policy": NO_CACHE,
 }
+#: I/O tasks whose results are persisted (PREFECT_LOCAL_STORAGE_PATH) and reused across runs,
+#: keyed on input checksums + parameters + code version (see flows/runners.py).
+CACHED = {k: v for k, v in IO.items() if k != "cache_policy"} | {"persist_result": True}
 
 
-@task(name="load-polygons", **IO)
+@task(name="load-polygons", cache_key_fn=hsi_polygons_key, **CACHED)
 def load_polygons_task(
     inputs: HSIInputs, params: HSICurationParams
 ) -> tuple[gpd.GeoDataFrame, PolygonReport, Transmission | None]:
@@ -69,7 +73,7 @@ def sample_points_task(
     return points
 
 
-@task(name="extract-raster", task_run_name="extract-{spec.name}", **IO)
+@task(name="extract-raster", task_run_name="extract-{spec.name}", cache_key_fn=hsi_extract_key, **CACHED)
 def extract_task(
     spec: RasterSpec,
     points: hsi.SampledPoints,
@@ -123,6 +127,15 @@ def _artifacts(ds: xr.Dataset, path: Path) -> None:
     )
 
 
+@flow(name="extract-rasters", validate_parameters=False)
+def extract_rasters_flow(
+    inputs: HSIInputs, points: hsi.SampledPoints, params: HSICurationParams, transmission: Transmission | None
+) -> list[hsi.ModalityExtraction]:
+    """The per-raster fan-out as a subflow, so it can run on its own (Dask) task runner."""
+    futures = [extract_task.submit(spec, points, params, transmission) for spec in inputs.rasters]
+    return [f.result() for f in futures]
+
+
 def resolve_job(
     entry: str | None,
     catalog: str,
@@ -146,13 +159,24 @@ def curate_hsi_flow(
     inputs: HSIInputs | None = None,
     params: HSICurationParams | None = None,
     out: str | None = None,
+    cluster: str | None = None,
+    workers: int = 1,
 ) -> str:
-    """Curate an HSI multi-modality sample dataset and publish it; returns the store path."""
+    """Curate an HSI multi-modality sample dataset and publish it; returns the store path.
+
+    Rasters are extracted concurrently: in threads, or on Dask with ``workers >= 2`` (a local
+    cluster) or ``cluster="tcp://host:8786"`` (an existing one).
+    """
     inputs, params, target = resolve_job(entry, catalog, inputs, params, out)
     polygons, report, transmission = load_polygons_task(inputs, params)
     points = sample_points_task(polygons, params, report)
-    futures = [extract_task.submit(spec, points, params, transmission) for spec in inputs.rasters]
-    extractions = [f.result() for f in futures]
+    if uses_dask(cluster, workers):
+        extractions = extract_rasters_flow.with_options(task_runner=make_task_runner(cluster, workers))(
+            inputs, points, params, transmission
+        )
+    else:
+        futures = [extract_task.submit(spec, points, params, transmission) for spec in inputs.rasters]
+        extractions = [f.result() for f in futures]
     ds, rejects = assemble_task(points, extractions, params, inputs)
     path = publish_task(ds, rejects, target, params.sample_chunk)
     _artifacts(ds, path)

@@ -296,7 +296,7 @@ def seismic_emin(
     if is_teacher is None:
         c = event_centres(lat_r, lon_r, event_ids, centre=centre, degrees=False)
         members = torch.ones_like(lat_r, dtype=torch.bool)
-        valid_event = c.n_members >= 1
+        valid_event = c.n_members >= 2
         c_lat, c_lon = c.lat, c.lon
     else:
         teach = is_teacher.to(device=lat.device, dtype=torch.bool)

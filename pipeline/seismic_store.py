@@ -70,6 +70,13 @@ class TraceBatch:
     timings_s: dict[str, float] = field(default_factory=dict)
     n_skipped: int = 0
 
+    @classmethod
+    def empty(cls, rejects: Sequence[Reject] = ()) -> TraceBatch:
+        """A batch with no traces (used to hand metadata-level rejects to a writer)."""
+        return cls(
+            np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(rejects), np.zeros(0), np.zeros(0)
+        )
+
     @property
     def n(self) -> int:
         """Number of traces."""
@@ -654,11 +661,7 @@ def curate_seismic(
         "write": 0.0,
     }
     writer = SeismicStoreWriter(out, params, hook=hook)
-    writer.add(
-        TraceBatch(
-            np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(meta.rejects), np.zeros(0), np.zeros(0)
-        )
-    )
+    writer.add(TraceBatch.empty(meta.rejects))
     files = sorted(Path(p) for p in inputs.waveforms)
     try:
         for i in range(0, len(files), batch_files):

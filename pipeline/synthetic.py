@@ -32,8 +32,9 @@ sheet metal         ``metal`` with R(650)/R(450) < 1.35
 tailings            soils, brightness quantile 95–100 %, evenly 24
 stemming gravel     ``bare``/``gravel`` with mean reflectance ≥ 0.05
 stemming sand       ``sand``
-background          soils 35–65 % (evenly 48) mixed with NPV (``LEVEL_2 == "npv"``)
-                    and PROSAIL canopy (``vegetation``, evenly 48)
+background          three soils per scene from soils 35–65 % (evenly 48), mixed with
+                    NPV (``LEVEL_2 == "npv"``) and PROSAIL canopy (``vegetation``,
+                    evenly 48)
 ==================  ===========================================================
 
 Library spectra are interpolated linearly to 1 nm (across the water-band gaps),
@@ -42,13 +43,14 @@ convolved with Gaussian band responses (FWHM = 1.2 × band spacing).
 
 Per pixel: every polygon has a base spectrum (a random convex mix of two pool spectra,
 brightness × U(0.9, 1.1)); each of 2×2 sub-pixels mixes it with a random pool member
-(weight U(0, 0.3)) and a ±3 % brightness jitter; background sub-pixels mix a spatially
-smooth soil choice with NPV and vegetation fractions from smooth fields. Sub-pixels are
-averaged, so pixels on polygon edges are mixed. Then, per flight: an illumination factor
-from an analytic terrain (hills and a steep scarp) and the flight's sun position (diffuse
-floor 0.15 in shadows), a gain (U(0.85, 1.15) with a small spectral ripple) and offset,
-a residual atmospheric error ``T**delta`` (|delta| ≤ 0.12) and Gaussian noise whose
-sigma grows as ``1/sqrt(T)`` and at the detector edges, so absorption bands are noisy.
+(weight U(0, 0.3)) and a ±3 % brightness jitter; background mixes the scene's three
+soils in spatially smooth proportions, a random soil (weight U(0, 0.3)), NPV (0–30 %) and
+vegetation (0–20 %) from smooth fields. Sub-pixels are averaged, so pixels on polygon
+edges are mixed. Then, per flight: an illumination factor from an analytic terrain (hills
+and a steep scarp) and the flight's sun position (diffuse floor 0.15 in shadows), a gain
+(U(0.85, 1.15) with a small spectral ripple) and offset, a residual atmospheric error
+``T**delta`` (|delta| ≤ 0.12, T the band's transmission) and Gaussian noise whose sigma
+grows as ``1/sqrt(T)`` and at the detector edges, so absorption bands are noisy.
 
 Rasters (``_RASTERS``): VNIR1 GeoTIFF 32611 1.0 m; VNIR2 ENVI (BIL) 32611 1.25 m;
 VNIR3 GeoTIFF EPSG:26911 1.0 m; SWIR1 GeoTIFF int16 reflectance × 10000 with scale
@@ -84,7 +86,20 @@ from rasterio.transform import Affine
 from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, box
 
+from pipeline.errors import InputError
 from pipeline.version import __version__
+
+__all__ = [
+    "BACKGROUND_NAME",
+    "CLASS_NAMES",
+    "NODATA",
+    "SITE_CRS",
+    "HSIScene",
+    "SyntheticRaster",
+    "generate_hsi_scene",
+    "site_bounds",
+    "transmission_profile",
+]
 
 FloatArray = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -287,9 +302,9 @@ def generate_hsi_scene(
 ) -> HSIScene:
     """Write a synthetic UNESE-like HSI scene into ``out_dir`` and return its paths."""
     if n_polygons < 1:
-        raise ValueError(f"n_polygons must be at least 1, got {n_polygons}")
+        raise InputError(f"n_polygons must be at least 1, got {n_polygons}", fix="ask for 1 or more polygons")
     if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+        raise InputError(f"scale must be positive, got {scale}", fix="use e.g. scale=1.0 (600 m x 450 m)")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     rngs = np.random.default_rng(seed).spawn(4 + len(_RASTERS))
@@ -444,9 +459,10 @@ def _make_polygons(rng: np.random.Generator, n: int, scale: float) -> _Polygons:
             bounds[i] = b
             break
         else:
-            raise ValueError(
-                f"could not place {n} non-overlapping polygons in a site of scale {scale}; "
-                "use fewer polygons or a larger scale"
+            raise InputError(
+                f"could not place {n} non-overlapping polygons in a site of scale {scale}",
+                fix="use fewer polygons or a larger scale (the default is 200 polygons at scale 1.0; "
+                "about 200 polygons need scale >= 0.5)",
             )
     perm = rng.permutation(n)
     return _Polygons(
@@ -893,42 +909,62 @@ def _reflectance(
     xs: FloatArray,
     ys: FloatArray,
 ) -> F32:
-    """Surface reflectance of each valid pixel: the mean of its sub-pixels' spectra."""
+    """Surface reflectance of each valid pixel: the mean of its sub-pixels' spectra.
+
+    Every pixel is a sparse linear combination of library rows and polygon base spectra,
+    so the whole image is one sparse (pixels x dictionary) by dense (dictionary x bands) product.
+    """
+    from scipy import sparse
+
     n, nsub = labels.shape
-    acc = np.zeros((n, base.shape[1]), dtype=np.float32)
-    # background: the scene's three soils in smoothly varying proportions, NPV and vegetation
-    veg = np.clip(0.05 + 0.05 * _field(world, 0, xs, ys), 0.0, 0.2)
-    npv = np.clip(0.12 + 0.08 * _field(world, 1, xs, ys), 0.0, 0.3)
-    logits = np.stack([2.5 * _field(world, 2 + i, xs, ys) for i in range(3)], axis=1)
-    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-    weights /= weights.sum(axis=1, keepdims=True)
-    soil_mix = (weights.astype(np.float32) @ pool[world.soils]).astype(np.float32)
+    n_pool = pool.shape[0]
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    vals: list[npt.NDArray[np.float32]] = []
+
+    def add(r: IntArray, c: IntArray, v: npt.NDArray[Any]) -> None:
+        rows.append(r)
+        cols.append(c)
+        vals.append(np.asarray(v, dtype=np.float32))
 
     def pick(which: int, m: int) -> IntArray:
         return lib.starts[which] + (rng.random(m) * lib.counts[which]).astype(np.int64)
 
+    # polygon sub-pixels: (1 - u) base spectrum + u random pool member, brightness jitter
     for q in range(nsub):
         lab = labels[:, q]
-        spectra = np.empty_like(acc)
         inside = np.flatnonzero(lab > 0)
-        if len(inside):
-            pid = lab[inside] - 1
-            k = classes[pid]
-            j = lib.starts[k] + (rng.random(len(inside)) * lib.counts[k]).astype(np.int64)
-            u = rng.uniform(0.0, 0.3, len(inside)).astype(np.float32)[:, None]
-            spectra[inside] = (1 - u) * base[lab[inside]] + u * pool[j]
-        out = np.flatnonzero(lab == 0)
-        if len(out):
-            m = len(out)
-            v = rng.uniform(0.0, 0.3, m).astype(np.float32)[:, None]
-            soil = (1 - v) * soil_mix[out] + v * pool[pick(_SOIL, m)]
-            fv = veg[out].astype(np.float32)[:, None]
-            fn = npv[out].astype(np.float32)[:, None]
-            spectra[out] = (1 - fv - fn) * soil + fn * pool[pick(_NPV, m)] + fv * pool[pick(_VEG, m)]
-        jitter = 1.0 + 0.03 * rng.standard_normal((n, 1), dtype=np.float32)
-        acc += spectra * jitter
-    acc /= nsub
-    return acc
+        k = classes[lab[inside] - 1]
+        u = rng.uniform(0.0, 0.3, len(inside))
+        scale = (1.0 + 0.03 * rng.standard_normal(len(inside))) / nsub
+        add(inside, n_pool + lab[inside], (1 - u) * scale)
+        add(inside, lib.starts[k] + (rng.random(len(inside)) * lib.counts[k]).astype(np.int64), u * scale)
+
+    # background share: the scene's three soils in smoothly varying proportions, a random soil,
+    # NPV and vegetation
+    bg = np.flatnonzero((labels == 0).any(axis=1))
+    frac = (labels[bg] == 0).sum(axis=1) / nsub * (1.0 + 0.03 * rng.standard_normal(len(bg)))
+    bx, by = xs[bg], ys[bg]
+    veg = np.clip(0.05 + 0.05 * _field(world, 0, bx, by), 0.0, 0.2)
+    npv = np.clip(0.12 + 0.08 * _field(world, 1, bx, by), 0.0, 0.3)
+    logits = np.stack([2.5 * _field(world, 2 + i, bx, by) for i in range(3)], axis=1)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    v = rng.uniform(0.0, 0.3, len(bg))
+    soil = (1 - veg - npv) * frac
+    for i in range(3):
+        add(bg, np.full(len(bg), world.soils[i]), soil * (1 - v) * weights[:, i])
+    m = len(bg)
+    add(bg, pick(_SOIL, m), soil * v)
+    add(bg, pick(_NPV, m), npv * frac)
+    add(bg, pick(_VEG, m), veg * frac)
+
+    dictionary = np.concatenate([pool, base]).astype(np.float32)
+    w = sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, dictionary.shape[0]),
+    )
+    return np.asarray(w @ dictionary, dtype=np.float32)
 
 
 def _write_cube(
@@ -967,7 +1003,6 @@ def _write_cube(
             interleave="pixel",
             compress="deflate",
             predictor=2 if spec.dtype == "int16" else 3,
-            num_threads="1",
         )
     else:
         profile.update(interleave=spec.interleave)

@@ -39,8 +39,12 @@ class SeismicCurationParams(BaseModel):
     pre_p_s: float = Field(default=10.0, ge=0, description="window start before the P arrival (s)")
     window_s: float = Field(default=120.0, gt=0, description="window length (s); frames = window_s / frame_s")
     margin_s: float = Field(default=10.0, ge=0, description="extra data each side for taper/filter (s)")
-    sampling_rate_hz: float = Field(default=100.0, gt=0, description="common rate every trace is resampled to")
-    frame_s: float = Field(default=1.0, gt=0, description="spectrogram frame = 1 s time and 1/frame_s Hz resolution")
+    sampling_rate_hz: float = Field(
+        default=100.0, gt=0, description="common rate every trace is resampled to"
+    )
+    frame_s: float = Field(
+        default=1.0, gt=0, description="spectrogram frame = 1 s time and 1/frame_s Hz resolution"
+    )
     freqmin_hz: float = Field(default=1.0, gt=0)
     freqmax_hz: float = Field(default=45.0, gt=0)
     filter_corners: int = Field(default=4, ge=1, le=10)
@@ -53,7 +57,9 @@ class SeismicCurationParams(BaseModel):
     )
     missing_horizontal_error: Literal["reject", "keep"] = "reject"
     max_distance_km: float = Field(default=500.0, gt=0)
-    clip_counts: float | None = Field(default=8_388_607.0, description="|raw sample| >= this is clipped (24-bit)")
+    clip_counts: float | None = Field(
+        default=8_388_607.0, description="|raw sample| >= this is clipped (24-bit)"
+    )
     reject_inventory_rate_mismatch: bool = False
     taup_model: str = "iasp91"
     split_seed: int = 0

@@ -227,3 +227,35 @@ def test_seismic_metrics_vs_loops() -> None:
     )
     assert perfect["overall"]["location_error_km_mean"] < 1e-6
     assert "by_sensor" not in perfect and "event_level" not in perfect
+
+
+def test_distance_bins_are_half_open_on_true_distance() -> None:
+    true_dist = torch.tensor([0.0, 49.999, 50.0, 150.0, 400.0], dtype=torch.float64)
+    z = torch.zeros(5, dtype=torch.float64)
+    res = seismic_metrics(
+        pred_dist_km=true_dist + torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=torch.float64),
+        pred_baz_deg=z,
+        true_dist_km=true_dist,
+        true_baz_deg=z,
+        station_lat=z + 40.0,
+        station_lon=z - 111.0,
+        event_lat=z + 40.0,
+        event_lon=z - 111.0,
+        distance_bins_km=(0, 50, 150, math.inf),
+    )
+    bins = res["by_distance_bin"]
+    assert [bins[k]["n"] for k in ("0-50", "50-150", "150-inf")] == [2.0, 1.0, 2.0]
+    assert bins["50-150"]["distance_error_km_mean"] == pytest.approx(3.0)
+    assert bins["150-inf"]["distance_error_km_median"] == pytest.approx(4.5)
+    with pytest.raises(ValueError):
+        seismic_metrics(
+            pred_dist_km=z,
+            pred_baz_deg=z,
+            true_dist_km=z,
+            true_baz_deg=z,
+            station_lat=z,
+            station_lon=z,
+            event_lat=z,
+            event_lon=z,
+            distance_bins_km=(0, 50, 50),
+        )

@@ -278,3 +278,54 @@ def test_vgg_regressor_default_is_vgg16_and_handles_small_inputs() -> None:
         model(torch.randn(3, 8, 8))
     with pytest.raises(ValueError):
         VGGRegressor(cfg=(8, "X"))
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
+        ),
+    ],
+)
+def test_library_follows_input_device(device: str) -> None:
+    """Everything runs where its inputs live and matches the CPU float64 result."""
+    from models.emin import gaussian_emin, seismic_emin, student_teacher_emin
+    from models.geo import destination
+    from models.metrics import classification_metrics, predictive_variance
+
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    preds = torch.randn(4, 10, 3, generator=g, dtype=torch.float64)
+    mask = torch.rand(4, 10, generator=g) < 0.7
+    preds = torch.where(mask[..., None], preds, torch.nan)
+    teacher = torch.tensor([True, False, True, False])
+    for fn, args in (
+        (gaussian_emin, (preds, mask)),
+        (student_teacher_emin, (preds, mask, teacher)),
+    ):
+        got = fn(*(a.to(dev) for a in args))
+        assert got.device.type == dev.type
+        torch.testing.assert_close(got.cpu(), fn(*args))
+    lat, lon = torch.rand(12, dtype=torch.float64) * 5 + 40, torch.rand(12, dtype=torch.float64) * 5 - 112
+    ids = torch.arange(12) // 4
+    s = seismic_emin(lat.to(dev), lon.to(dev), ids.to(dev), is_teacher=(torch.arange(12) % 2 == 0).to(dev))
+    torch.testing.assert_close(s.cpu(), seismic_emin(lat, lon, ids, is_teacher=torch.arange(12) % 2 == 0))
+    la, lo = destination(lat.to(dev), lon.to(dev), lat.to(dev) * 3, lon.to(dev).abs())
+    assert la.device.type == dev.type
+    ref_la, ref_lo = destination(lat, lon, lat * 3, lon.abs())
+    torch.testing.assert_close(la.cpu(), ref_la)
+    torch.testing.assert_close(lo.cpu(), ref_lo)
+    model = _hydra().eval()
+    xs, m = _inputs(6)
+    ref = model(xs, m)
+    model_d = model.to(dev)
+    out = model_d([x.to(dev) for x in xs], m.to(dev))
+    torch.testing.assert_close(out.cpu(), ref)
+    y = torch.randint(0, 6, (6,))
+    assert classification_metrics(out, y.to(dev), m.to(dev)) == classification_metrics(ref, y, m)
+    np.testing.assert_allclose(predictive_variance(out, m.to(dev)), predictive_variance(ref, m), rtol=1e-9)
+    vgg = VGGRegressor(cfg=(8, "M", 8, "M"), head_hidden=(4,)).to(dev).eval()
+    assert vgg(torch.randn(2, 3, 9, 11, device=dev)).device.type == dev.type

@@ -18,7 +18,7 @@ from pipeline.seismic import (
 def test_batched_spectrogram_equals_scipy() -> None:
     """Tolerance: 1e-4 in log10 power (float32 output vs scipy float64)."""
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((7, 3, 12_000)) * 100 + np.linspace(0, 50, 12_000)).astype(np.float32)
+    x = rng.standard_normal((7, 3, 12_000)) * 100 + np.linspace(0, 50, 12_000)
     freq, time, ours = batched_log_spectrogram(x, 100.0, nperseg=100, eps=1e-20)
     f_ref, t_ref, s_ref = scipy.signal.spectrogram(
         x.astype(np.float64),
@@ -96,7 +96,9 @@ def test_labels_agree_with_gps2dist_and_destination_point() -> None:
         d, az, _ = gps2dist_azimuth(sta_lat[i], sta_lon[i], ev_lat[i], ev_lon[i])
         assert lab["distance_km"][i] == pytest.approx(d / 1000, abs=1e-9)
         assert lab["back_azimuth_deg"][i] == pytest.approx(az % 360, abs=1e-9)
-    lon2, lat2, _ = Geod(ellps="WGS84").fwd(sta_lon, sta_lat, lab["back_azimuth_deg"], lab["distance_km"] * 1000)
+    lon2, lat2, _ = Geod(ellps="WGS84").fwd(
+        sta_lon, sta_lat, lab["back_azimuth_deg"], lab["distance_km"] * 1000
+    )
     _, _, miss = Geod(ellps="WGS84").inv(lon2, lat2, ev_lon, ev_lat)
     assert np.max(miss) < 1.0  # metres: the event lies along the back azimuth from the station
     assert np.all((lab["back_azimuth_deg"] >= 0) & (lab["back_azimuth_deg"] < 360))
@@ -120,7 +122,9 @@ def test_travel_time_table_matches_taup_off_grid() -> None:
     tt = travel_time_table("iasp91", 5.0)
     model = TauPyModel("iasp91")
     for dist, depth in [(0.37, 7.3), (1.23, 12.9), (3.61, 3.2)]:
-        arr = model.get_travel_times(source_depth_in_km=depth, distance_in_degree=dist, phase_list=["p", "P", "s", "S"])
+        arr = model.get_travel_times(
+            source_depth_in_km=depth, distance_in_degree=dist, phase_list=["p", "P", "s", "S"]
+        )
         p = min(a.time for a in arr if a.name.upper() == "P")
         s = min(a.time for a in arr if a.name.upper() == "S")
         assert float(tt.p_time(np.array(dist), np.array(depth))) == pytest.approx(p, abs=0.35)

@@ -1,0 +1,174 @@
+"""Task runners and cache keys for the flows: local threads, a local Dask cluster, or any cluster.
+
+``make_task_runner(cluster, workers)`` is the single place that decides where
+fanned-out tasks run:
+
+* ``cluster=None, workers<=1``: Prefect's default thread pool, in the flow process;
+* ``cluster=None, workers>=2``: a ``distributed.LocalCluster`` of ``workers`` processes
+  (one thread each, no dashboard) started for the flow run and closed after it;
+* ``cluster="tcp://host:8786"``: an existing Dask scheduler (its workers must be able to
+  import this repository's packages and read the input files).
+
+GPU work asks for a ``GPU`` worker resource with :func:`gpu_resources`; only workers
+started with ``--resources GPU=1`` run it (see docs/orchestration.md).
+
+Cache keys are built from input file checksums and parameters (never from the
+task's in-memory arguments), so a re-run on unchanged inputs reuses the persisted
+results, and any change to a file, a parameter or the code version recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect.context import TaskRunContext
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from pipeline.checksums import file_sha256
+from pipeline.version import code_version
+
+#: Dask worker resource name that GPU tasks request (start GPU workers with ``--resources GPU=1``).
+GPU_RESOURCE = "GPU"
+
+
+def make_task_runner(cluster: str | None = None, workers: int = 1) -> TaskRunner[Any]:
+    """A thread pool (``workers<=1``), a local Dask cluster (``workers>=2``) or an existing cluster."""
+    if cluster is None and workers <= 1:
+        return ThreadPoolTaskRunner()
+    from prefect_dask import DaskTaskRunner
+
+    if cluster is not None:
+        return DaskTaskRunner(address=cluster)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "env": worker_env(),
+        },
+    )
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for local Dask workers: this process's Prefect API, so their task runs report to it.
+
+    Without it, each worker process of a flow run on an ephemeral API would start its own
+    temporary server (~10 s each) and its task runs would not appear in the parent's API.
+    """
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url)
+    return {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def uses_dask(cluster: str | None, workers: int) -> bool:
+    """Whether :func:`make_task_runner` returns a Dask runner for these settings."""
+    return cluster is not None or workers > 1
+
+
+@contextmanager
+def gpu_resources(count: int = 1) -> Iterator[None]:
+    """Tasks submitted inside this block run only on Dask workers that have a ``GPU`` resource.
+
+    >>> with gpu_resources():                       # doctest: +SKIP
+    ...     futures = [train_trial.submit(cfg) for cfg in trials]
+
+    Works with :class:`prefect_dask.DaskTaskRunner` (the annotation reaches the scheduler);
+    with a thread pool it is a no-op. A cluster with no GPU worker never runs these tasks.
+    """
+    import dask
+
+    with dask.annotate(resources={GPU_RESOURCE: count}):
+        yield
+
+
+def gpu_task_options() -> dict[str, Any]:
+    """``task.with_options(**gpu_task_options())``: tag GPU tasks (the UI filter and concurrency limits)."""
+    return {"tags": {"gpu"}}
+
+
+# --- cache keys -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def file_fingerprint(path: str | Path | None) -> str | None:
+    """SHA-256 of a file (and of its ENVI ``.hdr`` sidecar), memoised per (path, size, mtime)."""
+    if path is None:
+        return None
+    p = Path(path)
+    parts = []
+    for f in (p, p.with_suffix(".hdr")):
+        if f == p or (f.exists() and f != p):
+            st = f.stat()
+            parts.append(_sha256_cached(str(f.resolve()), st.st_size, st.st_mtime_ns))
+    return ":".join(parts)
+
+
+def cache_key(name: str, *, files: list[str | Path | None], models: list[Any]) -> str:
+    """A stable key: task name, code version, file checksums, and JSON dumps of pydantic models."""
+    payload = {
+        "task": name,
+        "code": code_version(),
+        "files": [file_fingerprint(f) for f in files],
+        "models": [m.model_dump_json() if hasattr(m, "model_dump_json") else json.dumps(m) for m in models],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def hsi_polygons_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key of ``load-polygons``: polygon and transmission files + inputs + params."""
+    inputs, params = parameters["inputs"], parameters["params"]
+    return cache_key(
+        "load-polygons",
+        files=[inputs.polygons, inputs.transmission],
+        models=[inputs.model_dump(mode="json", exclude={"rasters"}), params],
+    )
+
+
+def _array_digest(*arrays: Any) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = np.ascontiguousarray(np.asarray(a).astype(str) if np.asarray(a).dtype == object else a)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def hsi_extract_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache key of ``extract-raster``: raster file checksum, spec, params, and the points' content.
+
+    The sampled points and the transmission profile are hashed by value (coordinates,
+    labels, CRS; wavelengths and transmission), so no file outside the raster is needed.
+    """
+    spec, params, points = parameters["spec"], parameters["params"], parameters["points"]
+    transmission = parameters.get("transmission")
+    content = _array_digest(points.x, points.y, points.label_name, points.polygon_id)
+    profile = (
+        None if transmission is None else _array_digest(transmission.wavelength_nm, transmission.transmission)
+    )
+    return cache_key(
+        "extract-raster",
+        files=[spec.path],
+        models=[spec, params, [content, points.crs.to_wkt(), profile]],
+    )
+
+
+CacheKeyFn = Callable[[TaskRunContext, dict[str, Any]], str]

@@ -1,0 +1,431 @@
+"""Versioned, immutable publishing of curated datasets under a dataset root.
+
+Layout of a root (a local folder, or any fsspec URL)::
+
+    <root>/<name>/<version>/data.zarr       the Zarr store (groups included), never modified
+    <root>/<name>/<version>/manifest.json   checksums of every array, provenance, sizes, counts
+    <root>/<name>/latest                    JSON ``{"version": ...}``, replaced atomically, last
+
+A version id is ``v<N>-<hash>``: ``hash`` is derived from the content (every array's
+:func:`pipeline.store.array_digest` and the attributes, which hold the parameters and
+input checksums; ``code_version`` is provenance, not content). Publishing content that
+already has a version re-uses it (and points ``latest`` at it). A version is written under
+``<name>/.tmp-<id>/`` and renamed into place only when complete, then ``latest`` moves;
+a crash leaves at most a temporary folder (removed by :func:`gc`) and ``latest`` on the
+previous complete version. Two concurrent publishes leave one or two complete versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import fsspec
+import numpy as np
+import xarray as xr
+from fsspec.implementations.local import LocalFileSystem
+
+from pipeline.errors import PublishError
+from pipeline.store import array_digest, write_zarr
+from pipeline.version import code_version
+
+MANIFEST_VERSION = 1
+STORE_DIR = "data.zarr"
+MANIFEST = "manifest.json"
+LATEST = "latest"
+TMP_PREFIX = ".tmp-"
+#: Attributes that describe how a dataset was made, not what it holds (left out of the content id).
+VOLATILE_ATTRS = ("code_version",)
+VERSION_RE = re.compile(r"^v(\d+)-([0-9a-f]{8,64})$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+
+
+def default_root() -> str:
+    """The dataset root: ``$EMIN_DATA_ROOT``, else ``data/published``."""
+    return os.environ.get("EMIN_DATA_ROOT", "data/published")
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """One published version: where it is and whether this call created it."""
+
+    name: str
+    version: str
+    path: str  # the version folder (holds data.zarr and manifest.json)
+    created: bool  # False when identical content was already published
+
+    @property
+    def store(self) -> str:
+        """Path/URL of the Zarr store of this version."""
+        return f"{self.path}/{STORE_DIR}"
+
+
+# --------------------------------------------------------------------------------------------
+# filesystem helpers (one code path for local folders and fsspec URLs)
+# --------------------------------------------------------------------------------------------
+
+
+def filesystem(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and the normalised root path (local paths made absolute)."""
+    fs, path = fsspec.core.url_to_fs(str(root))
+    if isinstance(fs, LocalFileSystem):
+        path = str(Path(path).absolute())
+    return fs, str(path).rstrip("/")
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def _url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """What xarray/zarr should be given for ``path``: a plain path when local, else a URL."""
+    return path if _is_local(fs) else str(fs.unstrip_protocol(path))
+
+
+def _write_small_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write a small file atomically: temp name + ``os.replace`` locally, one PUT elsewhere."""
+    if _is_local(fs):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:  # object stores replace an object in one request
+        fs.pipe_file(path, data)
+
+
+def _rename_dir(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> bool:
+    """Move a finished folder into place; False when ``dst`` already exists (never merges)."""
+    if _is_local(fs):
+        try:
+            os.rename(src, dst)  # atomic; fails on an existing non-empty folder
+        except OSError:
+            if os.path.isdir(dst):
+                return False
+            raise
+        return True
+    if fs.exists(dst):
+        return False
+    fs.mv(src, dst, recursive=True)
+    return True
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise PublishError(
+            f"dataset name {name!r} is not usable as a folder name; use letters, digits, '_', '-', '.'"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# content identity
+# --------------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """Attributes as plain JSON types (numpy scalars/arrays, tuples, paths converted)."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def normalised_values(var: xr.Variable | xr.DataArray) -> np.ndarray:
+    """Values as digested: strings of any numpy flavour (U, StringDType, object) as object."""
+    values = np.asarray(var.values)
+    if values.dtype.kind in "OUT":
+        values = values.astype(object)
+    return values
+
+
+def dtype_name(dtype: np.dtype[Any]) -> str:
+    """A dtype name stable across a Zarr round trip (every string flavour is ``"string"``)."""
+    return "string" if dtype.kind in "OUT" else str(dtype)
+
+
+def array_entries(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Per variable (coords included): shape, dims, dtype and content digest."""
+    return {
+        str(name): {
+            "dims": [str(d) for d in var.dims],
+            "shape": [int(s) for s in var.shape],
+            "dtype": dtype_name(var.dtype),
+            "digest": "sha256:" + array_digest(normalised_values(var)),
+        }
+        for name, var in sorted(ds.variables.items(), key=lambda kv: str(kv[0]))
+    }
+
+
+def content_hash(arrays: Mapping[str, Mapping[str, dict[str, Any]]], attrs: Mapping[str, Any]) -> str:
+    """sha256 of every group's array digests and attributes (volatile attributes left out)."""
+    payload = {
+        "arrays": {g: {k: v["digest"] for k, v in a.items()} for g, a in arrays.items()},
+        "attrs": {
+            g: {k: v for k, v in jsonable(at).items() if k not in VOLATILE_ATTRS} for g, at in attrs.items()
+        },
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _prepared(ds: xr.Dataset) -> xr.Dataset:
+    """A loaded copy with every string array as object (Zarr v3 variable-length UTF-8)."""
+    out = ds.copy(deep=False).load()
+    for name, var in out.variables.items():
+        if var.dtype.kind in "T":
+            out[name] = var.astype(object)
+    return out
+
+
+def default_chunks(ds: xr.Dataset, *, target_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, int]:
+    """Chunk the leading dim of every data variable so a chunk holds about ``target_bytes``."""
+    chunks: dict[str, int] = {}
+    for var in ds.data_vars.values():
+        if not var.dims:
+            continue
+        lead = str(var.dims[0])
+        row_bytes = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
+        rows = max(1, target_bytes // row_bytes)
+        chunks[lead] = int(min(chunks.get(lead, rows), rows))
+    return chunks
+
+
+# --------------------------------------------------------------------------------------------
+# reading what is there
+# --------------------------------------------------------------------------------------------
+
+
+def list_versions(name: str, *, root: str | Path | None = None) -> list[str]:
+    """Complete versions of ``name`` (those with a manifest), oldest first."""
+    fs, base = filesystem(root or default_root())
+    folder = f"{base}/{name}"
+    if not fs.isdir(folder):
+        return []
+    found: list[tuple[int, str, str]] = []
+    for entry in fs.ls(folder, detail=False):
+        vid = str(entry).rstrip("/").rsplit("/", 1)[-1]
+        m = VERSION_RE.match(vid)
+        if m and fs.exists(f"{folder}/{vid}/{MANIFEST}"):
+            found.append((int(m.group(1)), vid, vid))
+    return [v for _, _, v in sorted(found)]
+
+
+def read_latest(name: str, *, root: str | Path | None = None) -> str | None:
+    """The version ``latest`` points at, or None when there is no pointer."""
+    fs, base = filesystem(root or default_root())
+    path = f"{base}/{name}/{LATEST}"
+    if not fs.exists(path):
+        return None
+    return str(json.loads(fs.cat_file(path))["version"])
+
+
+def read_manifest(name: str, version: str, *, root: str | Path | None = None) -> dict[str, Any]:
+    """The manifest of one version."""
+    fs, base = filesystem(root or default_root())
+    return cast(dict[str, Any], json.loads(fs.cat_file(f"{base}/{name}/{version}/{MANIFEST}")))
+
+
+def store_files(fs: fsspec.AbstractFileSystem, store: str) -> dict[str, int]:
+    """Every file of a store (path relative to it → size in bytes)."""
+    listing = fs.find(store, detail=True)
+    return {
+        str(p)[len(store) + 1 :]: int(info["size"])
+        for p, info in sorted(listing.items())
+        if info.get("type") == "file"
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# publishing
+# --------------------------------------------------------------------------------------------
+
+
+def _counts(ds: xr.Dataset) -> dict[str, Any]:
+    attrs = ds.attrs
+    keys = ("counts", "table1_counts", "modality_totals", "n_samples", "n_rejected")
+    return {k: jsonable(attrs[k]) for k in keys if k in attrs}
+
+
+def _manifest(
+    *,
+    name: str,
+    version: str,
+    digest: str,
+    ds: xr.Dataset,
+    groups: Mapping[str, xr.Dataset],
+    arrays: Mapping[str, Mapping[str, dict[str, Any]]],
+    files: dict[str, int],
+    input_checksums: Mapping[str, str] | None,
+    parameters: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    attrs = ds.attrs
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "name": name,
+        "version": version,
+        "content_hash": "sha256:" + digest,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "emin_kind": attrs.get("emin_kind"),
+        "schema_version": attrs.get("schema_version"),
+        "code_version": attrs.get("code_version", code_version()),
+        "input_checksums": jsonable(input_checksums or attrs.get("input_checksums", {})),
+        "parameters": jsonable(parameters or attrs.get("parameters", {})),
+        "store": STORE_DIR,
+        "groups": ["", *groups],
+        "sizes": {g or "/": {str(k): int(v) for k, v in d.sizes.items()} for g, d in [("", ds), *groups.items()]},
+        "counts": _counts(ds),
+        "arrays": {g or "/": dict(a) for g, a in arrays.items()},
+        "files": files,
+        "total_bytes": int(sum(files.values())),
+    }
+
+
+def publish_dataset(
+    ds: xr.Dataset,
+    *,
+    name: str,
+    root: str | Path | None = None,
+    groups: Mapping[str, xr.Dataset] | None = None,
+    chunks: Mapping[str, int] | None = None,
+    input_checksums: Mapping[str, str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> PublishedVersion:
+    """Publish ``ds`` (plus named child ``groups``) as a new immutable version of ``name``.
+
+    Identical content (arrays and attributes, ``code_version`` aside) re-uses its version.
+    ``input_checksums``/``parameters`` default to the dataset's attributes of those names.
+    """
+    _check_name(name)
+    groups = dict(groups or {})
+    for g in groups:
+        if not NAME_RE.match(g):
+            raise PublishError(f"group name {g!r} of dataset {name!r} must be a plain name (no '/')")
+    fs, base = filesystem(root or default_root())
+    folder = f"{base}/{name}"
+    fs.makedirs(folder, exist_ok=True)
+
+    main = _prepared(ds)
+    children = {g: _prepared(d) for g, d in groups.items()}
+    arrays = {"": array_entries(main), **{g: array_entries(d) for g, d in children.items()}}
+    attrs = {"": main.attrs, **{g: d.attrs for g, d in children.items()}}
+    digest = content_hash(arrays, attrs)
+    short = digest[:12]
+
+    for vid in list_versions(name, root=_url(fs, base)):
+        if vid.endswith(f"-{short}"):
+            _point_latest(fs, folder, vid)
+            return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
+
+    tmp = f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        fs.makedirs(tmp, exist_ok=False)
+        store = f"{tmp}/{STORE_DIR}"
+        chunking = dict(chunks) if chunks is not None else default_chunks(main)
+        target = cast(Path, Path(store) if _is_local(fs) else _url(fs, store))
+        write_zarr(main, target, chunks=chunking)
+        for g, d in children.items():
+            write_zarr(d, target, chunks={**chunking, **default_chunks(d)}, group=g)
+        files = store_files(fs, store)
+        version = _install(fs, folder, tmp, short, name, main, children, arrays, digest, files,
+                           input_checksums, parameters)  # fmt: skip
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+    if version is None:  # a concurrent publish of identical content won
+        vid = next(v for v in list_versions(name, root=_url(fs, base)) if v.endswith(f"-{short}"))
+        _point_latest(fs, folder, vid)
+        return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
+    _point_latest(fs, folder, version)
+    return PublishedVersion(name, version, f"{folder}/{version}", created=True)
+
+
+def _install(
+    fs: fsspec.AbstractFileSystem,
+    folder: str,
+    tmp: str,
+    short: str,
+    name: str,
+    main: xr.Dataset,
+    children: Mapping[str, xr.Dataset],
+    arrays: Mapping[str, Mapping[str, dict[str, Any]]],
+    digest: str,
+    files: dict[str, int],
+    input_checksums: Mapping[str, str] | None,
+    parameters: Mapping[str, Any] | None,
+) -> str | None:
+    """Write the manifest and rename the folder to the next free ``v<N>-<hash>``; None if taken."""
+    for _attempt in range(100):
+        numbers = [int(m.group(1)) for e in fs.ls(folder, detail=False)
+                   if (m := VERSION_RE.match(str(e).rstrip("/").rsplit("/", 1)[-1]))]  # fmt: skip
+        vid = f"v{max(numbers, default=0) + 1}-{short}"
+        if any(str(e).rstrip("/").endswith(f"-{short}") for e in fs.ls(folder, detail=False)):
+            return None
+        manifest = _manifest(name=name, version=vid, digest=digest, ds=main, groups=children, arrays=arrays,
+                             files=files, input_checksums=input_checksums, parameters=parameters)  # fmt: skip
+        _write_small_file(fs, f"{tmp}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        if _rename_dir(fs, tmp, f"{folder}/{vid}"):
+            return vid
+        time.sleep(0.01)
+    raise PublishError(f"could not claim a version id under {folder} (100 attempts); is the root writable?")
+
+
+def _point_latest(fs: fsspec.AbstractFileSystem, folder: str, version: str) -> None:
+    """Move the ``latest`` pointer of a dataset folder to ``version`` (atomic, done last)."""
+    _write_small_file(fs, f"{folder}/{LATEST}", json.dumps({"version": version}).encode())
+
+
+def set_latest(name: str, version: str, *, root: str | Path | None = None) -> None:
+    """Point ``latest`` at an existing complete version (e.g. to roll back)."""
+    if version not in list_versions(name, root=root):
+        raise PublishError(f"{name} has no complete version {version!r}; versions: {list_versions(name, root=root)}")
+    fs, base = filesystem(root or default_root())
+    _point_latest(fs, f"{base}/{name}", version)
+
+
+def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Remove partial writes (``.tmp-*`` folders and pointer temp files) older than ``min_age_s``.
+
+    Complete versions are never touched. The age guard keeps publishes in progress safe.
+    Returns the removed (or, with ``dry_run``, removable) paths.
+    """
+    fs, base = filesystem(root or default_root())
+    if not fs.isdir(base):
+        return []
+    now = time.time()
+    removed: list[str] = []
+    for ds_folder in fs.ls(base, detail=False):
+        if not fs.isdir(ds_folder):
+            continue
+        for entry in fs.ls(ds_folder, detail=True):
+            leaf = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if not (leaf.startswith(TMP_PREFIX) or leaf.startswith(f"{LATEST}.tmp-")):
+                continue
+            mtime = entry.get("mtime", entry.get("LastModified"))
+            mtime = now if mtime is None else mtime
+            if isinstance(mtime, dt.datetime):
+                mtime = mtime.timestamp()
+            if now - float(mtime) < min_age_s:
+                continue
+            if not dry_run:
+                fs.rm(entry["name"], recursive=True)
+            removed.append(str(entry["name"]))
+    return sorted(removed)
