@@ -14,7 +14,9 @@ from pipeline.errors import EminError
 
 RootOpt = Annotated[
     str | None,
-    typer.Option("--root", help="dataset root (folder or fsspec URL); default $EMIN_DATA_ROOT or data/published"),
+    typer.Option(
+        "--root", help="dataset root (folder or fsspec URL); default $EMIN_DATA_ROOT or data/published"
+    ),
 ]
 _err = Console(stderr=True, soft_wrap=True)
 _out = Console(soft_wrap=True)
@@ -45,7 +47,9 @@ def register(app: typer.Typer) -> None:
     @publish_app.command("gc")
     def publish_gc(
         root: RootOpt = None,
-        min_age: Annotated[float, typer.Option(help="only remove partial writes older than this (s)")] = 3600.0,
+        min_age: Annotated[
+            float, typer.Option(help="only remove partial writes older than this (s)")
+        ] = 3600.0,
         dry_run: Annotated[bool, typer.Option(help="list what would be removed")] = False,
     ) -> None:
         """Remove partial writes left by crashed publishes (complete versions are never touched)."""
@@ -58,9 +62,7 @@ def register(app: typer.Typer) -> None:
         _out.print(f"{verb} {len(removed)} partial write(s)")
 
     @datasets_app.command("list")
-    def datasets_list(
-        root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
-    ) -> None:
+    def datasets_list(root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Every published dataset: kind, versions, latest, size."""
         from pipeline.registry import list_datasets
 
@@ -73,7 +75,9 @@ def register(app: typer.Typer) -> None:
         table = Table("name", "kind", "versions", "latest", "size (latest)")
         for i in infos:
             m = i.manifests[i.latest or i.versions[-1]]
-            table.add_row(i.name, str(i.kind), str(len(i.versions)), str(i.latest), _size(int(m["total_bytes"])))
+            table.add_row(
+                i.name, str(i.kind), str(len(i.versions)), str(i.latest), _size(int(m["total_bytes"]))
+            )
         _out.print(table if infos else "no datasets under this root")
 
     @datasets_app.command("show")
@@ -97,10 +101,17 @@ def register(app: typer.Typer) -> None:
             _out.print_json(json.dumps(info, default=str))
             return
         m: dict[str, Any] = info["manifest"]
-        _out.print(f"[bold]{name}[/] {info['version']} ({m.get('emin_kind')}, schema {m.get('schema_version')})")
+        _out.print(
+            f"[bold]{name}[/] {info['version']} ({m.get('emin_kind')}, schema {m.get('schema_version')})"
+        )
         _out.print(f"path: {info['path']}")
-        _out.print(f"created: {m['created']}  code: {m.get('code_version')}  size: {_size(int(m['total_bytes']))}")
-        _out.print("versions: " + ", ".join(f"{v}{' (latest)' if v == info['latest'] else ''}" for v in info["versions"]))
+        _out.print(
+            f"created: {m['created']}  code: {m.get('code_version')}  size: {_size(int(m['total_bytes']))}"
+        )
+        _out.print(
+            "versions: "
+            + ", ".join(f"{v}{' (latest)' if v == info['latest'] else ''}" for v in info["versions"])
+        )
         for group, sizes in m["sizes"].items():
             _out.print(f"sizes {group}: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
         t1 = table1(m)

@@ -35,13 +35,17 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
 
     @curate_app.command("seismic")
     def curate_seismic_cmd(
-        waveforms: str = typer.Option(..., "--waveforms", help="glob of waveform files (quote it)"),
-        inventory: Path = typer.Option(..., "--inventory", help="StationXML"),
-        events: Path = typer.Option(..., "--events", help="QuakeML or CSV catalog"),
-        out: Path = typer.Option(..., "--out", help="Zarr store to create or append to"),
+        entry: str | None = typer.Option(None, "--entry", help="seismic_dataset entry of the catalog"),
+        catalog: Path = typer.Option(Path("data_catalog.yaml"), "--catalog", help="catalog file"),
+        waveforms: str | None = typer.Option(None, "--waveforms", help="glob of waveform files (quote it)"),
+        inventory: Path | None = typer.Option(None, "--inventory", help="StationXML"),
+        events: Path | None = typer.Option(None, "--events", help="QuakeML or CSV catalog"),
+        out: Path | None = typer.Option(None, "--out", help="Zarr store to create or append to"),
         picks: Path | None = typer.Option(None, "--picks", help="P picks (CSV or QuakeML)"),
-        max_horizontal_error_km: float = typer.Option(
-            1.0, "--max-horizontal-error-km", help="reject events with catalog error >= this (report: 1 km)"
+        max_horizontal_error_km: float | None = typer.Option(
+            None,
+            "--max-horizontal-error-km",
+            help="reject events with catalog error >= this (default: the entry's value, else 1 km as in the report)",
         ),
         keep_all_errors: bool = typer.Option(False, "--keep-all-errors", help="no horizontal-error filter"),
         batch_files: int = typer.Option(32, "--batch-files"),
@@ -49,32 +53,55 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             True, "--prefect/--no-prefect", help="run as the curate-seismic flow"
         ),
     ) -> None:
-        """Curate waveforms + stations + events into the spectrogram store (appends by trace id)."""
+        """Curate waveforms + stations + events into the spectrogram store (appends by trace id).
+
+        Give either --entry NAME (catalog) or --waveforms/--inventory/--events/--out.
+        """
+        from flows.cli import fail
+        from pipeline.errors import EminError
+        from schemas.catalog import load_catalog
         from schemas.seismic import SeismicCurationParams, SeismicInputs
 
-        params = SeismicCurationParams(
-            max_horizontal_error_km=None if keep_all_errors else max_horizontal_error_km
-        )
-        inputs = SeismicInputs.from_glob(waveforms, inventory, events, picks)
-        if not inputs.waveforms:
-            raise typer.BadParameter(f"no file matches {waveforms!r}", param_hint="--waveforms")
-        if use_prefect:
-            from flows.curate_seismic import curate_seismic_flow
-
-            summary = curate_seismic_flow(
-                waveforms=[str(p) for p in inputs.waveforms],
-                inventory=str(inventory),
-                events=str(events),
-                out=str(out),
-                picks=None if picks is None else str(picks),
-                params=params,
-                batch_files=batch_files,
-            )
+        if entry is not None:
+            try:
+                inputs, params, target = load_catalog(catalog).seismic_job(entry)
+            except EminError as exc:
+                fail(str(exc))
+            out = out or target
         else:
-            from pipeline.seismic_store import curate_seismic
+            if waveforms is None or inventory is None or events is None or out is None:
+                fail("give --entry NAME, or all of --waveforms, --inventory, --events and --out")
+            assert waveforms is not None and inventory is not None and events is not None
+            inputs = SeismicInputs.from_glob(waveforms, inventory, events, picks)
+            params = SeismicCurationParams()
+        assert out is not None
+        if keep_all_errors:
+            params = params.model_copy(update={"max_horizontal_error_km": None})
+        elif max_horizontal_error_km is not None:
+            params = params.model_copy(update={"max_horizontal_error_km": max_horizontal_error_km})
+        if not inputs.waveforms:
+            fail(f"no waveform file matches {waveforms or entry!r}")
+        try:
+            if use_prefect:
+                from flows.curate_seismic import curate_seismic_flow
 
-            summary = curate_seismic(inputs, out, params, batch_files=batch_files)
+                summary = curate_seismic_flow(
+                    waveforms=[str(p) for p in inputs.waveforms],
+                    inventory=str(inputs.inventory),
+                    events=str(inputs.events),
+                    out=str(out),
+                    picks=None if inputs.picks is None else str(inputs.picks),
+                    params=params,
+                    batch_files=batch_files,
+                )
+            else:
+                from pipeline.seismic_store import curate_seismic
+
+                summary = curate_seismic(inputs, out, params, batch_files=batch_files)
+        except EminError as exc:
+            fail(str(exc))
         console.print(
             f"{out}: +{summary.n_added} traces ({summary.n_already_present} already present), "
             f"+{summary.n_new_rejects} rejects; counts {summary.counts.get('per_sensor_type_split', {})}"
         )
+        typer.echo(str(Path(out).resolve()))

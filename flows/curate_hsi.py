@@ -145,7 +145,7 @@ def resolve_job(
 ) -> tuple[HSIInputs, HSICurationParams, Path]:
     """Inputs/params/output from a catalog entry, or from direct arguments."""
     if entry is not None:
-        cat_inputs, cat_params, cat_out, _ = load_catalog(catalog).hsi_job(entry)
+        cat_inputs, cat_params, cat_out = load_catalog(catalog).hsi_job(entry)
         return cat_inputs, params or cat_params, Path(out) if out else cat_out
     if inputs is None or out is None:
         raise ValueError("give either `entry` (a catalog name) or both `inputs` and `out`")

@@ -8,13 +8,14 @@ their file names against the scene's own ``path``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.errors import InputError, MissingInputError
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
+from schemas.seismic import SeismicCurationParams, SeismicInputs
 
 
 class SyntheticSpec(BaseModel):
@@ -67,18 +68,48 @@ class HSIDatasetEntry(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class GenericEntry(BaseModel):
-    """Entries of other kinds (seismic inputs and stores); validated by their own flows."""
+class SeismicNetworkEntry(BaseModel):
+    """Raw seismic inputs: waveform files (a glob), StationXML, an event catalog, optional picks."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
-    type: Literal["seismic_network", "seismic_dataset"]
-    path: Path
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    type: Literal["seismic_network"]
+    path: Path = Field(description="folder holding the network's files")
+    waveforms: str = Field(description="glob of waveform files, relative to `path`")
+    inventory: Path
+    events: Path
+    picks: Path | None = None
+    synthetic: SyntheticSpec | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def to_inputs(self, base: Path) -> SeismicInputs:
+        """Curation inputs with the glob expanded and every path made absolute."""
+        root = (base / self.path).resolve()
+        return SeismicInputs.from_glob(
+            str(root / self.waveforms),
+            root / self.inventory,
+            root / self.events,
+            None if self.picks is None else root / self.picks,
+        )
+
+
+class SeismicDatasetEntry(BaseModel):
+    """A published seismic spectrogram store and the parameters it is curated with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["seismic_dataset"]
+    path: Path = Field(description="where the Zarr store is published (appended to on re-runs)")
+    inputs: str = Field(description="name of a seismic_network entry")
+    parameters: SeismicCurationParams = Field(default_factory=SeismicCurationParams)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-CatalogEntry = Annotated[HSISceneEntry | HSIDatasetEntry | GenericEntry, Field(discriminator="type")]
+_E = TypeVar("_E", bound=BaseModel)
+
+CatalogEntry = Annotated[
+    HSISceneEntry | HSIDatasetEntry | SeismicNetworkEntry | SeismicDatasetEntry, Field(discriminator="type")
+]
 
 
 class DataCatalog(BaseModel):
@@ -102,31 +133,40 @@ class DataCatalog(BaseModel):
             )
         return self.entries[name]
 
-    def hsi_job(self, name: str) -> tuple[HSIInputs, HSICurationParams, Path, HSISceneEntry]:
-        """Inputs, parameters and output path of an ``hsi_dataset`` entry."""
+    def _typed(self, name: str, kind: type[_E]) -> _E:
         entry = self.get(name)
-        if not isinstance(entry, HSIDatasetEntry):
+        if not isinstance(entry, kind):
+            wanted = kind.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
             raise InputError(
-                f"entry {name!r} is a {entry.type}, not an hsi_dataset",
+                f"entry {name!r} is a {entry.type}, not a {wanted}",
                 path=self.source,
-                fix=f"pick one of {sorted(k for k, e in self.entries.items() if e.type == 'hsi_dataset')}",
+                fix=f"pick one of {sorted(k for k, e in self.entries.items() if e.type == wanted)}",
             )
-        scene = self.get(entry.inputs)
-        if not isinstance(scene, HSISceneEntry):
-            raise InputError(
-                f"entry {name!r} names inputs {entry.inputs!r}, which is not an hsi_scene",
-                path=self.source,
-                fix="point `inputs:` at an hsi_scene entry",
-            )
-        inputs = scene.to_inputs(self.base)
-        if not inputs.polygons.exists() and scene.synthetic is not None:
+        return entry
+
+    def _check_generated(self, entry: HSISceneEntry | SeismicNetworkEntry, probe: Path) -> None:
+        if not probe.exists() and entry.synthetic is not None:
             raise MissingInputError(
-                "the demo scene has not been generated yet",
-                path=inputs.polygons,
-                fix=f"run `emin synth {scene.synthetic.generator} --out {(self.base / scene.path)} "
-                f"--seed {scene.synthetic.seed}` first (or `make demo`)",
+                "the demo inputs have not been generated yet",
+                path=probe,
+                fix=f"run `emin synth {entry.synthetic.generator} --out {(self.base / entry.path)} "
+                f"--seed {entry.synthetic.seed}` first (or `make demo`)",
             )
-        return inputs, entry.parameters, (self.base / entry.path).resolve(), scene
+
+    def hsi_job(self, name: str) -> tuple[HSIInputs, HSICurationParams, Path]:
+        """Inputs, parameters and output path of an ``hsi_dataset`` entry."""
+        entry = self._typed(name, HSIDatasetEntry)
+        scene = self._typed(entry.inputs, HSISceneEntry)
+        inputs = scene.to_inputs(self.base)
+        self._check_generated(scene, inputs.polygons)
+        return inputs, entry.parameters, (self.base / entry.path).resolve()
+
+    def seismic_job(self, name: str) -> tuple[SeismicInputs, SeismicCurationParams, Path]:
+        """Inputs, parameters and output path of a ``seismic_dataset`` entry."""
+        entry = self._typed(name, SeismicDatasetEntry)
+        network = self._typed(entry.inputs, SeismicNetworkEntry)
+        self._check_generated(network, (self.base / network.path / network.inventory).resolve())
+        return network.to_inputs(self.base), entry.parameters, (self.base / entry.path).resolve()
 
 
 def load_catalog(path: str | Path = "data_catalog.yaml") -> DataCatalog:

@@ -14,6 +14,8 @@ import xarray as xr
 
 from pipeline.errors import ContractViolation, MissingInputError
 from pipeline.store import open_store
+from schemas.seismic import EMIN_KIND as SEISMIC_KIND
+from schemas.seismic import validate_seismic_store
 
 HSI_REQUIRED_ATTRS = (
     "schema_version",
@@ -162,6 +164,7 @@ def _validate_hsi_path(path: Path) -> list[str]:
 
 
 VALIDATORS["hsi_samples"] = _validate_hsi_path
+VALIDATORS[SEISMIC_KIND] = validate_seismic_store
 
 
 def validate_store(path: str | Path) -> list[str]:
