@@ -34,14 +34,16 @@ def _same_arrays(a: xr.Dataset, b: xr.Dataset) -> None:
 async def _extract_task_states() -> list[str]:
     """State names of the extract tasks run inside the Dask subflow (Completed, not Cached)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
 
     async with get_client() as client:
-        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["extract-rasters"])))
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["extract-rasters"]))
+        )
         assert runs, "the Dask subflow did not run"
         latest = max(runs, key=lambda r: r.created or 0)
         tasks = await client.read_task_runs(
-            flow_run_filter={"id": {"any_": [str(latest.id)]}}  # type: ignore[arg-type]
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id]))
         )
         return [t.state.name for t in tasks if t.state is not None and t.name.startswith("extract-")]
 
