@@ -20,7 +20,6 @@ from pipeline.seismic_store import (
     metadata_for,
     process_files,
 )
-from pipeline.store import open_store
 from schemas.seismic import SeismicCurationParams, SeismicInputs
 
 
@@ -88,19 +87,10 @@ def curate_seismic_flow(
     except BaseException:
         writer.abort()
         raise
-    counts = dict(open_store(out).attrs.get("counts", {})) if Path(out).exists() else {}
+    summary = CurationSummary.of(writer, out=out, published=published, n_files=len(files))
     create_markdown_artifact(
         key="curate-seismic-summary",
-        markdown=summary_markdown(counts, Path(out), published),
+        markdown=summary_markdown(summary.counts, Path(out), published),
         description="seismic curation counts",
     )
-    return CurationSummary(
-        store=Path(out),
-        published=published,
-        n_files=len(files),
-        n_added=len(writer.new_ids),
-        n_already_present=writer.n_already_present,
-        n_new_rejects=len(writer.new_rejects),
-        counts=counts,
-        timings_s={},
-    )
+    return summary

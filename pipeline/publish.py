@@ -291,7 +291,9 @@ def _manifest(
         "parameters": jsonable(parameters or attrs.get("parameters", {})),
         "store": STORE_DIR,
         "groups": ["", *groups],
-        "sizes": {g or "/": {str(k): int(v) for k, v in d.sizes.items()} for g, d in [("", ds), *groups.items()]},
+        "sizes": {
+            g or "/": {str(k): int(v) for k, v in d.sizes.items()} for g, d in [("", ds), *groups.items()]
+        },
         "counts": _counts(ds),
         "arrays": {g or "/": dict(a) for g, a in arrays.items()},
         "files": files,
@@ -396,7 +398,9 @@ def _point_latest(fs: fsspec.AbstractFileSystem, folder: str, version: str) -> N
 def set_latest(name: str, version: str, *, root: str | Path | None = None) -> None:
     """Point ``latest`` at an existing complete version (e.g. to roll back)."""
     if version not in list_versions(name, root=root):
-        raise PublishError(f"{name} has no complete version {version!r}; versions: {list_versions(name, root=root)}")
+        raise PublishError(
+            f"{name} has no complete version {version!r}; versions: {list_versions(name, root=root)}"
+        )
     fs, base = filesystem(root or default_root())
     _point_latest(fs, f"{base}/{name}", version)
 

@@ -143,7 +143,9 @@ def _check_digests(ds_by_group: dict[str, xr.Dataset], manifest: dict[str, Any])
         for var, entry in entries.items():
             got = "sha256:" + array_digest(normalised_values(ds.variables[var]))
             if got != entry["digest"]:
-                problems.append(f"{group}{var}: content checksum {got[:19]}… != manifest {entry['digest'][:19]}…")
+                problems.append(
+                    f"{group}{var}: content checksum {got[:19]}… != manifest {entry['digest'][:19]}…"
+                )
     return problems
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +30,14 @@ import xarray as xr
 import zarr
 from numpy.dtypes import StringDType
 
-from pipeline.backends.waveforms import Reject, Segment, SeismicMetadata, extract_segments, load_metadata
+from pipeline.backends.waveforms import (
+    EVENT_COLUMNS,
+    Reject,
+    Segment,
+    SeismicMetadata,
+    extract_segments,
+    load_metadata,
+)
 from pipeline.checksums import file_sha256
 from pipeline.errors import ContractViolation, InputError, PublishError
 from pipeline.seismic import (
@@ -44,7 +50,7 @@ from pipeline.seismic import (
     station_event_labels,
     travel_time_table,
 )
-from pipeline.store import ZARR_FORMAT, compressor, open_store
+from pipeline.store import ZARR_FORMAT, compressor, open_store, swap_into_place
 from pipeline.version import code_version
 from schemas.seismic import (
     DATA_SHAPING_PARAMS,
@@ -268,16 +274,6 @@ def _recover(target: Path) -> None:
         olds = olds[:-1]
     for p in [*olds, *target.parent.glob(f".{target.name}.tmp-*")]:
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _swap(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-        os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
 
 
 def _strings(values: Iterable[Any]) -> np.ndarray:
@@ -516,7 +512,7 @@ class SeismicStoreWriter:
                 raise ContractViolation(tmp, problems)
             if self.hook is not None:
                 self.hook("swap", self.n_written)
-            _swap(tmp, self.target)
+            swap_into_place(tmp, self.target)
             self.tmp = None
         except BaseException:
             self.abort()
@@ -524,7 +520,7 @@ class SeismicStoreWriter:
         return True
 
     def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> None:
-        ds = open_store_unconsolidated(tmp)
+        ds = open_store(tmp, consolidated=False)
         st = as_str(ds["sensor_type"].values).tolist()
         sp = as_str(ds["split"].values).tolist()
         dist = ds["distance_km"].values
@@ -561,15 +557,8 @@ class SeismicStoreWriter:
         group.attrs.update(attrs)
 
 
-def open_store_unconsolidated(path: Path) -> xr.Dataset:
-    """Open a store under construction (no consolidated metadata yet)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return xr.open_zarr(path, consolidated=False)
-
-
 def _validate_counts(tmp: Path, expected: int) -> list[str]:
-    ds = open_store_unconsolidated(tmp)
+    ds = open_store(tmp, consolidated=False)
     problems = []
     if ds.sizes.get("trace", 0) != expected:
         problems.append(f"trace count {ds.sizes.get('trace', 0)} != expected {expected}")
@@ -578,20 +567,7 @@ def _validate_counts(tmp: Path, expected: int) -> list[str]:
 
 _EMPTY_META = SeismicMetadata(
     channels={},
-    events=pd.DataFrame(
-        {
-            c: []
-            for c in (
-                "event_id",
-                "time_s",
-                "latitude",
-                "longitude",
-                "depth_km",
-                "magnitude",
-                "horizontal_error_km",
-            )
-        }
-    ),
+    events=pd.DataFrame({c: [] for c in EVENT_COLUMNS}),
     picks={},
     tt=None,  # type: ignore[arg-type]
 )
@@ -622,6 +598,29 @@ class CurationSummary:
     n_new_rejects: int
     counts: dict[str, Any]
     timings_s: dict[str, float]
+
+    @classmethod
+    def of(
+        cls,
+        writer: SeismicStoreWriter,
+        *,
+        out: str | Path,
+        published: bool,
+        n_files: int,
+        timings_s: dict[str, float] | None = None,
+    ) -> CurationSummary:
+        """Summarise a committed writer, with the store's counts as published."""
+        counts = dict(open_store(out).attrs.get("counts", {})) if Path(out).exists() else {}
+        return cls(
+            store=Path(out),
+            published=published,
+            n_files=n_files,
+            n_added=len(writer.new_ids),
+            n_already_present=writer.n_already_present,
+            n_new_rejects=len(writer.new_rejects),
+            counts=counts,
+            timings_s=timings_s or {},
+        )
 
 
 def input_checksums_for(inputs: SeismicInputs) -> dict[str, str]:
@@ -677,17 +676,7 @@ def curate_seismic(
     except BaseException:
         writer.abort()
         raise
-    counts = dict(open_store(out).attrs.get("counts", {})) if Path(out).exists() else {}
-    return CurationSummary(
-        store=Path(out),
-        published=published,
-        n_files=len(files),
-        n_added=len(writer.new_ids),
-        n_already_present=writer.n_already_present,
-        n_new_rejects=len(writer.new_rejects),
-        counts=counts,
-        timings_s=timings,
-    )
+    return CurationSummary.of(writer, out=out, published=published, n_files=len(files), timings_s=timings)
 
 
 def store_digest(path: str | Path) -> dict[str, str]:

@@ -78,6 +78,21 @@ def temporary_sibling(target: Path) -> Path:
     return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
 
 
+def swap_into_place(tmp: Path, target: Path) -> None:
+    """Move a complete store at ``tmp`` to ``target``, replacing any previous one.
+
+    The old store is renamed aside first and deleted only after the new one is in
+    place; a crash between the two renames leaves ``.<name>.old-*`` to restore.
+    """
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+        os.rename(target, old)
+        os.rename(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, target)
+
+
 @contextlib.contextmanager
 def atomic_publish(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write a store into; move it to ``target`` on success.
@@ -96,13 +111,7 @@ def atomic_publish(target: str | Path, *, overwrite: bool = True) -> Iterator[Pa
         yield tmp
         if not tmp.exists():
             raise PublishError(f"nothing was written to {tmp}; refusing to publish an empty {target}")
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        swap_into_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

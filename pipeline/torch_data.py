@@ -125,7 +125,9 @@ class HSISampleDataset(_LazyStore):
         super().__init__(_store_of(source), max_memory_bytes=max_memory_bytes)
         ds = _open(self.store)
         if ds.attrs.get("emin_kind") != "hsi_samples":
-            raise DataSelectionError(f"{self.store} is not an HSI sample store (emin_kind={ds.attrs.get('emin_kind')!r})")
+            raise DataSelectionError(
+                f"{self.store} is not an HSI sample store (emin_kind={ds.attrs.get('emin_kind')!r})"
+            )
         all_mods = [str(m) for m in ds["modality"].values]
         self.modalities = list(modalities) if modalities is not None else all_mods
         unknown = sorted(set(self.modalities) - set(all_mods))
@@ -138,9 +140,15 @@ class HSISampleDataset(_LazyStore):
         labels = ds["label"].values.astype(np.int64)
         chosen = np.ones(fold.size, bool) if folds is None else np.isin(fold, np.asarray(folds))
         if folds is not None and not chosen.any():
-            raise DataSelectionError(f"{self.store} has no sample in folds {list(folds)}; folds: {sorted(set(fold.tolist()))}")
+            raise DataSelectionError(
+                f"{self.store} has no sample in folds {list(folds)}; folds: {sorted(set(fold.tolist()))}"
+            )
         rows = np.flatnonzero(chosen)
-        labelled = stratified_subset(labels[rows], label_fraction, seed) if label_fraction < 1 else np.ones(rows.size, bool)
+        labelled = (
+            stratified_subset(labels[rows], label_fraction, seed)
+            if label_fraction < 1
+            else np.ones(rows.size, bool)
+        )
         if unlabelled == "drop":
             rows, labelled = rows[labelled], labelled[labelled]
         elif unlabelled != "keep":
@@ -244,11 +252,15 @@ class SpectrogramDataset(_LazyStore):
         super().__init__(_store_of(source), max_memory_bytes=max_memory_bytes)
         ds = _open(self.store)
         if ds.attrs.get("emin_kind") != "seismic_spectrograms":
-            raise DataSelectionError(f"{self.store} is not a spectrogram store (emin_kind={ds.attrs.get('emin_kind')!r})")
+            raise DataSelectionError(
+                f"{self.store} is not a spectrogram store (emin_kind={ds.attrs.get('emin_kind')!r})"
+            )
         split = np.asarray(ds["split"].values).astype(object).astype(str)
         chosen = np.ones(split.size, bool) if splits is None else np.isin(split, np.asarray(list(splits)))
         if splits is not None and not chosen.any():
-            raise DataSelectionError(f"{self.store} has no trace in splits {list(splits)}; splits: {sorted(set(split))}")
+            raise DataSelectionError(
+                f"{self.store} has no trace in splits {list(splits)}; splits: {sorted(set(split))}"
+            )
         self.rows = np.flatnonzero(chosen)
         self.targets = np.stack([ds[t].values[self.rows] for t in TARGETS], axis=1).astype(np.float32)
 

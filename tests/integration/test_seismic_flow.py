@@ -46,7 +46,7 @@ def test_cli_synth_then_curate_without_prefect(tmp_path: Path) -> None:
     assert res.exit_code != 0
 
 
-def test_flow_matches_library_and_reingest_is_noop(tmp_path: Path) -> None:
+def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
     from pipeline.seismic_store import curate_seismic
     from pipeline.seismic_synth import generate_seismic_network
