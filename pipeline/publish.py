@@ -342,7 +342,7 @@ def publish_dataset(
         fs.makedirs(tmp, exist_ok=False)
         store = f"{tmp}/{STORE_DIR}"
         chunking = dict(chunks) if chunks is not None else default_chunks(main)
-        target = cast(Path, Path(store) if _is_local(fs) else _url(fs, store))
+        target = Path(store) if _is_local(fs) else _url(fs, store)
         write_zarr(main, target, chunks=chunking)
         for g, d in children.items():
             write_zarr(d, target, chunks={**chunking, **default_chunks(d)}, group=g)

@@ -42,7 +42,7 @@ def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, 
     return encoding
 
 
-def write_zarr(ds: xr.Dataset, path: Path, *, chunks: dict[str, int], group: str | None = None) -> None:
+def write_zarr(ds: xr.Dataset, path: str | Path, *, chunks: dict[str, int], group: str | None = None) -> None:
     """Write ``ds`` as a Zarr v3 group (consolidated) at ``path``; no atomicity here."""
     clean = ds.copy()
     for name, var in clean.variables.items():

@@ -9,6 +9,7 @@ Both implement ``__getitems__`` so a DataLoader fetches a whole batch with one i
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ import xarray as xr
 from torch.utils.data import Dataset
 
 from pipeline.errors import EminError
-from pipeline.store import open_store
 
 #: Label of a sample whose label is hidden by ``label_fraction`` (torch's CrossEntropy ignore_index).
 IGNORE_LABEL = -100
@@ -32,8 +32,12 @@ class DataSelectionError(EminError, ValueError):
     """A fold/split/fraction selection is impossible for this store."""
 
 
-def _open(store: str | Path, group: str | None = None) -> xr.Dataset:
-    return open_store(str(store), group=group)
+def _open(store: str | Path) -> xr.Dataset:
+    """Open without dask: worker processes forked from a parent that used dask's thread pool
+    would wait forever on it; xarray's lazy backend arrays need no pool."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        return xr.open_dataset(str(store), engine="zarr", chunks=None, consolidated=True)
 
 
 def _store_of(source: str | Path | xr.Dataset) -> str:

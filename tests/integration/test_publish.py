@@ -35,7 +35,9 @@ def tree_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
-def test_publish_layout_manifest_and_round_trip(curated: tuple[xr.Dataset, xr.Dataset, Path], tmp_path: Path) -> None:
+def test_publish_layout_manifest_and_round_trip(
+    curated: tuple[xr.Dataset, xr.Dataset, Path], tmp_path: Path
+) -> None:
     ds, rej, _ = curated
     pv = publish_dataset(ds, name="tiny", root=tmp_path, groups={"rejects": rej}, chunks={"sample": 500})
     assert pv.created and pv.version.startswith("v1-")
@@ -73,7 +75,9 @@ def test_identical_content_reuses_version_changed_parameters_make_new(
     ds, rej, work = curated
     first = publish_dataset(ds, name="tiny", root=tmp_path, groups={"rejects": rej})
     before = tree_digest(Path(first.path))
-    again = publish_dataset(ds.assign_attrs(code_version="9.9.9+other"), name="tiny", root=tmp_path, groups={"rejects": rej})
+    again = publish_dataset(
+        ds.assign_attrs(code_version="9.9.9+other"), name="tiny", root=tmp_path, groups={"rejects": rej}
+    )
     assert not again.created and again.version == first.version
     assert list_versions("tiny", root=tmp_path) == [first.version]
     ds2, rej2 = curate_tiny(work, seed=7)  # changed parameter
@@ -85,11 +89,15 @@ def test_identical_content_reuses_version_changed_parameters_make_new(
     old = open_dataset("tiny", first.version, root=tmp_path, verify=True)
     np.testing.assert_array_equal(old["sample_id"].values, ds["sample_id"].values)
     # changed input: same arrays, different input checksum -> new version
-    third = publish_dataset(ds, name="tiny", root=tmp_path, input_checksums={"polygons": "sha256:" + "1" * 64})
+    third = publish_dataset(
+        ds, name="tiny", root=tmp_path, input_checksums={"polygons": "sha256:" + "1" * 64}
+    )
     assert third.created and third.version.startswith("v3-")
 
 
-def test_missing_name_or_version_lists_what_exists(curated: tuple[xr.Dataset, xr.Dataset, Path], tmp_path: Path) -> None:
+def test_missing_name_or_version_lists_what_exists(
+    curated: tuple[xr.Dataset, xr.Dataset, Path], tmp_path: Path
+) -> None:
     ds, _, _ = curated
     pv = publish_dataset(ds, name="tiny", root=tmp_path)
     with pytest.raises(DatasetNotFoundError, match=r"no dataset named 'tiyn'.*\['tiny'\]"):
@@ -97,7 +105,12 @@ def test_missing_name_or_version_lists_what_exists(curated: tuple[xr.Dataset, xr
     with pytest.raises(DatasetNotFoundError, match=rf"no version 'v9-abc'.*{pv.version}"):
         open_dataset("tiny", "v9-abc", root=tmp_path)
     [info] = list_datasets(tmp_path)
-    assert (info.name, info.versions, info.latest, info.kind) == ("tiny", [pv.version], pv.version, "hsi_samples")
+    assert (info.name, info.versions, info.latest, info.kind) == (
+        "tiny",
+        [pv.version],
+        pv.version,
+        "hsi_samples",
+    )
     d = describe("tiny", root=tmp_path)
     assert d["manifest"]["counts"]["n_samples"] == ds.sizes["sample"]
 

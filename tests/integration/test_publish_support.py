@@ -46,19 +46,25 @@ def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0) ->
     fs, n_win = 20.0, 400
     wave = rng.standard_normal((n, 3, n_win)).astype(np.float32)
     wave[one_c, 1:] = 0.0
-    split = np.array(["train", "train", "train", "train", "dev", "test"])[ev % 6]
+    split = np.array(["train", "train", "train", "train", "val", "test"])[ev % 6]
     t0 = np.datetime64("2024-03-01T00:00:00", "ns") + ev.astype("timedelta64[h]")
     params = {"sampling_rate_hz": fs, "pre_p_s": 5.0, "window_s": 20.0, "split_fractions": [0.7, 0.15, 0.15]}
     return xr.Dataset(
         {
-            "spectrogram": (("trace", "channel", "freq", "time"), rng.standard_normal((n, 3, 11, 20)).astype(np.float32)),
+            "spectrogram": (
+                ("trace", "channel", "freq", "time"),
+                rng.standard_normal((n, 3, 11, 20)).astype(np.float32),
+            ),
             "waveform": (("trace", "channel", "sample"), wave),
         },
         coords={
             "channel": ("channel", np.array(["Z", "N", "E"])),
             "freq": ("freq", np.arange(11, dtype=np.float32)),
             "time": ("time", np.arange(20, dtype=np.float32) - 4.5),
-            "trace_id": ("trace", np.array([f"e{e:03d}.SY.S{s:03d}..HH" for e, s in zip(ev, st, strict=True)])),
+            "trace_id": (
+                "trace",
+                np.array([f"e{e:03d}.SY.S{s:03d}..HH" for e, s in zip(ev, st, strict=True)]),
+            ),
             "event_id": ("trace", np.array([f"e{e:03d}" for e in ev])),
             "network": ("trace", np.full(n, "SY")),
             "station": ("trace", np.array([f"S{s:03d}" for s in st])),

@@ -36,7 +36,9 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, xr.Datase
     return root, ds.load(), seis
 
 
-def test_hsi_dataset_folds_items_and_multiworker_batches(published: tuple[Path, xr.Dataset, xr.Dataset]) -> None:
+def test_hsi_dataset_folds_items_and_multiworker_batches(
+    published: tuple[Path, xr.Dataset, xr.Dataset],
+) -> None:
     root, ds, _ = published
     train = HSISampleDataset(open_dataset("tiny", root=root), folds=[1, 2, 3, 4])
     test = HSISampleDataset(open_dataset("tiny", root=root), folds=[5])
@@ -48,7 +50,9 @@ def test_hsi_dataset_folds_items_and_multiworker_batches(published: tuple[Path, 
     assert int(item["label"]) == int(ds["label"].values[r])
     for j, m in enumerate(train.modalities):
         assert bool(item["present"][j]) == bool(ds["present"].values[r, j])
-        expected = np.nan_to_num(ds[m].values[r]) if ds["present"].values[r, j] else np.zeros(ds.sizes[f"band_{m}"])
+        expected = (
+            np.nan_to_num(ds[m].values[r]) if ds["present"].values[r, j] else np.zeros(ds.sizes[f"band_{m}"])
+        )
         np.testing.assert_allclose(item["x"][m].numpy(), expected)
     loader = DataLoader(train, batch_size=64, shuffle=True, num_workers=2, collate_fn=collate_hsi,
                         generator=torch.Generator().manual_seed(0))  # fmt: skip
@@ -65,9 +69,13 @@ def test_hsi_dataset_folds_items_and_multiworker_batches(published: tuple[Path, 
     assert sorted(seen) == sorted(train.rows.tolist())  # every selected sample exactly once
 
 
-def test_collate_of_single_items_handles_absent_modalities(published: tuple[Path, xr.Dataset, xr.Dataset]) -> None:
+def test_collate_of_single_items_handles_absent_modalities(
+    published: tuple[Path, xr.Dataset, xr.Dataset],
+) -> None:
     root, ds, _ = published
-    data = HSISampleDataset(root / "tiny" / open_dataset("tiny", root=root).attrs["emin_dataset"]["version"] / "data.zarr")
+    data = HSISampleDataset(
+        root / "tiny" / open_dataset("tiny", root=root).attrs["emin_dataset"]["version"] / "data.zarr"
+    )
     present = ds["present"].values
     only_first = int(np.flatnonzero(present[:, 0] & ~present[:, 1])[0])
     only_second = int(np.flatnonzero(~present[:, 0] & present[:, 1])[0])
@@ -80,7 +88,9 @@ def test_collate_of_single_items_handles_absent_modalities(published: tuple[Path
         assert torch.isfinite(batch["x"][m]).all()
     assert (batch["x"][data.modalities[1]][0] == 0).all() and (batch["x"][data.modalities[0]][1] == 0).all()
     # a modality absent from the whole batch still gets its zeros when band sizes are given
-    lone = collate_hsi([{"x": {data.modalities[0]: items[0]["x"][data.modalities[0]]}, "label": 1}], data.band_sizes)
+    lone = collate_hsi(
+        [{"x": {data.modalities[0]: items[0]["x"][data.modalities[0]]}, "label": 1}], data.band_sizes
+    )
     assert lone["x"][data.modalities[1]].shape == (1, data.band_sizes[data.modalities[1]])
     assert lone["present"].tolist() == [[True, False]]
 
@@ -107,9 +117,13 @@ def test_label_fraction_is_seeded_and_stratified(published: tuple[Path, xr.Datas
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_spectrogram_dataset_splits_and_targets(published: tuple[Path, xr.Dataset, xr.Dataset], workers: int) -> None:
+def test_spectrogram_dataset_splits_and_targets(
+    published: tuple[Path, xr.Dataset, xr.Dataset], workers: int
+) -> None:
     root, _, seis = published
-    data = SpectrogramDataset(open_dataset("seis", root=root), splits=["train"], max_memory_bytes=0 if workers else 2**30)
+    data = SpectrogramDataset(
+        open_dataset("seis", root=root), splits=["train"], max_memory_bytes=0 if workers else 2**30
+    )
     split = seis["split"].values.astype(str)
     assert len(data) == int(np.sum(split == "train"))
     loader = DataLoader(data, batch_size=7, num_workers=workers, collate_fn=collate_spectrograms)
@@ -117,9 +131,14 @@ def test_spectrogram_dataset_splits_and_targets(published: tuple[Path, xr.Datase
     for batch in loader:
         idx = batch["index"].numpy()
         assert (split[idx] == "train").all()
-        assert batch["x"].shape[1:] == (3, seis.sizes["freq"], seis.sizes["time"]) and batch["x"].dtype == torch.float32
+        assert (
+            batch["x"].shape[1:] == (3, seis.sizes["freq"], seis.sizes["time"])
+            and batch["x"].dtype == torch.float32
+        )
         np.testing.assert_array_equal(batch["x"].numpy(), seis["spectrogram"].values[idx])
-        want = np.stack([seis[k].values[idx] for k in ("distance_km", "sin_baz", "cos_baz")], 1).astype(np.float32)
+        want = np.stack([seis[k].values[idx] for k in ("distance_km", "sin_baz", "cos_baz")], 1).astype(
+            np.float32
+        )
         np.testing.assert_array_equal(batch["y"].numpy(), want)
         seen += idx.tolist()
     assert sorted(seen) == np.flatnonzero(split == "train").tolist()

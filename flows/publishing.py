@@ -1,0 +1,23 @@
+"""Task that turns a freshly curated store into an immutable, versioned, discoverable dataset."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.publish import PublishedVersion, publish_dataset
+from pipeline.stac import write_stac
+from pipeline.store import open_store
+
+
+@task(name="publish-version", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def publish_version_task(store: str, *, name: str, root: str | None) -> PublishedVersion:
+    """Publish ``store`` (with its rejects group) as a version of ``name`` and refresh its STAC."""
+    ds = open_store(store).load()
+    rejects = open_store(store, group="rejects").load()
+    version = publish_dataset(ds, name=name, root=root, groups={"rejects": rejects})
+    write_stac(name, root=root)
+    logger = get_run_logger()
+    state = "new version" if version.created else "unchanged content, existing version"
+    logger.info("%s %s/%s at %s", state, name, version.version, version.store)
+    return version
