@@ -48,6 +48,9 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             help="reject events with catalog error >= this (default: the entry's value, else 1 km as in the report)",
         ),
         keep_all_errors: bool = typer.Option(False, "--keep-all-errors", help="no horizontal-error filter"),
+        keep_waveforms: bool = typer.Option(
+            False, "--keep-waveforms", help="also store the windowed ZNE waveforms (for SeisBench export)"
+        ),
         batch_files: int = typer.Option(32, "--batch-files"),
         use_prefect: bool = typer.Option(
             True, "--prefect/--no-prefect", help="run as the curate-seismic flow"
@@ -75,6 +78,8 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             inputs = SeismicInputs.from_glob(waveforms, inventory, events, picks)
             params = SeismicCurationParams()
         assert out is not None
+        if keep_waveforms:
+            params = params.model_copy(update={"keep_waveforms": True})
         if keep_all_errors:
             params = params.model_copy(update={"max_horizontal_error_km": None})
         elif max_horizontal_error_km is not None:

@@ -73,8 +73,8 @@ def export_seisbench(ds: xr.Dataset, *, out: str | Path) -> SeisBenchExport:
     if "waveform" not in ds.data_vars:
         raise ExportError(
             "this seismic store holds spectrograms only, no windowed waveforms (data variable 'waveform' "
-            "with dims (trace, channel, sample)); fix: re-curate with a version of the seismic curation "
-            "that stores waveforms"
+            "with dims (trace, channel, sample)); fix: re-curate "
+            "with `keep_waveforms: true` (CLI: emin curate seismic --keep-waveforms)"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

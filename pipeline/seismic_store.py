@@ -75,6 +75,7 @@ class TraceBatch:
     time_s: np.ndarray
     timings_s: dict[str, float] = field(default_factory=dict)
     n_skipped: int = 0
+    waveform: np.ndarray | None = None  # [n, 3, samples] float32 when params.keep_waveforms
 
     @classmethod
     def empty(cls, rejects: Sequence[Reject] = ()) -> TraceBatch:
@@ -141,13 +142,18 @@ def windowed_samples(
 
 def process_segments(
     segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray, dict[str, float]]:
-    """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time."""
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray, dict[str, float], np.ndarray | None]:
+    """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time.
+
+    Also returns the windows themselves (float32) when ``params.keep_waveforms``.
+    """
     import time
 
     fs = params.sampling_rate_hz
     n_freq = params.nperseg // 2 + 1
     out = np.zeros((len(segments), 3, n_freq, params.n_frames), dtype=np.float32)
+    n_samples = params.n_frames * params.nperseg
+    waves = np.zeros((len(segments), 3, n_samples), np.float32) if params.keep_waveforms else None
     timings = {"preprocess": 0.0, "spectrogram": 0.0}
     freq = np.fft.rfftfreq(params.nperseg, 1 / fs)
     time_s = (np.arange(params.n_frames) * params.nperseg + params.nperseg / 2) / fs - params.pre_p_s
@@ -155,6 +161,8 @@ def process_segments(
         part = segments[start : start + chunk]
         t = time.perf_counter()
         window, valid = windowed_samples(part, params)
+        if waves is not None:
+            waves[start : start + len(part)] = window[..., :n_samples]
         timings["preprocess"] += time.perf_counter() - t
         t = time.perf_counter()
         _, _, spec = batched_log_spectrogram(window[valid], fs, nperseg=params.nperseg, eps=params.log_eps)
@@ -163,7 +171,7 @@ def process_segments(
         out[start : start + len(part)] = block
         timings["spectrogram"] += time.perf_counter() - t
     table = segment_table(segments, meta, params)
-    return out, table, freq, time_s, timings
+    return out, table, freq, time_s, timings, waves
 
 
 def segment_table(
@@ -234,9 +242,9 @@ def process_files(
         skipped += len(segs) - sum(sg.trace_id not in skip_ids for sg in segs)
         rejects += rej
     t_read = time.perf_counter() - t
-    spec, table, freq, time_s, timings = process_segments(segments, meta, params)
+    spec, table, freq, time_s, timings, waves = process_segments(segments, meta, params)
     timings["read"] = t_read
-    return TraceBatch(spec, table, rejects, freq, time_s, timings, n_skipped=skipped)
+    return TraceBatch(spec, table, rejects, freq, time_s, timings, n_skipped=skipped, waveform=waves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +289,13 @@ def _strings(values: Iterable[Any]) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=StringDType())
 
 
-def _batch_dataset(spec: np.ndarray, table: pd.DataFrame, freq: np.ndarray, time_s: np.ndarray) -> xr.Dataset:
+def _batch_dataset(
+    spec: np.ndarray,
+    table: pd.DataFrame,
+    freq: np.ndarray,
+    time_s: np.ndarray,
+    waveform: np.ndarray | None = None,
+) -> xr.Dataset:
     coords: dict[str, Any] = {
         "channel": ("channel", _strings(CHANNELS)),
         "freq": ("freq", freq.astype(np.float32), {"units": "Hz"}),
@@ -296,10 +310,16 @@ def _batch_dataset(spec: np.ndarray, table: pd.DataFrame, freq: np.ndarray, time
         if v.dtype.kind in "OUT":
             v = _strings(v)
         coords[col] = ("trace", v)
-    return xr.Dataset(
-        {"spectrogram": (("trace", "channel", "freq", "time"), spec.astype(np.float32, copy=False))},
-        coords=coords,
-    )
+    data: dict[str, Any] = {
+        "spectrogram": (("trace", "channel", "freq", "time"), spec.astype(np.float32, copy=False))
+    }
+    if waveform is not None:
+        data["waveform"] = (
+            ("trace", "channel", "sample"),
+            waveform.astype(np.float32, copy=False),
+            {"description": "preprocessed ZNE window from P-pre_p_s (zeros for N/E of 1C sensors)"},
+        )
+    return xr.Dataset(data, coords=coords)
 
 
 def _rejects_dataset(rejects: Sequence[Reject]) -> xr.Dataset:
@@ -422,6 +442,7 @@ class SeismicStoreWriter:
             return 0
         table = table[keep].reset_index(drop=True)
         spec = batch.spectrogram[keep]
+        wave = None if batch.waveform is None else batch.waveform[keep]
         events = table["event_id"].astype(str).tolist()
         fresh = sorted({e for e in events if e not in self.event_split})
         for e, s in zip(
@@ -431,7 +452,7 @@ class SeismicStoreWriter:
         ):
             self.event_split[e] = s
         table["split"] = [self.event_split[e] for e in events]
-        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s)
+        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s, wave)
         self.freq, self.time_s = batch.freq_hz, batch.time_s
         tmp = self._ensure_tmp()
         with warnings.catch_warnings():
@@ -487,8 +508,13 @@ class SeismicStoreWriter:
                     np.fft.rfftfreq(p.nperseg, 1 / p.sampling_rate_hz),
                     (np.arange(p.n_frames) * p.nperseg + p.nperseg / 2) / p.sampling_rate_hz - p.pre_p_s,
                 )
+                n_samples = p.n_frames * p.nperseg
                 ds = _batch_dataset(
-                    empty.spectrogram, empty.table.assign(split=np.zeros(0, str)), empty.freq_hz, empty.time_s
+                    empty.spectrogram,
+                    empty.table.assign(split=np.zeros(0, str)),
+                    empty.freq_hz,
+                    empty.time_s,
+                    np.zeros((0, 3, n_samples), np.float32) if p.keep_waveforms else None,
                 )
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

@@ -28,6 +28,7 @@ DATA_SHAPING_PARAMS = (
     "split_seed",
     "split_fractions",
     "traces_per_chunk",
+    "keep_waveforms",
 )
 
 
@@ -64,6 +65,11 @@ class SeismicCurationParams(BaseModel):
     taup_model: str = "iasp91"
     split_seed: int = 0
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    keep_waveforms: bool = Field(
+        default=False,
+        description="also store the preprocessed ZNE windows as `waveform` (trace, channel, sample) float32 "
+        "(needed by `emin export seisbench`; ~4x the spectrogram volume)",
+    )
     traces_per_chunk: int = Field(
         default=64, ge=16, description="traces per Zarr chunk (>= 1 MB at 3x51x120 float32)"
     )
