@@ -80,6 +80,9 @@ class HSITrainConfig(TrainConfig):
     ``teachers`` (student-teacher): modality names or prefixes (``SWIR`` = every SWIR*).
     """
 
+    alpha_value: float = Field(
+        0.05, ge=0.0, le=1.0, description="CE weight α (alpha=fixed); EMIN on probabilities is small"
+    )
     net: Literal["hydra", "mlp"] = "hydra"
     width: int = Field(64, ge=1, description="Hydra: width of the modality input layers")
     hidden: list[int] = Field(default_factory=lambda: [64, 64])

@@ -46,11 +46,13 @@ __all__ = [
     "emin_hsi",
     "event_grouped_order",
     "forward_hsi",
+    "hsi_epoch",
     "masked_ce",
     "predict_hsi",
     "predict_seismic",
     "resolve_device",
     "seismic_emin_loss",
+    "seismic_epoch",
     "shared_parameters",
     "teacher_vector",
     "train_context",
@@ -301,6 +303,47 @@ def evaluate_hsi(
     }
 
 
+def hsi_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    data: HSIData,
+    order: Tensor,
+    labelled: Tensor,
+    *,
+    batch_size: int,
+    alpha: float | None,
+    teacher: Tensor | None = None,
+    shared: Sequence[Tensor] = (),
+    normalization: str = "none",
+    amp: bool = True,
+) -> Tensor:
+    """One training epoch over ``order`` (sample indices, already shuffled) in batches.
+
+    ``labelled`` (bool, aligned with ``order``) selects the samples whose CE counts; EMIN is
+    computed unless ``alpha == 1`` (``alpha=None`` = MGDA on ``shared``). Returns the epoch
+    means ``[loss, ce, emin, alpha]`` as a device tensor; no host sync inside.
+    """
+    device = data.x.device
+    need_emin = alpha is None or alpha < 1.0
+    sums = torch.zeros(4, device=device)
+    n_steps = 0
+    for s in range(0, int(order.numel()), batch_size):
+        idx, lab = order[s : s + batch_size], labelled[s : s + batch_size]
+        xb, mb, yb = data.x[:, idx], data.mask[:, idx], data.labels[idx]
+        with autocast_for(device, amp):
+            logits = forward_hsi(model, xb, mb)
+        logits = logits.float()
+        ce = masked_ce(logits, yb, mb & lab.unsqueeze(0))
+        emin = emin_hsi(logits, mb, teacher) if need_emin else torch.zeros_like(ce)
+        loss, a = _mix(ce, emin, alpha, shared, normalization)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += torch.stack([loss.detach(), ce.detach(), emin.detach(), a.detach().to(sums.dtype)])
+        n_steps += 1
+    return sums / max(n_steps, 1)
+
+
 def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResult:
     """Train an HSI fusion classifier as configured; write the run folder when ``config.out_dir``."""
     from models.data import load_hsi, stratified_label_split
@@ -356,26 +399,12 @@ def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResul
             t_epoch = time.perf_counter()
             model.train()
             alpha_e = schedule(epoch) if schedule is not None else None
-            need_emin = alpha_e is None or alpha_e < 1.0
             perm = _epoch_order(n_train, gen, device)
-            sums = torch.zeros(4, device=device)
-            n_steps = 0
-            for s in range(0, n_train, bs):
-                b = perm[s : s + bs]
-                idx, lab = train_idx[b], is_lab[b]
-                xb, mb, yb = data.x[:, idx], data.mask[:, idx], data.labels[idx]
-                with autocast_for(device, config.amp):
-                    logits = forward_hsi(model, xb, mb)
-                logits = logits.float()
-                ce = masked_ce(logits, yb, mb & lab.unsqueeze(0))
-                emin = emin_hsi(logits, mb, teacher) if need_emin else torch.zeros_like(ce)
-                loss, a = _mix(ce, emin, alpha_e, shared, config.mgda_normalization)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sums += torch.stack([loss.detach(), ce.detach(), emin.detach(), a.detach().to(sums.dtype)])
-                n_steps += 1
-            loss_m, ce_m, emin_m, alpha_m = (sums / max(n_steps, 1)).tolist()  # one sync per epoch
+            means = hsi_epoch(
+                model, opt, data, train_idx[perm], is_lab[perm], batch_size=bs, alpha=alpha_e,
+                teacher=teacher, shared=shared, normalization=config.mgda_normalization, amp=config.amp,
+            )  # fmt: skip
+            loss_m, ce_m, emin_m, alpha_m = means.tolist()  # one host sync per epoch
             train_time = time.perf_counter() - t_epoch
             ev = evaluate_hsi(model, data, val_idx, chunk=config.eval_chunk, amp=config.amp)
             val_acc = ev["classification"]["fused"]["macro_accuracy"]
@@ -543,6 +572,59 @@ def mean_predictors(data: SeismicData, train: Tensor, idx: Tensor) -> dict[str, 
     return {"centroid": centroid.cpu().numpy(), "mean_target": mean_t.cpu().numpy()}
 
 
+def seismic_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    data: SeismicData,
+    target: Tensor,
+    order: Tensor,
+    labelled: Tensor,
+    *,
+    batch_size: int,
+    alpha: float | None,
+    teacher: Tensor | None = None,
+    shared: Sequence[Tensor] = (),
+    normalization: str = "none",
+    amp: bool = True,
+    distance_scale_km: float = 100.0,
+    centre: str = "median",
+) -> Tensor:
+    """One epoch of the location CNN over ``order`` (trace indices, already ordered) in batches.
+
+    Supervised term: MSE on ``target [N, 3]`` for the ``labelled`` traces; EMIN (unless
+    ``alpha == 1``): :func:`seismic_emin_loss`, student–teacher when ``teacher`` (bool ``[N]``)
+    is given. Returns the epoch means ``[loss, mse, emin, alpha]`` as a device tensor.
+    """
+    device = data.x.device
+    need_emin = alpha is None or alpha < 1.0
+    sums = torch.zeros(4, device=device)
+    n_steps = 0
+    for s in range(0, int(order.numel()), batch_size):
+        idx, lab = order[s : s + batch_size], labelled[s : s + batch_size]
+        if idx.numel() < 2:
+            continue  # BatchNorm needs two samples
+        with autocast_for(device, amp):
+            out = model(data.x[idx])
+        out = out.float()
+        mse = ((out - target[idx]) ** 2).mean(dim=1)
+        sup = torch.where(lab, mse, torch.zeros_like(mse)).sum() / lab.sum().clamp(min=1).to(mse.dtype)
+        if need_emin:
+            emin = seismic_emin_loss(
+                out, data.station_lat[idx], data.station_lon[idx], data.event_index[idx],
+                distance_scale_km=distance_scale_km, centre=centre,
+                is_teacher=None if teacher is None else teacher[idx],
+            )  # fmt: skip
+        else:
+            emin = torch.zeros_like(sup)
+        loss, a = _mix(sup, emin, alpha, shared, normalization)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums += torch.stack([loss.detach(), sup.detach(), emin.detach(), a.detach().to(sums.dtype)])
+        n_steps += 1
+    return sums / max(n_steps, 1)
+
+
 def train_seismic(config: SeismicTrainConfig, data: SeismicData | None = None) -> TrainResult:
     """Train a single-station location CNN as configured; write the run folder when ``config.out_dir``."""
     from models.data import load_seismic
@@ -596,39 +678,12 @@ def train_seismic(config: SeismicTrainConfig, data: SeismicData | None = None) -
             alpha_e = schedule(epoch) if schedule is not None else None
             need_emin = alpha_e is None or alpha_e < 1.0
             perm = event_grouped_order(ev_train, gen) if need_emin else _epoch_order(n_train, gen, device)
-            sums = torch.zeros(4, device=device)
-            n_steps = 0
-            for s in range(0, n_train, bs):
-                b = perm[s : s + bs]
-                if b.numel() < 2:
-                    continue  # BatchNorm needs two samples
-                idx, lab = train_idx[b], is_lab[b]
-                with autocast_for(device, config.amp):
-                    out = model(data.x[idx])
-                out = out.float()
-                mse = ((out - target[idx]) ** 2).mean(dim=1)
-                sup = torch.where(lab, mse, torch.zeros_like(mse)).sum() / lab.sum().clamp(min=1).to(
-                    mse.dtype
-                )
-                if need_emin:
-                    emin = seismic_emin_loss(
-                        out,
-                        data.station_lat[idx],
-                        data.station_lon[idx],
-                        data.event_index[idx],
-                        distance_scale_km=scale,
-                        centre=config.centre,
-                        is_teacher=None if teacher_all is None else teacher_all[idx],
-                    )
-                else:
-                    emin = torch.zeros_like(sup)
-                loss, a = _mix(sup, emin, alpha_e, shared, config.mgda_normalization)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sums += torch.stack([loss.detach(), sup.detach(), emin.detach(), a.detach().to(sums.dtype)])
-                n_steps += 1
-            loss_m, sup_m, emin_m, alpha_m = (sums / max(n_steps, 1)).tolist()
+            means = seismic_epoch(
+                model, opt, data, target, train_idx[perm], is_lab[perm], batch_size=bs, alpha=alpha_e,
+                teacher=teacher_all, shared=shared, normalization=config.mgda_normalization, amp=config.amp,
+                distance_scale_km=scale, centre=config.centre,
+            )  # fmt: skip
+            loss_m, sup_m, emin_m, alpha_m = means.tolist()  # one host sync per epoch
             train_time = time.perf_counter() - t_epoch
             val_m, _ = evaluate_seismic(
                 model, data, val_idx, scale_km=scale, chunk=config.eval_chunk, amp=config.amp

@@ -1,0 +1,138 @@
+"""CLI commands ``emin train hsi`` and ``emin train seismic`` (registered by :func:`register`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+console = Console(stderr=True, soft_wrap=True)
+
+MODES = "baseline | emin | student-teacher | finetune | ssl"
+ALPHAS = "fixed | sampled | mgda"
+
+
+def _params(values: list[str]) -> dict[str, Any]:
+    """``--param key=value`` pairs; values parsed as YAML (numbers, lists, null)."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, use_prefect: bool) -> None:
+    """Validate the config, run the flow (or the plain function) and print the summary."""
+    from pydantic import ValidationError
+
+    from models.config import HSITrainConfig, SeismicTrainConfig
+
+    cls = HSITrainConfig if kind == "hsi" else SeismicTrainConfig
+    fields = {k: v for k, v in fields.items() if v is not None} | _params(extra)
+    if fields.get("patience") == 0:
+        fields["patience"] = None
+    try:
+        probe = cls.model_validate({**fields, "out_dir": None})
+        run_dir = out if out is not None else Path("runs") / probe.run_name(kind)
+        config = cls.model_validate({**fields, "out_dir": str(run_dir)})
+    except ValidationError as exc:
+        console.print(f"[bold red]error:[/] invalid training configuration\n{exc}")
+        raise typer.Exit(2) from exc
+    if not Path(config.store).exists():
+        console.print(f"[bold red]error:[/] store {config.store} does not exist")
+        raise typer.Exit(2)
+    summary = _execute(config, use_prefect)
+    console.print(summary)
+    typer.echo(str(Path(str(config.out_dir)).resolve()))
+
+
+def _execute(config: Any, use_prefect: bool) -> str:
+    """Train via the flow or directly; returns the markdown summary."""
+    from models.config import HSITrainConfig
+    from models.runs import summary_markdown
+    from models.train import train_hsi, train_seismic
+
+    if isinstance(config, HSITrainConfig):
+        if use_prefect:
+            from flows.train_hsi import train_hsi_flow
+
+            return str(train_hsi_flow(config)["summary"])
+        return summary_markdown(train_hsi(config))
+    if use_prefect:
+        from flows.train_seismic import train_seismic_flow
+
+        return str(train_seismic_flow(config)["summary"])
+    return summary_markdown(train_seismic(config))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` sub-app with ``hsi`` and ``seismic`` commands to ``app``."""
+    train_app = typer.Typer(help="Train EMIN fusion models (Prefect flows train-hsi / train-seismic).")
+    app.add_typer(train_app, name="train")
+
+    @train_app.command("hsi")
+    def train_hsi_cmd(
+        store: Annotated[str, typer.Option(help="published HSI store")] = "data/published/demo_hsi.zarr",
+        mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
+        alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
+        alpha_value: Annotated[float | None, typer.Option(help="CE weight α (alpha=fixed)")] = None,
+        net: Annotated[str, typer.Option(help="hydra | mlp (per-modality MLPs)")] = "hydra",
+        epochs: Annotated[int | None, typer.Option()] = None,
+        batch_size: Annotated[int | None, typer.Option()] = None,
+        lr: Annotated[float | None, typer.Option()] = None,
+        patience: Annotated[int | None, typer.Option(help="early-stopping patience; 0 = off")] = None,
+        label_fraction: Annotated[float | None, typer.Option(help="fraction of training labels kept")] = None,
+        teachers: Annotated[str | None, typer.Option(help="student-teacher: comma list, e.g. SWIR")] = None,
+        switch_epoch: Annotated[int | None, typer.Option(help="finetune: first EMIN epoch")] = None,
+        seed: Annotated[int, typer.Option()] = 0,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        out: Annotated[Path | None, typer.Option(help="run folder (default runs/<name>)")] = None,
+        param: Annotated[list[str] | None, typer.Option(help="any other config field, KEY=VALUE")] = None,
+        use_prefect: Annotated[bool, typer.Option("--prefect/--no-prefect", help="run as a flow")] = True,
+    ) -> None:
+        """Train a Hydra / per-modality-MLP classifier on an HSI store and write a run folder."""
+        fields = {
+            "store": store, "mode": mode, "alpha": alpha, "alpha_value": alpha_value, "net": net,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
+            "label_fraction": label_fraction, "switch_epoch": switch_epoch, "seed": seed, "device": device,
+            "teachers": None if teachers is None else [t.strip() for t in teachers.split(",") if t.strip()],
+        }  # fmt: skip
+        _run("hsi", fields, param or [], out, use_prefect)
+
+    @train_app.command("seismic")
+    def train_seismic_cmd(
+        store: Annotated[
+            str, typer.Option(help="published seismic store")
+        ] = "data/published/demo_seismic.zarr",
+        mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
+        alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
+        alpha_value: Annotated[
+            float | None, typer.Option(help="supervised-loss weight α (alpha=fixed)")
+        ] = None,
+        arch: Annotated[str, typer.Option(help="small | vgg11 | vgg13 | vgg16 | vgg19")] = "small",
+        epochs: Annotated[int | None, typer.Option()] = None,
+        batch_size: Annotated[int | None, typer.Option()] = None,
+        lr: Annotated[float | None, typer.Option()] = None,
+        patience: Annotated[int | None, typer.Option(help="early-stopping patience; 0 = off")] = None,
+        label_fraction: Annotated[
+            float | None, typer.Option(help="fraction of training events labelled")
+        ] = None,
+        max_traces: Annotated[int | None, typer.Option(help="use only the first N traces")] = None,
+        seed: Annotated[int, typer.Option()] = 0,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        out: Annotated[Path | None, typer.Option(help="run folder (default runs/<name>)")] = None,
+        param: Annotated[list[str] | None, typer.Option(help="any other config field, KEY=VALUE")] = None,
+        use_prefect: Annotated[bool, typer.Option("--prefect/--no-prefect", help="run as a flow")] = True,
+    ) -> None:
+        """Train a VGG-style location regressor on a seismic store and write a run folder."""
+        fields = {
+            "store": store, "mode": mode, "alpha": alpha, "alpha_value": alpha_value, "arch": arch,
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
+            "label_fraction": label_fraction, "max_traces": max_traces, "seed": seed, "device": device,
+        }  # fmt: skip
+        _run("seismic", fields, param or [], out, use_prefect)
