@@ -7,7 +7,9 @@ One run, per scene scale (1 = the demo scene of ``emin synth hsi``; larger = big
    flow code on every worker, then times, ``--repeats`` times each (best kept):
    * ``fan-out``: the ``extract-rasters`` subflow alone (every raster extracted on Dask);
    * ``curation``: the whole ``curate-hsi`` flow (polygons, sampling, fan-out, assembly, publish);
-3. prints a table and the speed-ups, and the serial stage times that bound them (Amdahl).
+3. prints the speed-ups, the serial stage times that bound them (Amdahl), and first a
+   calibration: how much faster 2 processes run a CPU-bound loop than 1 on this machine
+   right now (the ceiling for any 2-worker run; below 2x when the cores are shared).
 
 Task caching is refreshed (``PREFECT_TASKS_REFRESH_CACHE``) so every repeat really extracts.
 Usage: ``python bench/scale.py [--scales 1,3] [--repeats 3]``.
@@ -20,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ def scene_inputs(scale: float) -> Any:
         polygons=scene["polygons"],
         class_column="class_name",
         transmission=scene["transmission"],
-        rasters=[RasterSpec(name=n, path=p, sensor=n[:4]) for n, p in scene["rasters"].items()],  # type: ignore[arg-type]
+        rasters=[RasterSpec(name=n, path=p, sensor=n[:4]) for n, p in scene["rasters"].items()],
     )
 
 
@@ -74,6 +77,28 @@ def best_of(repeats: int, fn: Callable[[], object]) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def cpu_ceiling(n: int = 15_000_000) -> float:
+    """Speed-up of 2 processes over 1 on a pure-Python loop: the best any 2-worker run can do here now."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    start = time.perf_counter()
+    _burn(n), _burn(n)
+    serial = time.perf_counter() - start
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_burn, [1, 1]))
+        start = time.perf_counter()
+        list(pool.map(_burn, [n, n]))
+        parallel = time.perf_counter() - start
+    return serial / parallel
 
 
 def stage_times(inputs: Any, params: Any) -> dict[str, float]:
@@ -132,20 +157,11 @@ def run_scale(scale: float, repeats: int) -> dict[int, dict[str, float]]:
             client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
             started = time.perf_counter() - start
             runner = DaskTaskRunner(address=cluster.scheduler_address)
-            fan_out = best_of(
-                repeats,
-                lambda: extract_rasters_flow.with_options(task_runner=runner)(
-                    inputs, points, params, transmission
-                ),
-            )
+            subflow = extract_rasters_flow.with_options(task_runner=runner)  # type: ignore[arg-type]
+            fan_out = best_of(repeats, partial(subflow, inputs, points, params, transmission))
+            address, target = cluster.scheduler_address, str(OUT / f"dask{workers}.zarr")
             curation = best_of(
-                repeats,
-                lambda: curate_hsi_flow(
-                    inputs=inputs,
-                    params=params,
-                    out=str(OUT / f"dask{workers}.zarr"),
-                    cluster=cluster.scheduler_address,
-                ),
+                repeats, partial(curate_hsi_flow, inputs=inputs, params=params, out=target, cluster=address)
             )
         results[workers] = {"cluster start": started, "fan-out": fan_out, "curation": curation}
         print(
@@ -178,7 +194,11 @@ def main() -> None:
         """Start the ephemeral API before anything is timed."""
 
     warm_up()
-    print(f"cpus: {os.cpu_count()}", flush=True)
+    print(
+        f"cpus: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; "
+        f"2-process ceiling on a CPU-bound loop: {cpu_ceiling():.2f}x",
+        flush=True,
+    )
     for scale in (float(s) for s in args.scales.split(",")):
         run_scale(scale, args.repeats)
 

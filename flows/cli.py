@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from flows import cli_datasets, cli_seismic, cli_train
+from flows import cli_datasets, cli_seismic, cli_serve, cli_train
 from pipeline.errors import EminError
 
 app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
@@ -29,6 +29,7 @@ app.add_typer(curate_app, name="curate")
 cli_seismic.register(synth_app, curate_app)
 cli_datasets.register(app)
 cli_train.register(app)
+cli_serve.register(app)
 console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
 
@@ -111,8 +112,22 @@ def curate_hsi(
     out: Annotated[Path | None, typer.Option(help="where to publish the Zarr store")] = None,
     seed: Annotated[int | None, typer.Option(help="override the sampling/fold seed")] = None,
     param: Annotated[list[str], typer.Option(help="override a curation parameter: key=value")] = [],  # noqa: B006
+    publish: Annotated[
+        str | None, typer.Option(help="also publish as a version of this dataset name (entries: their name)")
+    ] = None,
+    root: Annotated[
+        str | None, typer.Option(help="dataset root for --publish (default $EMIN_DATA_ROOT)")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Dask workers for the raster fan-out (>=2: local cluster)")
+    ] = 1,
+    cluster: Annotated[str | None, typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786")] = None,
 ) -> None:
-    """Curate an HSI dataset from a catalog entry (--entry) or from direct paths (--polygons ...)."""
+    """Curate an HSI dataset from a catalog entry (--entry) or from direct paths (--polygons ...).
+
+    Prints Table 1 and, as the last line on stdout, the path of the store (the published
+    version's store when publishing).
+    """
     from flows.curate_hsi import curate_hsi_flow, resolve_job
     from pipeline.hsi import table1_frame
     from pipeline.store import open_store
@@ -122,21 +137,29 @@ def curate_hsi(
         fail("give either --entry NAME (catalog) or --polygons with --raster/--sensor/--out")
     try:
         if entry is not None:
-            inputs, params, target = resolve_job(
-                entry, str(catalog), None, None, None if out is None else str(out)
+            job = resolve_job(
+                entry, str(catalog), None, None, None if out is None else str(out), publish, root
             )
         else:
             if out is None:
                 fail("--out is required with --polygons")
             assert polygons is not None and out is not None
             inputs = _hsi_inputs_from_args(polygons, class_column, raster, sensor, transmission, layer)
-            params, target = HSICurationParams(), out
+            job = resolve_job(None, str(catalog), inputs, None, str(out), publish, root)
         overrides = parse_params(param)
         if seed is not None:
             overrides["seed"] = seed
-        params = HSICurationParams.model_validate({**params.model_dump(), **overrides})
+        params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
         start = time.perf_counter()
-        path = curate_hsi_flow(inputs=inputs, params=params, out=str(target))
+        path = curate_hsi_flow(
+            inputs=job.inputs,
+            params=params,
+            out=str(job.target),
+            publish=job.publish,
+            root=job.root,
+            workers=workers,
+            cluster=cluster,
+        )
     except (EminError, ValidationError, ValueError) as exc:
         fail(str(exc))
     elapsed = time.perf_counter() - start

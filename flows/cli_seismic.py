@@ -52,6 +52,10 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             False, "--keep-waveforms", help="also store the windowed ZNE waveforms (for SeisBench export)"
         ),
         batch_files: int = typer.Option(32, "--batch-files"),
+        publish: str | None = typer.Option(
+            None, "--publish", help="also publish as a version of this dataset name (entries: their name)"
+        ),
+        root: str | None = typer.Option(None, "--root", help="dataset root for --publish"),
         use_prefect: bool = typer.Option(
             True, "--prefect/--no-prefect", help="run as the curate-seismic flow"
         ),
@@ -67,10 +71,13 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
 
         if entry is not None:
             try:
-                inputs, params, target = load_catalog(catalog).seismic_job(entry)
+                cat = load_catalog(catalog)
+                inputs, params, target = cat.seismic_job(entry)
+                cat_publish, cat_root = cat.publication(entry)
             except EminError as exc:
                 fail(str(exc))
             out = out or target
+            publish, root = publish or cat_publish, root or cat_root
         else:
             if waveforms is None or inventory is None or events is None or out is None:
                 fail("give --entry NAME, or all of --waveforms, --inventory, --events and --out")
@@ -98,6 +105,8 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                     picks=None if inputs.picks is None else str(inputs.picks),
                     params=params,
                     batch_files=batch_files,
+                    publish=publish,
+                    root=root,
                 )
             else:
                 from pipeline.seismic_store import curate_seismic
@@ -109,4 +118,4 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             f"{out}: +{summary.n_added} traces ({summary.n_already_present} already present), "
             f"+{summary.n_new_rejects} rejects; counts {summary.counts.get('per_sensor_type_split', {})}"
         )
-        typer.echo(str(Path(out).resolve()))
+        typer.echo(summary.version_store or str(Path(out).resolve()))

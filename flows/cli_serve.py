@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                 "Run a deployment from another shell:\n"
                 f"  export PREFECT_API_URL={stack.api_url}\n"
                 "  prefect deployment run 'curate-hsi/demo' --watch\n"
-                '  prefect deployment run \'curate-hsi/demo\' --param workers=2 --watch   # Dask fan-out\n\n'
+                "  prefect deployment run 'curate-hsi/demo' --param workers=2 --watch   # Dask fan-out\n\n"
                 "Ctrl-C stops the worker and the server."
             )
             while all(p.poll() is None for p in stack.procs.values()):

@@ -8,7 +8,7 @@ Table-1 artifact.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from flows.publishing import publish_version_task
 from flows.runners import hsi_extract_key, hsi_polygons_key, make_task_runner, uses_dask
 from pipeline import hsi
 from pipeline.errors import EminError
@@ -49,7 +50,7 @@ IO = {
 }
 #: I/O tasks whose results are persisted (PREFECT_LOCAL_STORAGE_PATH) and reused across runs,
 #: keyed on input checksums + parameters + code version (see flows/runners.py).
-CACHED = {k: v for k, v in IO.items() if k != "cache_policy"} | {"persist_result": True}
+CACHED: dict[str, Any] = {k: v for k, v in IO.items() if k != "cache_policy"} | {"persist_result": True}
 
 
 @task(name="load-polygons", cache_key_fn=hsi_polygons_key, **CACHED)
@@ -136,20 +137,40 @@ def extract_rasters_flow(
     return [f.result() for f in futures]
 
 
+class HSIJob(NamedTuple):
+    """Everything one curate-hsi run needs, whether it came from the catalog or from arguments."""
+
+    inputs: HSIInputs
+    params: HSICurationParams
+    target: Path
+    publish: str | None
+    root: str | None
+
+
 def resolve_job(
     entry: str | None,
     catalog: str,
     inputs: HSIInputs | None,
     params: HSICurationParams | None,
     out: str | None,
-) -> tuple[HSIInputs, HSICurationParams, Path]:
-    """Inputs/params/output from a catalog entry, or from direct arguments."""
+    publish: str | None = None,
+    root: str | None = None,
+) -> HSIJob:
+    """Inputs/params/output/publication from a catalog entry, or from direct arguments."""
     if entry is not None:
-        cat_inputs, cat_params, cat_out = load_catalog(catalog).hsi_job(entry)
-        return cat_inputs, params or cat_params, Path(out) if out else cat_out
+        cat = load_catalog(catalog)
+        cat_inputs, cat_params, cat_out = cat.hsi_job(entry)
+        cat_publish, cat_root = cat.publication(entry)
+        return HSIJob(
+            cat_inputs,
+            params or cat_params,
+            Path(out) if out else cat_out,
+            publish or cat_publish,
+            root or cat_root,
+        )
     if inputs is None or out is None:
         raise ValueError("give either `entry` (a catalog name) or both `inputs` and `out`")
-    return inputs, params or HSICurationParams(), Path(out)
+    return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root)
 
 
 @flow(name="curate-hsi", log_prints=True)
@@ -161,13 +182,18 @@ def curate_hsi_flow(
     out: str | None = None,
     cluster: str | None = None,
     workers: int = 1,
+    publish: str | None = None,
+    root: str | None = None,
 ) -> str:
-    """Curate an HSI multi-modality sample dataset and publish it; returns the store path.
+    """Curate an HSI multi-modality sample dataset; returns the path of the store.
 
-    Rasters are extracted concurrently: in threads, or on Dask with ``workers >= 2`` (a local
-    cluster) or ``cluster="tcp://host:8786"`` (an existing one).
+    The store is written atomically at ``out`` (a catalog entry's ``path``); with ``publish``
+    (a catalog entry publishes under its own name) it is also published as an immutable
+    version in the dataset ``root``, and that version's store path is returned. Rasters are
+    extracted concurrently: in threads, or on Dask with ``workers >= 2`` (a local cluster) or
+    ``cluster="tcp://host:8786"`` (an existing one).
     """
-    inputs, params, target = resolve_job(entry, catalog, inputs, params, out)
+    inputs, params, target, publish, root = resolve_job(entry, catalog, inputs, params, out, publish, root)
     polygons, report, transmission = load_polygons_task(inputs, params)
     points = sample_points_task(polygons, params, report)
     if uses_dask(cluster, workers):
@@ -180,5 +206,7 @@ def curate_hsi_flow(
     ds, rejects = assemble_task(points, extractions, params, inputs)
     path = publish_task(ds, rejects, target, params.sample_chunk)
     _artifacts(ds, path)
-    get_run_logger().info("published %s", path)
-    return str(path)
+    get_run_logger().info("wrote %s", path)
+    if publish is None:
+        return str(path)
+    return publish_version_task(str(path), name=publish, root=root).store

@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.publishing import publish_version_task
 from pipeline.seismic_store import (
     CurationSummary,
     SeismicStoreWriter,
@@ -62,8 +63,14 @@ def curate_seismic_flow(
     picks: str | None = None,
     params: SeismicCurationParams | None = None,
     batch_files: int = 32,
+    publish: str | None = None,
+    root: str | None = None,
 ) -> CurationSummary:
-    """Curate (or append to) the seismic spectrogram store at ``out``."""
+    """Curate (or append to) the seismic spectrogram store at ``out``.
+
+    With ``publish``, the resulting store is also published as an immutable version of that
+    dataset name in the dataset ``root`` (identical content re-uses its version).
+    """
     params = params or SeismicCurationParams()
     inputs = SeismicInputs(
         waveforms=sorted(Path(w) for w in waveforms),
@@ -93,4 +100,6 @@ def curate_seismic_flow(
         markdown=summary_markdown(summary.counts, Path(out), published),
         description="seismic curation counts",
     )
+    if publish is not None:
+        summary.version_store = publish_version_task(str(out), name=publish, root=root).store
     return summary

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -46,6 +47,8 @@ def make_task_runner(cluster: str | None = None, workers: int = 1) -> TaskRunner
 
     if cluster is not None:
         return DaskTaskRunner(address=cluster)
+    # the local scheduler and nannies live in this process: keep their INFO chatter out of flow logs
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
@@ -65,11 +68,13 @@ def worker_env() -> dict[str, str]:
     temporary server (~10 s each) and its task runs would not appear in the parent's API.
     """
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
     return {
         "PREFECT_API_URL": api_url,
+        "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }

@@ -624,6 +624,7 @@ class CurationSummary:
     n_new_rejects: int
     counts: dict[str, Any]
     timings_s: dict[str, float]
+    version_store: str | None = None  # set when the store was also published as a version
 
     @classmethod
     def of(

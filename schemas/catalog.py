@@ -7,6 +7,7 @@ their file names against the scene's own ``path``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -16,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.errors import InputError, MissingInputError
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 from schemas.seismic import SeismicCurationParams, SeismicInputs
+
+PUBLISH_HELP = (
+    "after each run, publish the store as an immutable version named after the entry in the "
+    "dataset root ($EMIN_DATA_ROOT, else data/published next to the catalog; docs/publishing.md)"
+)
 
 
 class SyntheticSpec(BaseModel):
@@ -65,6 +71,7 @@ class HSIDatasetEntry(BaseModel):
     path: Path = Field(description="where the Zarr store is published")
     inputs: str = Field(description="name of an hsi_scene entry")
     parameters: HSICurationParams = Field(default_factory=HSICurationParams)
+    publish: bool = Field(default=True, description=PUBLISH_HELP)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -102,6 +109,7 @@ class SeismicDatasetEntry(BaseModel):
     path: Path = Field(description="where the Zarr store is published (appended to on re-runs)")
     inputs: str = Field(description="name of a seismic_network entry")
     parameters: SeismicCurationParams = Field(default_factory=SeismicCurationParams)
+    publish: bool = Field(default=True, description=PUBLISH_HELP)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -160,6 +168,16 @@ class DataCatalog(BaseModel):
         inputs = scene.to_inputs(self.base)
         self._check_generated(scene, inputs.polygons)
         return inputs, entry.parameters, (self.base / entry.path).resolve()
+
+    def publish_root(self) -> str:
+        """Dataset root for published versions: ``$EMIN_DATA_ROOT``, else ``data/published`` here."""
+        return os.environ.get("EMIN_DATA_ROOT") or str(self.base / "data" / "published")
+
+    def publication(self, name: str) -> tuple[str | None, str]:
+        """(dataset name to publish as, or None when the entry opts out; dataset root)."""
+        entry = self.get(name)
+        wanted = isinstance(entry, HSIDatasetEntry | SeismicDatasetEntry) and entry.publish
+        return (name if wanted else None), self.publish_root()
 
     def seismic_job(self, name: str) -> tuple[SeismicInputs, SeismicCurationParams, Path]:
         """Inputs, parameters and output path of a ``seismic_dataset`` entry."""

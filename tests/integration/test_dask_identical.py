@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ PARAMS = HSICurationParams(max_points_per_class=900, seed=5)
 
 
 def _same_arrays(a: xr.Dataset, b: xr.Dataset) -> None:
-    assert sorted(a.variables) == sorted(b.variables)
+    assert sorted(map(str, a.variables)) == sorted(map(str, b.variables))
     for name in a.variables:
         x, y = a[name].values, b[name].values
         assert x.dtype == y.dtype and x.shape == y.shape, name
@@ -45,7 +48,7 @@ async def _extract_task_states() -> list[str]:
         tasks = await client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id]))
         )
-        return [t.state.name for t in tasks if t.state is not None and t.name.startswith("extract-")]
+        return [str(t.state.name) for t in tasks if t.state is not None and t.name.startswith("extract-")]
 
 
 @pytest.mark.integration
@@ -62,3 +65,100 @@ def test_two_dask_workers_equal_serial(prefect_harness: None, tiny_scene: TinySc
     assert sorted(asyncio.run(_extract_task_states())) == ["Completed", "Completed"]
     _same_arrays(open_store(serial).load(), open_store(dask).load())
     _same_arrays(open_store(serial, group="rejects").load(), open_store(dask, group="rejects").load())
+
+
+def test_task_runner_factory_and_gpu_annotation() -> None:
+    import dask
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import gpu_resources, make_task_runner
+
+    assert isinstance(make_task_runner(None, 1), ThreadPoolTaskRunner)
+    remote = make_task_runner("tcp://10.0.0.5:8786", 1)
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
+    with gpu_resources():
+        assert dask.get_annotations() == {"resources": {"GPU": 1}}
+    assert dask.get_annotations() == {}
+
+
+@pytest.mark.integration
+def test_gpu_tasks_run_only_on_gpu_workers() -> None:
+    from distributed import Client, LocalCluster
+
+    from flows.runners import gpu_resources
+
+    kwargs: dict[str, Any] = {
+        "n_workers": 1,
+        "threads_per_worker": 1,
+        "processes": False,
+        "dashboard_address": None,
+    }
+    with LocalCluster(**kwargs) as cpu_only, Client(cpu_only) as client:
+        with gpu_resources():
+            waiting = client.submit(sum, [1, 2], pure=False)
+        time.sleep(1.0)
+        assert waiting.status == "pending"
+    gpu = LocalCluster(**kwargs, resources={"GPU": 1})
+    with gpu, Client(gpu) as client, gpu_resources():
+        assert client.submit(sum, [1, 2], pure=False).result(timeout=30) == 3
+
+
+async def _task_states(flow_run_id: UUID) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    # default run names carry a random suffix ("load-polygons-b34"); extract runs are named per raster
+    return {
+        t.name if t.name.startswith("extract-") else t.name.rsplit("-", 1)[0]: str(t.state.name)
+        for t in runs
+        if t.state is not None
+    }
+
+
+@pytest.mark.integration
+def test_rerun_reuses_persisted_results_keyed_on_checksums(
+    prefect_harness: None, tiny_scene: TinyScene, tmp_path: Path
+) -> None:
+    import shutil
+
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    from flows.curate_hsi import curate_hsi_flow
+
+    scene = tmp_path / "scene"
+    shutil.copytree(tiny_scene.root, scene)
+    inputs = tiny_inputs(tiny_scene).model_copy(
+        update={
+            "polygons": scene / "polygons.gpkg",
+            "transmission": scene / "transmission.csv",
+            "rasters": [
+                r.model_copy(update={"path": scene / Path(r.path).name})
+                for r in tiny_inputs(tiny_scene).rasters
+            ],
+        }
+    )
+
+    def run(name: str) -> tuple[dict[str, str], Path]:
+        out = tmp_path / f"{name}.zarr"
+        state = curate_hsi_flow(inputs=inputs, params=PARAMS, out=str(out), return_state=True)
+        run_id = state.state_details.flow_run_id
+        assert state.is_completed() and run_id is not None
+        return asyncio.run(_task_states(run_id)), out
+
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "results"}):
+        first, a = run("first")
+        again, b = run("again")
+        swir = scene / "swir.img"
+        raw = bytearray(swir.read_bytes())
+        raw[-2:] = (1234).to_bytes(2, "little")  # one SWIR pixel changes: only SWIR1 recomputes
+        swir.write_bytes(bytes(raw))
+        changed, _ = run("changed")
+    assert first["extract-VNIR1"] == first["extract-SWIR1"] == "Completed"
+    assert again["load-polygons"] == again["extract-VNIR1"] == again["extract-SWIR1"] == "Cached"
+    assert changed["extract-VNIR1"] == "Cached" and changed["extract-SWIR1"] == "Completed"
+    _same_arrays(open_store(a).load(), open_store(b).load())

@@ -74,3 +74,4 @@ def test_deployment_run_on_real_server(tiny_scene: TinyScene, tmp_path: Path) ->
     assert all(p.poll() is not None for p in procs.values()), "server/worker still running"
     store = tmp_path / "published" / "tiny.zarr"
     assert validate_store(store) == []
+    assert any((tmp_path / "prefect-home" / "storage").iterdir())  # cached task results persisted
