@@ -26,6 +26,22 @@ def _params(values: list[str]) -> dict[str, Any]:
     return out
 
 
+def _store_path(store: str) -> str:
+    """A store path as given, or the latest published version of a dataset name."""
+    if Path(store).exists() or "/" in store or store.endswith(".zarr"):
+        return store
+    from pipeline.errors import EminError
+    from pipeline.publish import default_root
+    from pipeline.registry import resolve
+
+    try:
+        _, folder = resolve(store, root=default_root())
+    except EminError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    return f"{folder}/data.zarr"
+
+
 def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, use_prefect: bool) -> None:
     """Validate the config, run the flow (or the plain function) and print the summary."""
     from pydantic import ValidationError
@@ -34,6 +50,7 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
 
     cls = HSITrainConfig if kind == "hsi" else SeismicTrainConfig
     fields = {k: v for k, v in fields.items() if v is not None} | _params(extra)
+    fields["store"] = _store_path(str(fields["store"]))
     if fields.get("patience") == 0:
         fields["patience"] = None
     try:
@@ -77,7 +94,9 @@ def register(app: typer.Typer) -> None:
 
     @train_app.command("hsi")
     def train_hsi_cmd(
-        store: Annotated[str, typer.Option(help="published HSI store")] = "data/published/demo_hsi.zarr",
+        store: Annotated[
+            str, typer.Option(help="a store path, or a published dataset name (latest version)")
+        ] = "demo_hsi",
         mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
         alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
         alpha_value: Annotated[float | None, typer.Option(help="CE weight α (alpha=fixed)")] = None,
@@ -107,8 +126,8 @@ def register(app: typer.Typer) -> None:
     @train_app.command("seismic")
     def train_seismic_cmd(
         store: Annotated[
-            str, typer.Option(help="published seismic store")
-        ] = "data/published/demo_seismic.zarr",
+            str, typer.Option(help="a store path, or a published dataset name (latest version)")
+        ] = "demo_seismic",
         mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
         alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
         alpha_value: Annotated[
