@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_HSI := data/demo/hsi
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo demo-seismic test install lint bench serve clean
 
 demo: install $(DEMO_HSI)/polygons.gpkg
 	$(BIN)/emin curate hsi --entry demo_hsi
@@ -28,8 +28,23 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+DEMO_SEISMIC := data/demo/seismic
+
+demo-seismic: install $(DEMO_SEISMIC)/stations.xml
+	$(BIN)/emin curate seismic --entry demo_seismic
+
+$(DEMO_SEISMIC)/stations.xml: | install
+	$(BIN)/emin synth seismic --out $(DEMO_SEISMIC) --seed 0
+
+serve: install
+	$(BIN)/emin serve
+
 bench: install
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/spectrogram.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/loader.py
 
 clean:
-	rm -rf data/published runs bench/out
+	rm -rf data/published data/work runs bench/out
