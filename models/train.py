@@ -180,6 +180,22 @@ def _mix(
     return combine(ce, emin, alpha), a_t
 
 
+def _optimise(
+    opt: torch.optim.Optimizer,
+    sup: Tensor,
+    emin: Tensor,
+    alpha: float | None,
+    shared: Sequence[Tensor],
+    norm: str,
+) -> Tensor:
+    """One optimiser step on the mixed loss; returns detached (loss, supervised, EMIN, α)."""
+    loss, a = _mix(sup, emin, alpha, shared, norm)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([loss.detach(), sup.detach(), emin.detach(), a.detach().to(loss.dtype)])
+
+
 def _epoch_order(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
     """Seeded permutation of ``0 … n−1`` drawn on the device."""
     return torch.randperm(n, generator=generator, device=device)
@@ -335,11 +351,7 @@ def hsi_epoch(
         logits = logits.float()
         ce = masked_ce(logits, yb, mb & lab.unsqueeze(0))
         emin = emin_hsi(logits, mb, teacher) if need_emin else torch.zeros_like(ce)
-        loss, a = _mix(ce, emin, alpha, shared, normalization)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sums += torch.stack([loss.detach(), ce.detach(), emin.detach(), a.detach().to(sums.dtype)])
+        sums += _optimise(opt, ce, emin, alpha, shared, normalization).to(sums.dtype)
         n_steps += 1
     return sums / max(n_steps, 1)
 
@@ -616,11 +628,7 @@ def seismic_epoch(
             )  # fmt: skip
         else:
             emin = torch.zeros_like(sup)
-        loss, a = _mix(sup, emin, alpha, shared, normalization)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sums += torch.stack([loss.detach(), sup.detach(), emin.detach(), a.detach().to(sums.dtype)])
+        sums += _optimise(opt, sup, emin, alpha, shared, normalization).to(sums.dtype)
         n_steps += 1
     return sums / max(n_steps, 1)
 

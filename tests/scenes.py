@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import shapely
+import yaml
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
@@ -129,3 +130,29 @@ def make_tiny_scene(root: Path, *, seed: int = 0) -> TinyScene:
 def to_utm(x: np.ndarray, y: np.ndarray, src: str) -> tuple[np.ndarray, np.ndarray]:
     t = Transformer.from_crs(src, UTM, always_xy=True)
     return t.transform(x, y)
+
+
+def write_tiny_catalog(tmp_path: Path, scene: TinyScene, parameters: dict[str, object]) -> Path:
+    """A catalog with the tiny scene (`tiny_scene`) and one hsi_dataset entry (`tiny`)."""
+    entries = {
+        "tiny_scene": {
+            "type": "hsi_scene",
+            "path": str(scene.root),
+            "polygons": "polygons.gpkg",
+            "class_column": "class_name",
+            "transmission": "transmission.csv",
+            "rasters": [
+                {"name": "VNIR1", "path": "vnir.tif", "sensor": "VNIR"},
+                {"name": "SWIR1", "path": "swir.img", "sensor": "SWIR"},
+            ],
+        },
+        "tiny": {
+            "type": "hsi_dataset",
+            "path": "published/tiny.zarr",
+            "inputs": "tiny_scene",
+            "parameters": parameters,
+        },
+    }
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(entries))
+    return path

@@ -11,35 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from scenes import TinyScene
+from scenes import TinyScene, write_tiny_catalog
 
 from schemas.contract import validate_store
 
 
 def _catalog(tmp_path: Path, scene: TinyScene) -> Path:
-    entries = {
-        "tiny_scene": {
-            "type": "hsi_scene",
-            "path": str(scene.root),
-            "polygons": "polygons.gpkg",
-            "class_column": "class_name",
-            "transmission": "transmission.csv",
-            "rasters": [
-                {"name": "VNIR1", "path": "vnir.tif", "sensor": "VNIR"},
-                {"name": "SWIR1", "path": "swir.img", "sensor": "SWIR"},
-            ],
-        },
-        "tiny": {
-            "type": "hsi_dataset",
-            "path": "published/tiny.zarr",
-            "inputs": "tiny_scene",
-            "parameters": {"seed": 1, "max_points_per_class": 300},
-        },
-    }
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(entries))
-    return path
+    return write_tiny_catalog(tmp_path, scene, {"seed": 1, "max_points_per_class": 300})
 
 
 def _get(url: str) -> dict[str, object]:
