@@ -90,3 +90,16 @@ def test_real_curated_store_exports_waveforms_that_made_the_spectrograms(tmp_pat
         np.testing.assert_allclose(
             np.log10(sxx + 1e-20)[band], store["spectrogram"].values[i, 0][band], atol=2e-3
         )
+    # the torch dataset over the same published version yields the store's values
+    from torch.utils.data import DataLoader
+
+    from pipeline.torch_data import SpectrogramDataset, collate_spectrograms
+
+    train = SpectrogramDataset(open_dataset("seis", root=tmp_path / "root"), splits=["train"])
+    rows = np.flatnonzero(store["split"].values.astype(object) == "train")
+    assert len(train) == rows.size > 0
+    batch = next(iter(DataLoader(train, batch_size=4, collate_fn=collate_spectrograms)))
+    first = int(batch["index"][0])
+    np.testing.assert_array_equal(batch["x"][0].numpy(), store["spectrogram"].values[first])
+    expected = [store[c].values[first] for c in ("distance_km", "sin_baz", "cos_baz")]
+    np.testing.assert_allclose(batch["y"][0].numpy(), expected, rtol=1e-6)
