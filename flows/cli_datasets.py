@@ -140,7 +140,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a seismic dataset's windowed waveforms in SeisBench's format."""
         from pipeline.export_seisbench import export_seisbench
-
         from pipeline.registry import open_dataset
 
         try:
