@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from flows import cli_datasets, cli_seismic, cli_serve, cli_train
+from flows import cli_datasets, cli_seismic, cli_serve, cli_sweep, cli_train
 from pipeline.errors import EminError
 
 app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
@@ -29,6 +29,7 @@ app.add_typer(curate_app, name="curate")
 cli_seismic.register(synth_app, curate_app)
 cli_datasets.register(app)
 cli_train.register(app)
+cli_sweep.register(app)
 cli_serve.register(app)
 console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)

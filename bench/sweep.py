@@ -1,0 +1,108 @@
+"""Benchmark: sweep throughput, HSI trials one at a time vs K trials at once on one device.
+
+Run: ``python bench/sweep.py [--device cpu|cuda|auto] [--k 8] [--epochs 2] [--n 37000]``
+(``--device cuda --k 64`` on a GPU). Needs only torch + numpy (no zarr, xarray, pydantic or
+prefect). Data: synthetic, demo-shaped (6 modalities, 62–130 bands, 10 classes, ``--n``
+samples, batch 500). Trials: K Hydra+EMIN (fixed α) configurations of one family (3 backbone
+layers) with widths drawn from the Table 2 range 10–120 and log-uniform lr / weight decay.
+One at a time: :func:`models.train.hsi_epoch` per trial (Hydra + ``torch.optim.Adam``). At
+once: :func:`models.multi.stacked_hsi_epoch` (:class:`models.multi.StackedHydra` padded to
+the widest trial + :class:`models.multi.StackedAdam`). ``--width W`` gives every trial width W (no padding). Settings are interleaved, the first
+round is a warm-up and the best epoch is reported. Trials/hour assume ``--trial-epochs``
+training epochs per trial (evaluation excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.data import synthetic_hsi
+from models.multi import StackedAdam, StackedHydra, stacked_hsi_epoch
+from models.nets import Hydra
+from models.train import hsi_epoch, resolve_device
+
+BANDS = (66, 62, 70, 110, 120, 130)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    """Parse arguments, time both ways, print epoch times, speed-up and trials/hour."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--k", type=int, default=8, help="trials at once")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up)")
+    ap.add_argument("--n", type=int, default=37000, help="training samples")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--width", type=int, default=0, help="one width for every trial (0 = random 10-120)")
+    ap.add_argument("--trial-epochs", type=int, default=30, help="epochs per trial for trials/hour")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    amp = not args.no_amp
+    rng = np.random.default_rng(0)
+    widths = [int(w) for w in rng.integers(10, 121, args.k)]
+    if args.width:
+        widths = [args.width] * args.k
+    lrs = [float(v) for v in 10 ** rng.uniform(-5, -2, args.k)]
+    wds = [float(v) for v in 10 ** rng.uniform(-8, -1, args.k)]
+    alpha = 0.05
+    data = synthetic_hsi(n=args.n, in_dims=BANDS, n_classes=10, seed=0).to(device)
+    labelled = torch.ones(data.n, dtype=torch.bool, device=device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    singles = []
+    for k, w in enumerate(widths):
+        torch.manual_seed(k)
+        net = Hydra(BANDS, 10, width=w, hidden=[w] * args.layers).to(device)
+        singles.append((net, torch.optim.Adam(net.parameters(), lr=lrs[k], weight_decay=wds[k])))
+    stacked = StackedHydra.from_models([net for net, _ in singles])
+    sopt = StackedAdam(list(stacked.parameters()), lrs, wds)
+    alphas = torch.full((args.k,), alpha, device=device)
+    print(f"device {device}, K = {args.k}, n = {data.n}, batch {args.batch}, widths {sorted(widths)}")
+    t_single: list[float] = []
+    t_stack: list[float] = []
+    for e in range(args.epochs + 1):
+        total = 0.0
+        for net, opt in singles:
+            order = torch.randperm(data.n, generator=gen, device=device)
+            _sync(device)
+            t = time.perf_counter()
+            hsi_epoch(net, opt, data, order, labelled, batch_size=args.batch, alpha=alpha, amp=amp).tolist()
+            _sync(device)
+            total += time.perf_counter() - t
+        order_k = torch.stack([torch.randperm(data.n, generator=gen, device=device) for _ in range(args.k)])
+        _sync(device)
+        t = time.perf_counter()
+        stacked_hsi_epoch(stacked, sopt, data, order_k, batch_size=args.batch, alpha=alphas, amp=amp).tolist()
+        _sync(device)
+        if e:
+            t_single.append(total)
+            t_stack.append(time.perf_counter() - t)
+    one, many = min(t_single), min(t_stack)
+    per_trial = one / args.k
+    tph_one = 3600.0 / (per_trial * args.trial_epochs)
+    tph_many = 3600.0 * args.k / (many * args.trial_epochs)
+    print(f"  one at a time: {per_trial:8.3f} s/epoch per trial (mean of K; {one:.2f} s for all K)")
+    print(f"  K at once:     {many:8.3f} s/epoch for all {args.k} trials")
+    print(f"  trials/hour at {args.trial_epochs} epochs/trial: one at a time {tph_one:10.1f}, "
+          f"K at once {tph_many:10.1f}  ({tph_many / tph_one:.2f}x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

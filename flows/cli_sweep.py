@@ -1,0 +1,74 @@
+"""CLI command ``emin sweep hsi`` (registered by :func:`register`): the Prefect flow ``sweep``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sweep`` sub-app with the ``hsi`` command to ``app``."""
+    sweep_app = typer.Typer(help="Hyperparameter sweeps (Prefect flow `sweep`, Optuna study on disk).")
+    app.add_typer(sweep_app, name="sweep")
+
+    @sweep_app.command("hsi")
+    def sweep_hsi_cmd(
+        store: Annotated[
+            str, typer.Option(help="a store path, or a published dataset name (latest version)")
+        ] = "demo_hsi",
+        out: Annotated[Path, typer.Option(help="sweep folder (study.db, trials.csv, plots)")] = Path(
+            "runs/sweep-hsi"
+        ),
+        mode: Annotated[
+            str, typer.Option(help="baseline | emin (emin also searches α and fixed/mgda)")
+        ] = "emin",
+        n_trials: Annotated[int, typer.Option(help="COMPLETE trials wanted (a re-run resumes)")] = 20,
+        max_new_trials: Annotated[int | None, typer.Option(help="stop this run after N new trials")] = None,
+        cv_folds: Annotated[int, typer.Option(help="validation folds per trial, 1-4 (1 = quick)")] = 4,
+        seeds: Annotated[int, typer.Option(help="re-runs of the best configuration (0 = none)")] = 5,
+        epochs: Annotated[int, typer.Option()] = 30,
+        patience: Annotated[int, typer.Option(help="early-stopping patience; 0 = off")] = 10,
+        parallel: Annotated[int, typer.Option(help="trial tasks in flight at once")] = 1,
+        stack: Annotated[
+            int, typer.Option(help="trials trained at once per task (pays on a GPU, not on a CPU)")
+        ] = 1,
+        workers: Annotated[int, typer.Option(help=">= 2: a local Dask cluster of N processes")] = 1,
+        cluster: Annotated[str | None, typer.Option(help="existing Dask scheduler, tcp://host:8786")] = None,
+        gpu: Annotated[bool, typer.Option(help="trials request a GPU worker resource (Dask)")] = False,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        study_name: Annotated[str, typer.Option()] = "hsi-sweep",
+        sampler_seed: Annotated[int, typer.Option()] = 0,
+        param: Annotated[list[str] | None, typer.Option(help="any other training field, KEY=VALUE")] = None,
+    ) -> None:
+        """Search Hydra/EMIN hyperparameters (report Table 2) with Optuna; resumable."""
+        from pydantic import ValidationError
+
+        from flows.cli_train import _params, _store_path
+        from flows.sweep import SweepParams, sweep_flow
+
+        base = {"epochs": epochs, "patience": patience or None, "device": device} | _params(param or [])
+        try:
+            params = SweepParams(
+                store=_store_path(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
+                n_trials=n_trials, max_new_trials=max_new_trials, cv_folds=cv_folds, final_seeds=seeds,
+                parallel=max(parallel, workers), stack=stack, sampler_seed=sampler_seed, base=base,
+                workers=workers, cluster=cluster, gpu=gpu,
+            )  # fmt: skip
+            params.base_config()
+        except ValidationError as exc:
+            console.print(f"[bold red]error:[/] invalid sweep parameters\n{exc}")
+            raise typer.Exit(2) from exc
+        if not Path(params.store).exists():
+            console.print(f"[bold red]error:[/] store {params.store} does not exist")
+            raise typer.Exit(2)
+        result = sweep_flow(params)
+        console.print(result.get("summary", f"{result['n_complete']} complete trials"))
+        typer.echo(
+            json.dumps({k: result.get(k) for k in ("study", "n_complete", "best", "final")}, default=str)
+        )
