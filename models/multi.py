@@ -532,7 +532,9 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
         TrainResult,
         _generator,
         build_hsi_model,
+        eval_indices,
         evaluate_hsi,
+        hsi_meta,
         resolve_device,
         train_context,
     )
@@ -548,16 +550,8 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
         raise ValueError("val_fold and test_fold must differ")
     train_np = np.flatnonzero((folds != test_fold) & (folds != c0.val_fold))
     train_idx = torch.from_numpy(train_np).to(device)
-    val_idx = torch.from_numpy(np.flatnonzero(folds == c0.val_fold)).to(device)
-    test_idx = torch.from_numpy(np.flatnonzero(folds == test_fold)).to(device)
-    if train_idx.numel() == 0 or val_idx.numel() == 0:
-        raise ValueError("empty training or validation set (check val_fold/test_fold)")
-    meta: dict[str, Any] = {
-        "kind": "hsi",
-        "in_dims": list(data.in_dims),
-        "modalities": list(data.modalities),
-        "class_names": list(data.class_names),
-    }
+    val_idx, test_idx = eval_indices(folds, train_idx, c0.val_fold, test_fold)
+    meta = hsi_meta(data)
     if c0.standardise:
         band_mean, band_std = data.band_stats(train_idx)
         data = data.standardise(band_mean, band_std)

@@ -356,6 +356,28 @@ def hsi_epoch(
     return sums / max(n_steps, 1)
 
 
+def eval_indices(
+    folds: np.ndarray, train_idx: Tensor, val_fold: int, test_fold: int
+) -> tuple[Tensor, Tensor]:
+    """Validation and test sample indices (on ``train_idx``'s device); refuses empty sets."""
+    device = train_idx.device
+    val_idx = torch.from_numpy(np.flatnonzero(folds == val_fold)).to(device)
+    test_idx = torch.from_numpy(np.flatnonzero(folds == test_fold)).to(device)
+    if train_idx.numel() == 0 or val_idx.numel() == 0:
+        raise ValueError("empty training or validation set (check val_fold/test_fold)")
+    return val_idx, test_idx
+
+
+def hsi_meta(data: HSIData) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild an HSI model and name its outputs."""
+    return {
+        "kind": "hsi",
+        "in_dims": list(data.in_dims),
+        "modalities": list(data.modalities),
+        "class_names": list(data.class_names),
+    }
+
+
 def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResult:
     """Train an HSI fusion classifier as configured; write the run folder when ``config.out_dir``."""
     from models.data import load_hsi, stratified_label_split
@@ -377,17 +399,8 @@ def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResul
         is_lab_np = np.arange(train_np.size) < labelled.size
         train_idx = torch.from_numpy(train_np).to(device)
         is_lab = torch.from_numpy(is_lab_np).to(device)
-        val_idx = torch.from_numpy(np.flatnonzero(folds == config.val_fold)).to(device)
-        test_idx = torch.from_numpy(np.flatnonzero(folds == test_fold)).to(device)
-        if train_idx.numel() == 0 or val_idx.numel() == 0:
-            raise ValueError("empty training or validation set (check val_fold/test_fold)")
-
-        meta: dict[str, Any] = {
-            "kind": "hsi",
-            "in_dims": list(data.in_dims),
-            "modalities": list(data.modalities),
-            "class_names": list(data.class_names),
-        }
+        val_idx, test_idx = eval_indices(folds, train_idx, config.val_fold, test_fold)
+        meta = hsi_meta(data)
         if config.standardise:
             band_mean, band_std = data.band_stats(torch.from_numpy(labelled).to(device))
             data = data.standardise(band_mean, band_std)
