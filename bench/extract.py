@@ -109,8 +109,20 @@ def curate_child(raster: str, polygons: str, out: str) -> None:
     )
     start = time.perf_counter()
     curate_hsi(inputs, HSICurationParams(), out=out)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"curate_s": time.perf_counter() - start, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"curate_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM), in MiB.
+
+    Not ``getrusage().ru_maxrss``: Linux keeps that across fork+exec, so a child started by
+    a parent holding 1.4 GB (rasterio's block cache after ``sample()``) would report the
+    parent's peak. VmHWM belongs to the address space that ``exec`` creates afresh.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
