@@ -24,7 +24,7 @@ from pipeline.backends.raster import footprint_bounds, open_raster_info, pixel_i
 from pipeline.backends.vector import read_polygons
 from pipeline.checksums import input_checksums
 from pipeline.errors import InputError, NoOverlapError
-from pipeline.sampling import cap_indices, points_in_polygons, points_outside
+from pipeline.sampling import capped_counts, points_in_polygons, points_outside
 from pipeline.spectral import Transmission, band_mask, clip_reflectance, read_transmission
 from pipeline.splits import stratified_folds
 from pipeline.store import atomic_publish, write_zarr
@@ -106,7 +106,12 @@ def load_polygons(inputs: HSIInputs, params: HSICurationParams) -> tuple[gpd.Geo
 def sample_points(
     polygons: gpd.GeoDataFrame, params: HSICurationParams, report: PolygonReport
 ) -> SampledPoints:
-    """Steps 2–4: interior buffer, top-N classes, density sampling, per-class cap."""
+    """Steps 2–4: interior buffer, top-N classes, density sampling, per-class cap.
+
+    The cap is applied to the per-polygon counts before any point is drawn (see
+    :func:`pipeline.sampling.capped_counts`), so large scenes never materialise the points
+    the cap would discard.
+    """
     rngs = _seed_streams(params.seed)
     buffered = interior_buffer(polygons, params.interior_buffer_m, report=report)
     use_background = params.background_density_per_m2 > 0
@@ -117,7 +122,10 @@ def sample_points(
     targets = buffered.loc[buffered["class_name"].isin(kept)].reset_index(drop=True)
     geoms = targets.geometry.to_numpy()
     counts = np.rint(shapely.area(geoms) * params.target_density_per_m2).astype(np.int64)
-    x, y, owner = points_in_polygons(geoms, counts, rngs["targets"])
+    classes = targets["class_name"].to_numpy().astype(str)
+    generated = {c: int(counts[classes == c].sum()) for c in kept}
+    kept_counts = capped_counts(counts, classes, params.max_points_per_class, rngs["cap"])
+    x, y, owner = points_in_polygons(geoms, kept_counts, rngs["targets"])
     names = targets["class_name"].to_numpy()[owner]
     pids = targets["polygon_id"].to_numpy(np.int64)[owner]
     minx, miny, maxx, maxy = polygons.total_bounds
@@ -126,24 +134,23 @@ def sample_points(
         everything = shapely.union_all(polygons.geometry.to_numpy())
         outside_area = region.area - shapely.intersection(region, everything).area
         n_bg = int(np.rint(outside_area * params.background_density_per_m2))
-        bx, by = points_outside(region, everything, n_bg, rngs["background"])
+        generated[params.background_class] = n_bg
+        n_keep = min(n_bg, params.max_points_per_class)  # a uniform subset of uniform points
+        bx, by = points_outside(region, everything, n_keep, rngs["background"])
         x, y = np.concatenate([x, bx]), np.concatenate([y, by])
         names = np.concatenate([names, np.full(bx.size, params.background_class, dtype=object)])
         pids = np.concatenate([pids, np.full(bx.size, -1, dtype=np.int64)])
     names = names.astype(str)
-    generated = {c: int(np.sum(names == c)) for c in class_names}
     # order by label (alphabetical class name), keeping draw order within a class
     order = np.argsort(np.searchsorted(class_names, names), kind="stable")
-    x, y, names, pids = x[order], y[order], names[order], pids[order]
-    keep = cap_indices(names, params.max_points_per_class, rngs["cap"])
     return SampledPoints(
-        x=x[keep],
-        y=y[keep],
-        label_name=names[keep],
-        polygon_id=pids[keep],
+        x=x[order],
+        y=y[order],
+        label_name=names[order],
+        polygon_id=pids[order],
         crs=CRS.from_user_input(polygons.crs),
         class_names=class_names,
-        generated_per_class=generated,
+        generated_per_class={c: generated[c] for c in class_names},
         report=report,
         region_bounds=(float(minx), float(miny), float(maxx), float(maxy)),
     )

@@ -80,12 +80,17 @@ def points_outside(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def cap_indices(groups: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices (sorted) keeping at most ``cap`` random members of each group value."""
-    keep: list[np.ndarray] = []
+def capped_counts(counts: np.ndarray, groups: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-polygon point counts after keeping at most ``cap`` random points of each group.
+
+    Drawing every point at the full density and then keeping a uniform random subset of
+    ``cap`` gives per-polygon counts that follow a multivariate hypergeometric law, with the
+    kept points uniform inside their polygons. Drawing those counts first and only the kept
+    points afterwards is the same distribution without materialising the discarded points.
+    """
+    out = np.asarray(counts, dtype=np.int64).copy()
     for value in np.unique(groups):
         members = np.flatnonzero(groups == value)
-        if members.size > cap:
-            members = np.sort(rng.choice(members, size=cap, replace=False))
-        keep.append(members)
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+        if out[members].sum() > cap:
+            out[members] = rng.multivariate_hypergeometric(out[members], cap)
+    return out

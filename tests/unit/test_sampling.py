@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from pipeline.sampling import cap_indices, points_in_polygons, points_outside
+from pipeline.sampling import capped_counts, points_in_polygons, points_outside
 
 
 def _polys() -> np.ndarray:
@@ -53,9 +53,22 @@ def test_sampling_is_reproducible() -> None:
     assert not np.array_equal(a[0], c[0])
 
 
-def test_cap_keeps_at_most_cap_per_group() -> None:
-    groups = np.repeat(np.array(["a", "b", "c"]), [5000, 10, 2001])
-    keep = cap_indices(groups, 2000, np.random.default_rng(0))
-    kept_groups, counts = np.unique(groups[keep], return_counts=True)
-    assert dict(zip(kept_groups.tolist(), counts.tolist(), strict=True)) == {"a": 2000, "b": 10, "c": 2000}
-    assert np.all(np.diff(keep) > 0)
+def test_capped_counts_keep_at_most_cap_per_group() -> None:
+    counts = np.array([3000, 2000, 10, 1500, 501])
+    groups = np.array(["a", "a", "b", "c", "c"])
+    out = capped_counts(counts, groups, 2000, np.random.default_rng(0))
+    assert [out[groups == g].sum() for g in ("a", "b", "c")] == [2000, 10, 2000]
+    assert (out <= counts).all()
+    assert out[2] == 10  # groups under the cap are untouched
+
+
+def test_capped_counts_follow_the_hypergeometric_mean() -> None:
+    # keeping a uniform random subset of 2000 of 5000 points: polygon i keeps 2000 * n_i / 5000
+    # on average (closed form); check over many draws with a 5-sigma bound
+    counts = np.array([3000, 1500, 500])
+    groups = np.zeros(3, dtype=int)
+    rng = np.random.default_rng(1)
+    draws = np.stack([capped_counts(counts, groups, 2000, rng) for _ in range(400)])
+    expected = 2000 * counts / counts.sum()
+    var = 2000 * (counts / 5000) * (1 - counts / 5000) * (5000 - 2000) / (5000 - 1)
+    assert (np.abs(draws.mean(axis=0) - expected) < 5 * np.sqrt(var / 400)).all()
