@@ -32,7 +32,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -535,6 +535,7 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
         eval_indices,
         evaluate_hsi,
         hsi_meta,
+        hsi_metrics,
         resolve_device,
         train_context,
     )
@@ -625,32 +626,22 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
         val = evaluate_hsi(net, data, val_idx, chunk=c.eval_chunk, amp=c.amp)
         test = evaluate_hsi(net, data, test_idx, chunk=c.eval_chunk, amp=c.amp)
         hist = histories[i]
-        metrics: dict[str, Any] = {
-            "kind": "hsi",
-            "mode": c.mode,
-            "alpha": c.alpha if c.mode != "baseline" else None,
-            "net": c.net,
-            "device": str(device),
-            "stacked_k": k,
-            "best_epoch": stoppers[i].best_epoch,
-            "epochs_run": len(hist),
-            "stopped_early": len(hist) < c.epochs,
-            "alpha_last_epoch": hist[-1]["alpha"] if hist else math.nan,
-            "n_train_labelled": n_train,
-            "n_unlabelled": 0,
-            "n_val": int(val_idx.numel()),
-            "n_test": int(test_idx.numel()),
-            "val_fold": c.val_fold,
-            "test_fold": test_fold,
-            "val": val["classification"],
-            "test": test["classification"],
-            "val_variance_mean": val["variance_mean"],
-            "test_variance_mean": test["variance_mean"],
-            "test_variance_median": test["variance_median"],
-            "test_variance_p95": test["variance_p95"],
-            "class_names": data.class_names,
-            "modalities": data.modalities,
-            "wall_time_s": time.perf_counter() - start,
-        }
+        metrics = hsi_metrics(
+            c,
+            data,
+            hist,
+            val,
+            test,
+            alpha=c.alpha if c.mode != "baseline" else None,
+            device=device,
+            best_epoch=stoppers[i].best_epoch,
+            n_train_labelled=n_train,
+            n_unlabelled=0,
+            n_val=int(val_idx.numel()),
+            n_test=int(test_idx.numel()),
+            test_fold=test_fold,
+            start=start,
+        )
+        metrics["stacked_k"] = k
         results.append(TrainResult(net, c, hist, metrics, meta, extras={"confusion": test["confusion"]}))
     return results

@@ -378,6 +378,52 @@ def hsi_meta(data: HSIData) -> dict[str, Any]:
     }
 
 
+def hsi_metrics(
+    config: HSITrainConfig,
+    data: HSIData,
+    history: list[dict[str, Any]],
+    val: dict[str, Any],
+    test: dict[str, Any],
+    *,
+    alpha: str | None,
+    device: torch.device,
+    best_epoch: int,
+    n_train_labelled: int,
+    n_unlabelled: int,
+    n_val: int,
+    n_test: int,
+    test_fold: int,
+    start: float,
+) -> dict[str, Any]:
+    """The metrics.json content of one HSI run (single or one trial of a stack)."""
+    return {
+        "kind": "hsi",
+        "mode": config.mode,
+        "alpha": alpha,
+        "net": config.net,
+        "device": str(device),
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": len(history) < config.epochs,
+        "alpha_last_epoch": history[-1]["alpha"] if history else math.nan,
+        "n_train_labelled": n_train_labelled,
+        "n_unlabelled": n_unlabelled,
+        "n_val": n_val,
+        "n_test": n_test,
+        "val_fold": config.val_fold,
+        "test_fold": test_fold,
+        "val": val["classification"],
+        "test": test["classification"],
+        "val_variance_mean": val["variance_mean"],
+        "test_variance_mean": test["variance_mean"],
+        "test_variance_median": test["variance_median"],
+        "test_variance_p95": test["variance_p95"],
+        "class_names": data.class_names,
+        "modalities": data.modalities,
+        "wall_time_s": time.perf_counter() - start,
+    }
+
+
 def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResult:
     """Train an HSI fusion classifier as configured; write the run folder when ``config.out_dir``."""
     from models.data import load_hsi, stratified_label_split
@@ -453,33 +499,23 @@ def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResul
 
         val = evaluate_hsi(model, data, val_idx, chunk=config.eval_chunk, amp=config.amp)
         test = evaluate_hsi(model, data, test_idx, chunk=config.eval_chunk, amp=config.amp)
-        metrics: dict[str, Any] = {
-            "kind": "hsi",
-            "mode": config.mode,
-            "alpha": config.alpha if config.mode not in ("baseline", "finetune") else None,
-            "net": config.net,
-            "device": str(device),
-            "best_epoch": stopper.best_epoch,
-            "epochs_run": len(history),
-            "stopped_early": len(history) < config.epochs,
-            "alpha_last_epoch": history[-1]["alpha"] if history else math.nan,
-            "n_train_labelled": int(labelled.size),
-            "n_unlabelled": int(unlabelled.size),
-            "n_val": int(val_idx.numel()),
-            "n_test": int(test_idx.numel()),
-            "val_fold": config.val_fold,
-            "test_fold": test_fold,
-            "val": val["classification"],
-            "test": test["classification"],
-            "val_variance_mean": val["variance_mean"],
-            "test_variance_mean": test["variance_mean"],
-            "test_variance_median": test["variance_median"],
-            "test_variance_p95": test["variance_p95"],
-            "test_confusion": test["confusion"].tolist(),
-            "class_names": data.class_names,
-            "modalities": data.modalities,
-            "wall_time_s": time.perf_counter() - start,
-        }
+        metrics = hsi_metrics(
+            config,
+            data,
+            history,
+            val,
+            test,
+            alpha=config.alpha if config.mode not in ("baseline", "finetune") else None,
+            device=device,
+            best_epoch=stopper.best_epoch,
+            n_train_labelled=int(labelled.size),
+            n_unlabelled=int(unlabelled.size),
+            n_val=int(val_idx.numel()),
+            n_test=int(test_idx.numel()),
+            test_fold=test_fold,
+            start=start,
+        )
+        metrics["test_confusion"] = test["confusion"].tolist()
     result = TrainResult(model, config, history, metrics, meta, extras={"confusion": test["confusion"]})
     if config.out_dir:
         from models.runs import save_run
