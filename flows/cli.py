@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from flows import cli_datasets, cli_seismic, cli_serve, cli_sweep, cli_train
+from flows.cli_common import console, fail, parse_pairs, parse_params
 from pipeline.errors import EminError
 
 app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
@@ -31,30 +31,7 @@ cli_datasets.register(app)
 cli_train.register(app)
 cli_sweep.register(app)
 cli_serve.register(app)
-console = Console(stderr=True, soft_wrap=True)
 out_console = Console(soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print an error in red and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def parse_pairs(values: list[str], option: str) -> dict[str, str]:
-    """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed item."""
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            fail(f"{option} expects NAME=VALUE, got {item!r}")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def parse_params(values: list[str]) -> dict[str, Any]:
-    """``--param key=value`` overrides; values are parsed as YAML (numbers, lists, ...)."""
-    return {k: yaml.safe_load(v) for k, v in parse_pairs(values, "--param").items()}
 
 
 @synth_app.command("hsi")

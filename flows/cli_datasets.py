@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_common import fail
 from pipeline.errors import EminError
 
 RootOpt = Annotated[
@@ -18,13 +19,7 @@ RootOpt = Annotated[
         "--root", help="dataset root (folder or fsspec URL); default $EMIN_DATA_ROOT or data/published"
     ),
 ]
-_err = Console(stderr=True, soft_wrap=True)
 _out = Console(soft_wrap=True)
-
-
-def _fail(exc: Exception) -> None:
-    _err.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(2)
 
 
 def _size(n: int) -> str:
@@ -96,7 +91,7 @@ def register(app: typer.Typer) -> None:
             if verify:
                 verify_dataset(name, info["version"], root=root)
         except EminError as exc:
-            _fail(exc)
+            fail(exc)
         if as_json:
             _out.print_json(json.dumps(info, default=str))
             return
@@ -146,5 +141,5 @@ def register(app: typer.Typer) -> None:
             ds = open_dataset(name, version, root=root)
             result = export_seisbench(ds, out=out)
         except EminError as exc:
-            _fail(exc)
+            fail(exc)
         _out.print(f"wrote {result.n_traces} traces to {result.metadata} and {result.waveforms}")

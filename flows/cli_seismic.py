@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from flows.cli_common import console, fail
 
 
 def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
@@ -64,7 +63,6 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
 
         Give either --entry NAME (catalog) or --waveforms/--inventory/--events/--out.
         """
-        from flows.cli import fail
         from pipeline.errors import EminError
         from schemas.catalog import load_catalog
         from schemas.seismic import SeismicCurationParams, SeismicInputs

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True, soft_wrap=True)
+from flows.cli_common import console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -37,8 +36,7 @@ def register(app: typer.Typer) -> None:
                 stack_cm = local_stack(home, port=port, pool=pool, poll_seconds=poll)
                 stack = stack_cm.__enter__()
         except StackError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from exc
+            fail(exc)
         try:
             console.print(
                 f"[green]Prefect is up[/] in {time.perf_counter() - start:.0f} s "

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True, soft_wrap=True)
+from flows.cli_common import console, fail, parse_params, resolve_store
 
 
 def register(app: typer.Typer) -> None:
@@ -49,24 +48,19 @@ def register(app: typer.Typer) -> None:
         """Search Hydra/EMIN hyperparameters (report Table 2) with Optuna; resumable."""
         from pydantic import ValidationError
 
-        from flows.cli_train import _params, _store_path
         from flows.sweep import SweepParams, sweep_flow
 
-        base = {"epochs": epochs, "patience": patience or None, "device": device} | _params(param or [])
+        base = {"epochs": epochs, "patience": patience or None, "device": device} | parse_params(param or [])
         try:
             params = SweepParams(
-                store=_store_path(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
+                store=resolve_store(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
                 n_trials=n_trials, max_new_trials=max_new_trials, cv_folds=cv_folds, final_seeds=seeds,
                 parallel=max(parallel, workers), stack=stack, sampler_seed=sampler_seed, base=base,
                 workers=workers, cluster=cluster, gpu=gpu,
             )  # fmt: skip
             params.base_config()
         except ValidationError as exc:
-            console.print(f"[bold red]error:[/] invalid sweep parameters\n{exc}")
-            raise typer.Exit(2) from exc
-        if not Path(params.store).exists():
-            console.print(f"[bold red]error:[/] store {params.store} does not exist")
-            raise typer.Exit(2)
+            fail(f"invalid sweep parameters\n{exc}")
         result = sweep_flow(params)
         console.print(result.get("summary", f"{result['n_complete']} complete trials"))
         typer.echo(

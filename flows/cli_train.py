@@ -6,40 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
-from rich.console import Console
 
-console = Console(stderr=True, soft_wrap=True)
+from flows.cli_common import console, fail, parse_params, resolve_store
 
 MODES = "baseline | emin | student-teacher | finetune | ssl"
 ALPHAS = "fixed | sampled | mgda"
-
-
-def _params(values: list[str]) -> dict[str, Any]:
-    """``--param key=value`` pairs; values parsed as YAML (numbers, lists, null)."""
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
-
-
-def _store_path(store: str) -> str:
-    """A store path as given, or the latest published version of a dataset name."""
-    if Path(store).exists() or "/" in store or store.endswith(".zarr"):
-        return store
-    from pipeline.errors import EminError
-    from pipeline.publish import default_root
-    from pipeline.registry import resolve
-
-    try:
-        _, folder = resolve(store, root=default_root())
-    except EminError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-    return f"{folder}/data.zarr"
 
 
 def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, use_prefect: bool) -> None:
@@ -49,8 +20,8 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
     from models.config import HSITrainConfig, SeismicTrainConfig
 
     cls = HSITrainConfig if kind == "hsi" else SeismicTrainConfig
-    fields = {k: v for k, v in fields.items() if v is not None} | _params(extra)
-    fields["store"] = _store_path(str(fields["store"]))
+    fields = {k: v for k, v in fields.items() if v is not None} | parse_params(extra)
+    fields["store"] = resolve_store(str(fields["store"]))
     if fields.get("patience") == 0:
         fields["patience"] = None
     try:
@@ -58,11 +29,7 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
         run_dir = out if out is not None else Path("runs") / probe.run_name(kind)
         config = cls.model_validate({**fields, "out_dir": str(run_dir)})
     except ValidationError as exc:
-        console.print(f"[bold red]error:[/] invalid training configuration\n{exc}")
-        raise typer.Exit(2) from exc
-    if not Path(config.store).exists():
-        console.print(f"[bold red]error:[/] store {config.store} does not exist")
-        raise typer.Exit(2)
+        fail(f"invalid training configuration\n{exc}")
     summary = _execute(config, use_prefect)
     console.print(summary)
     typer.echo(str(Path(str(config.out_dir)).resolve()))

@@ -13,44 +13,21 @@ from typing import Any, NamedTuple
 import geopandas as gpd
 import numpy as np
 import xarray as xr
-from prefect import Task, flow, get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 
 from flows.publishing import publish_version_task
-from flows.runners import hsi_extract_key, hsi_polygons_key, make_task_runner, uses_dask
+from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner, uses_dask
 from pipeline import hsi
-from pipeline.errors import EminError
 from pipeline.spectral import Transmission
 from pipeline.vector import PolygonReport
 from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
-IO_RETRIES = 2
-
-
-def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry I/O hiccups, not bad input: an :class:`EminError` will fail the same way again."""
-    try:
-        state.result()
-    except EminError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-IO = {
-    "retries": IO_RETRIES,
-    "retry_delay_seconds": 2,
-    "retry_condition_fn": retry_transient,
-    "cache_policy": NO_CACHE,
-}
 #: I/O tasks whose results are persisted (PREFECT_LOCAL_STORAGE_PATH) and reused across runs,
 #: keyed on input checksums + parameters + code version (see flows/runners.py).
-CACHED: dict[str, Any] = {k: v for k, v in IO.items() if k != "cache_policy"} | {"persist_result": True}
+CACHED: dict[str, Any] = io_task_options() | {"persist_result": True}
 
 
 @task(name="load-polygons", cache_key_fn=hsi_polygons_key, **CACHED)
@@ -106,7 +83,7 @@ def assemble_task(
     return hsi.assemble_dataset(points, extractions, params, provenance=hsi.provenance_for(inputs))
 
 
-@task(name="publish", **{**IO, "retries": 1})
+@task(name="publish", cache_policy=NO_CACHE, **io_task_options(retries=1))
 def publish_task(ds: xr.Dataset, rejects: xr.Dataset, out: Path, chunk: int) -> Path:
     """Atomic write of the store and its rejects group."""
     return hsi.write_hsi_store(ds, rejects, out, chunk=chunk)
@@ -114,7 +91,9 @@ def publish_task(ds: xr.Dataset, rejects: xr.Dataset, out: Path, chunk: int) -> 
 
 def _artifacts(ds: xr.Dataset, path: Path) -> None:
     table = hsi.table1_frame(ds)
-    rows = [{"class": str(k), **{c: float(v) for c, v in row.items()}} for k, row in table.iterrows()]
+    rows: list[dict[str, Any]] = [
+        {"class": str(k), **{str(c): float(v) for c, v in row.items()}} for k, row in table.iterrows()
+    ]
     create_table_artifact(key="curate-hsi-table1", table=rows, description=f"Table 1 of {path}")
     hist = ds.attrs["modality_count_histogram"]
     lines = "\n".join(f"| {k} | {v} |" for k, v in enumerate(hist))

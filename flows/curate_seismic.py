@@ -13,6 +13,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.publishing import publish_version_task
+from flows.runners import io_task_options
 from pipeline.seismic_store import (
     CurationSummary,
     SeismicStoreWriter,
@@ -24,13 +25,13 @@ from pipeline.seismic_store import (
 from schemas.seismic import SeismicCurationParams, SeismicInputs
 
 
-@task(retries=2, retry_delay_seconds=2)
+@task(**io_task_options())
 def load_metadata_task(inputs: SeismicInputs, params: SeismicCurationParams) -> Any:
     """Inventory, catalog, picks and travel-time table (retried: file I/O)."""
     return metadata_for(inputs, params)
 
 
-@task(retries=2, retry_delay_seconds=2)
+@task(**io_task_options())
 def process_batch_task(
     files: list[Path], meta: Any, params: SeismicCurationParams, skip: frozenset[str]
 ) -> TraceBatch:

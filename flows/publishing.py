@@ -5,12 +5,13 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.runners import io_task_options
 from pipeline.publish import PublishedVersion, publish_dataset
 from pipeline.stac import write_stac
 from pipeline.store import open_store
 
 
-@task(name="publish-version", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="publish-version", cache_policy=NO_CACHE, **io_task_options(retries=1))
 def publish_version_task(store: str, *, name: str, root: str | None) -> PublishedVersion:
     """Publish ``store`` (with its rejects group) as a version of ``name`` and refresh its STAC."""
     ds = open_store(store).load()

@@ -29,10 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
+from prefect.states import State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipeline.checksums import file_sha256
+from pipeline.errors import EminError
 from pipeline.version import code_version
 
 #: Dask worker resource name that GPU tasks request (start GPU workers with ``--resources GPU=1``).
@@ -99,6 +103,22 @@ def gpu_resources(count: int = 1) -> Iterator[None]:
 
     with dask.annotate(resources={GPU_RESOURCE: count}):
         yield
+
+
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry I/O hiccups, not bad input: an :class:`EminError` will fail the same way again."""
+    try:
+        state.result()
+    except EminError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def io_task_options(retries: int = 2) -> dict[str, Any]:
+    """``@task`` options of every I/O task: a few retries, skipped for bad input."""
+    return {"retries": retries, "retry_delay_seconds": 2, "retry_condition_fn": retry_transient}
 
 
 def gpu_task_options() -> dict[str, Any]:

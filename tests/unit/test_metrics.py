@@ -163,15 +163,18 @@ def test_seismic_metrics_vs_loops() -> None:
     pred_dist = true_dist * rng.uniform(0.8, 1.2, n)
     pred_baz = (true_baz + rng.normal(0, 15, n)) % 360
     sensor = np.where(rng.random(n) < 0.4, "triaxial", "vertical")
+    truth = {
+        "true_dist_km": torch.tensor(true_dist),
+        "true_baz_deg": torch.tensor(true_baz),
+        "station_lat": torch.tensor(st_lat),
+        "station_lon": torch.tensor(st_lon),
+        "event_lat": torch.tensor(ev_lat),
+        "event_lon": torch.tensor(ev_lon),
+    }
     res = seismic_metrics(
         pred_dist_km=torch.tensor(pred_dist),
         pred_baz_deg=torch.tensor(pred_baz),
-        true_dist_km=torch.tensor(true_dist),
-        true_baz_deg=torch.tensor(true_baz),
-        station_lat=torch.tensor(st_lat),
-        station_lon=torch.tensor(st_lon),
-        event_lat=torch.tensor(ev_lat),
-        event_lon=torch.tensor(ev_lon),
+        **truth,
         sensor_type=sensor,
         distance_bins_km=(0, 50, 150, math.inf),
         event_ids=torch.tensor(ids),
@@ -216,14 +219,7 @@ def test_seismic_metrics_vs_loops() -> None:
     assert res["event_level"]["location_error_km_mean"] == pytest.approx(np.mean(ev_err), rel=1e-7)
     # sanity: perfect predictions give zero errors
     perfect = seismic_metrics(
-        pred_dist_km=torch.tensor(true_dist),
-        pred_baz_deg=torch.tensor(true_baz),
-        true_dist_km=torch.tensor(true_dist),
-        true_baz_deg=torch.tensor(true_baz),
-        station_lat=torch.tensor(st_lat),
-        station_lon=torch.tensor(st_lon),
-        event_lat=torch.tensor(ev_lat),
-        event_lon=torch.tensor(ev_lon),
+        pred_dist_km=torch.tensor(true_dist), pred_baz_deg=torch.tensor(true_baz), **truth
     )
     assert perfect["overall"]["location_error_km_mean"] < 1e-6
     assert "by_sensor" not in perfect and "event_level" not in perfect
