@@ -335,9 +335,9 @@ def _rejects_table(
     st = status[gone]
     reason = np.where((st == OUTSIDE).all(axis=1), "outside_all_footprints", "no_valid_pixel")
     names = np.array([STATUS_NAMES[s] for s in range(4)], dtype=object)
-    detail = [
-        ";".join(f"{m}={names[s]}" for m, s in zip(modalities, row, strict=True)) for row in st.tolist()
-    ]
+    detail = np.full(gone.size, "", dtype=object)
+    for j, m in enumerate(modalities):  # a loop over modalities, vectorised over points
+        detail = detail + (";" if j else "") + m + "=" + names[st[:, j]]
     return xr.Dataset(
         {
             "sample_id": ("reject", gone.astype(np.int64)),
@@ -347,7 +347,7 @@ def _rejects_table(
             "label_name": ("reject", points.label_name[gone].astype(str)),
             "polygon_id": ("reject", points.polygon_id[gone]),
             "reason": ("reject", reason.astype(str)),
-            "detail": ("reject", np.array(detail, dtype=str)),
+            "detail": ("reject", detail.astype(str)),
         },
         attrs={"description": "sampled points absent from every modality, with the reason per modality"},
     )
