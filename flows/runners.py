@@ -24,7 +24,6 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from prefect.context import TaskRunContext
 from prefect.states import State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.checksums import file_sha256
+from pipeline.checksums import cached_file_sha256
 from pipeline.errors import EminError
 from pipeline.version import code_version
 
@@ -84,11 +83,6 @@ def worker_env() -> dict[str, str]:
     }
 
 
-def uses_dask(cluster: str | None, workers: int) -> bool:
-    """Whether :func:`make_task_runner` returns a Dask runner for these settings."""
-    return cluster is not None or workers > 1
-
-
 @contextmanager
 def gpu_resources(count: int = 1) -> Iterator[None]:
     """Tasks submitted inside this block run only on Dask workers that have a ``GPU`` resource.
@@ -129,22 +123,12 @@ def gpu_task_options() -> dict[str, Any]:
 # --- cache keys -----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(path)
-
-
 def file_fingerprint(path: str | Path | None) -> str | None:
     """SHA-256 of a file (and of its ENVI ``.hdr`` sidecar), memoised per (path, size, mtime)."""
     if path is None:
         return None
     p = Path(path)
-    parts = []
-    for f in (p, p.with_suffix(".hdr")):
-        if f == p or (f.exists() and f != p):
-            st = f.stat()
-            parts.append(_sha256_cached(str(f.resolve()), st.st_size, st.st_mtime_ns))
-    return ":".join(parts)
+    return ":".join(cached_file_sha256(f) for f in (p, p.with_suffix(".hdr")) if f == p or f.exists())
 
 
 def cache_key(name: str, *, files: list[str | Path | None], models: list[Any]) -> str:

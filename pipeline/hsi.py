@@ -27,7 +27,7 @@ from pipeline.errors import InputError, NoOverlapError
 from pipeline.sampling import capped_counts, points_in_polygons, points_outside
 from pipeline.spectral import Transmission, band_mask, clip_reflectance, read_transmission
 from pipeline.splits import stratified_folds
-from pipeline.store import atomic_publish, write_zarr
+from pipeline.store import atomic_publish, fill_array, write_zarr
 from pipeline.vector import PolygonReport, interior_buffer, prepare_polygons, top_classes
 from pipeline.version import code_version
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
@@ -79,6 +79,7 @@ class ModalityExtraction:
     wavelengths_nm: np.ndarray  # kept bands
     source_band: np.ndarray  # 1-based band numbers of kept bands
     info: dict[str, object] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)  # provenance of the raster (and its header)
 
 
 def load_polygons(inputs: HSIInputs, params: HSICurationParams) -> tuple[gpd.GeoDataFrame, PolygonReport]:
@@ -227,6 +228,7 @@ def extract_modality(
             "n_bands": info.count,
             "n_bands_kept": int(keep.sum()),
         },
+        checksums=input_checksums({f"raster:{spec.name}": spec.path}),
     )
 
 
@@ -353,14 +355,22 @@ def _rejects_table(
     )
 
 
-def provenance_for(inputs: HSIInputs) -> dict[str, object]:
-    """Input paths and checksums recorded in the dataset attrs."""
+def provenance_for(inputs: HSIInputs, extractions: list[ModalityExtraction]) -> dict[str, object]:
+    """Input paths and checksums recorded in the dataset attrs.
+
+    Raster checksums come from the extractions (computed where each raster was read, so a
+    flow's fan-out does that work on its workers); polygons and transmission are summed here.
+    """
     paths = {"polygons": inputs.polygons, **{f"raster:{r.name}": r.path for r in inputs.rasters}}
+    local: dict[str, Path] = {"polygons": inputs.polygons}
     if inputs.transmission is not None:
-        paths["transmission"] = inputs.transmission
+        paths["transmission"] = local["transmission"] = inputs.transmission
+    checksums = input_checksums(local)
+    for e in extractions:
+        checksums.update(e.checksums)
     return {
         "inputs": {k: str(v) for k, v in paths.items()},
-        "input_checksums": input_checksums(paths),
+        "input_checksums": dict(sorted(checksums.items())),
     }
 
 
@@ -380,9 +390,26 @@ def write_hsi_store(ds: xr.Dataset, rejects: xr.Dataset, out: str | Path, *, chu
     """Publish the dataset and its rejects group atomically at ``out``."""
     target = Path(out)
     with atomic_publish(target) as tmp:
-        write_zarr(ds, tmp, chunks={"sample": chunk})
-        write_zarr(rejects, tmp, chunks={"reject": chunk}, group="rejects")
+        create_hsi_store(ds, rejects, tmp, chunk=chunk)
     return target
+
+
+def create_hsi_store(
+    ds: xr.Dataset, rejects: xr.Dataset, path: str | Path, *, chunk: int, defer_modalities: bool = False
+) -> None:
+    """Write the dataset and its rejects group at ``path`` (no atomicity here).
+
+    With ``defer_modalities`` the modality arrays get their metadata only; fill each
+    with :func:`fill_modality` (a flow does that on the workers that extracted them).
+    """
+    deferred = list(ds.attrs["modalities"]) if defer_modalities else []
+    write_zarr(ds, path, chunks={"sample": chunk}, deferred=deferred)
+    write_zarr(rejects, path, chunks={"reject": chunk}, group="rejects")
+
+
+def fill_modality(path: str | Path, extraction: ModalityExtraction, sample_ids: np.ndarray) -> None:
+    """Write one deferred modality array: the extraction's values at the dataset's ``sample_id``s."""
+    fill_array(path, extraction.name, extraction.values[sample_ids])
 
 
 def table1_frame(ds: xr.Dataset) -> pd.DataFrame:
@@ -413,7 +440,9 @@ def curate_hsi(
         extract_modality(spec, points, params, transmission, on_window=partial(tick, f"extract {spec.name}"))
         for spec in inputs.rasters
     ]
-    ds, rejects = assemble_dataset(points, extractions, params, provenance=provenance_for(inputs))
+    ds, rejects = assemble_dataset(
+        points, extractions, params, provenance=provenance_for(inputs, extractions)
+    )
     path = write_hsi_store(ds, rejects, out, chunk=params.sample_chunk)
     tick("publish", 1, 1)
     return path

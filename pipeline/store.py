@@ -11,9 +11,9 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -42,14 +42,36 @@ def encoding_for(ds: xr.Dataset, chunks: dict[str, int]) -> dict[str, dict[str, 
     return encoding
 
 
-def write_zarr(ds: xr.Dataset, path: str | Path, *, chunks: dict[str, int], group: str | None = None) -> None:
-    """Write ``ds`` as a Zarr v3 group (consolidated) at ``path``; no atomicity here."""
+def write_zarr(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    chunks: dict[str, int],
+    group: str | None = None,
+    deferred: Collection[str] = (),
+) -> None:
+    """Write ``ds`` as a Zarr v3 group (consolidated) at ``path``; no atomicity here.
+
+    The ``deferred`` data variables get their metadata only (shape, chunks, codecs,
+    attributes); their chunks are written later, possibly by other processes, with
+    :func:`fill_array`. The finished store is byte-identical to one written in one go.
+    """
     clean = ds.copy()
     for name, var in clean.variables.items():
         var.encoding = {}
         if var.dtype.kind == "U":  # fixed-width UTF-32 has no Zarr v3 spec; store variable-length UTF-8
             clean[name] = var.astype(object)
+    encoding = encoding_for(clean, chunks)
+    if deferred:
+        import dask.array
+
+        for name in deferred:
+            var = clean[name].variable
+            placeholder = dask.array.empty(var.shape, dtype=var.dtype, chunks=encoding[name]["chunks"])
+            clean[name] = var.copy(data=placeholder)
     mode: Literal["w", "a"] = "w" if group is None else "a"
+    # deferred arrays: metadata now, chunks by fill_array (compute=False leaves them unwritten)
+    options: dict[str, Any] = {"compute": not deferred}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         clean.to_zarr(
@@ -58,8 +80,26 @@ def write_zarr(ds: xr.Dataset, path: str | Path, *, chunks: dict[str, int], grou
             group=group,
             zarr_format=ZARR_FORMAT,
             consolidated=True,
-            encoding=encoding_for(clean, chunks),
+            encoding=encoding,
+            **options,
         )
+
+
+def fill_array(path: str | Path, name: str, values: np.ndarray) -> None:
+    """Write every chunk of the deferred array ``name`` of the store at ``path`` (see :func:`write_zarr`).
+
+    Different arrays of one store can be filled concurrently from different processes:
+    each touches only its own chunk files, and the (consolidated) metadata is final already.
+    """
+    import zarr
+
+    array = zarr.open_array(store=str(path), path=name, mode="r+")
+    if array.shape != values.shape or array.dtype != values.dtype:
+        raise PublishError(
+            f"{path}/{name} is {array.dtype}{array.shape} but the values to fill it are "
+            f"{values.dtype}{values.shape}; fill it with the array it was declared from"
+        )
+    array[...] = values
 
 
 def open_store(path: str | Path, *, group: str | None = None, consolidated: bool = True) -> xr.Dataset:

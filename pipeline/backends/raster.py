@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
@@ -26,6 +27,9 @@ from pipeline.errors import InputError, MissingInputError, WavelengthError
 WINDOW_BUDGET_BYTES = 64 * 1024 * 1024
 #: GDAL block cache cap (bytes). Each block is read once, so a large cache only costs memory.
 GDAL_CACHE_BYTES = 64 * 1024 * 1024
+
+#: How much longer a compressed raster takes to read per uncompressed byte (see :func:`read_cost`).
+COMPRESSED_READ_FACTOR = 4.0
 
 _NM_UNITS = {"nm", "nanometer", "nanometers", "nanometre", "nanometres"}
 _UM_UNITS = {"um", "µm", "μm", "micrometer", "micrometers", "micrometre", "micrometres", "micron", "microns"}
@@ -162,6 +166,21 @@ def open_raster_info(
             block_shape=(int(src.block_shapes[0][0]), int(src.block_shapes[0][1])),
             driver=src.driver,
         )
+
+
+def read_cost(path: str | Path) -> float:
+    """Relative cost of extracting from a raster: its uncompressed bytes, times 4 when compressed.
+
+    For ordering work only (longest first). Decoding dominates compressed reads: on the
+    synthetic scenes a deflate GeoTIFF takes 3–4x as long per uncompressed byte as ENVI.
+    A file that cannot be opened costs 0 here and fails, with its name, where it is read.
+    """
+    try:
+        with rasterio.open(path) as src:
+            raw = src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
+            return float(raw) * (COMPRESSED_READ_FACTOR if src.compression is not None else 1.0)
+    except (rasterio.errors.RasterioIOError, OSError):
+        return 0.0
 
 
 def footprint_bounds(info: RasterInfo) -> tuple[float, float, float, float]:

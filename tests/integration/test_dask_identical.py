@@ -34,21 +34,19 @@ def _same_arrays(a: xr.Dataset, b: xr.Dataset) -> None:
     assert a.attrs == b.attrs  # every dataset attr is deterministic (no timestamps, same inputs)
 
 
-async def _extract_task_states() -> list[str]:
-    """State names of the extract tasks run inside the Dask subflow (Completed, not Cached)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+def _extract_states(state: Any) -> dict[str, str]:
+    """State names of the extract tasks of a finished curate-hsi run."""
+    assert state.state_details.flow_run_id is not None
+    states = asyncio.run(_task_states(state.state_details.flow_run_id))
+    return {k: v for k, v in states.items() if k.startswith("extract-")}
 
-    async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["extract-rasters"]))
-        )
-        assert runs, "the Dask subflow did not run"
-        latest = max(runs, key=lambda r: r.created or 0)
-        tasks = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id]))
-        )
-        return [str(t.state.name) for t in tasks if t.state is not None and t.name.startswith("extract-")]
+
+def _same_files(a: Path, b: Path) -> None:
+    """Every file of two stores (chunks, array and group metadata) is byte-identical."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{rel} differs"
 
 
 @pytest.mark.integration
@@ -56,15 +54,27 @@ def test_two_dask_workers_equal_serial(prefect_harness: None, tiny_scene: TinySc
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
     from flows.curate_hsi import curate_hsi_flow
+    from pipeline.hsi import curate_hsi
 
     inputs = tiny_inputs(tiny_scene)
+    library = curate_hsi(inputs, PARAMS, out=tmp_path / "library.zarr")  # no Prefect, one-go write
     with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):  # really extract, twice
-        serial = curate_hsi_flow(inputs=inputs, params=PARAMS, out=str(tmp_path / "serial.zarr"))
-        dask = curate_hsi_flow(inputs=inputs, params=PARAMS, out=str(tmp_path / "dask.zarr"), workers=2)
+        threads = curate_hsi_flow(inputs=inputs, params=PARAMS, out=str(tmp_path / "threads.zarr"))
+        state = curate_hsi_flow(
+            inputs=inputs, params=PARAMS, out=str(tmp_path / "dask.zarr"), workers=2, return_state=True
+        )
+    # a re-run reuses the persisted extractions on the workers: the store is filled from cached states
+    again = curate_hsi_flow(
+        inputs=inputs, params=PARAMS, out=str(tmp_path / "cached.zarr"), workers=2, return_state=True
+    )
+    assert _extract_states(state) == {"extract-VNIR1": "Completed", "extract-SWIR1": "Completed"}
+    assert _extract_states(again) == {"extract-VNIR1": "Cached", "extract-SWIR1": "Cached"}
+    dask, cached = state.result(), again.result()
     assert validate_store(dask) == []
-    assert sorted(asyncio.run(_extract_task_states())) == ["Completed", "Completed"]
-    _same_arrays(open_store(serial).load(), open_store(dask).load())
-    _same_arrays(open_store(serial, group="rejects").load(), open_store(dask, group="rejects").load())
+    for other in (threads, dask, cached):
+        _same_files(library, Path(other))
+    _same_arrays(open_store(library).load(), open_store(dask).load())
+    _same_arrays(open_store(library, group="rejects").load(), open_store(dask, group="rejects").load())
 
 
 def test_task_runner_factory_and_gpu_annotation() -> None:

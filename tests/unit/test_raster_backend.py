@@ -80,3 +80,19 @@ def test_wavelength_count_mismatch(tmp_path: Path) -> None:
 def test_missing_raster(tmp_path: Path) -> None:
     with pytest.raises(MissingInputError, match=r"nope\.tif"):
         open_raster_info(tmp_path / "nope.tif")
+
+
+def test_read_cost_is_uncompressed_bytes_weighted_by_compression(tmp_path: Path) -> None:
+    from pipeline.backends.raster import COMPRESSED_READ_FACTOR, read_cost
+
+    data = np.zeros((3, 40, 50), dtype=np.float32)
+    plain = write_raster(tmp_path / "plain.tif", data, origin=ORIGIN, res=2.0)
+    packed = tmp_path / "packed.tif"
+    with rasterio.open(plain) as src:
+        profile = src.profile | {"compress": "deflate"}
+    with rasterio.open(packed, "w", **profile) as dst:
+        dst.write(data)
+    raw = 3 * 40 * 50 * 4
+    assert read_cost(plain) == raw
+    assert read_cost(packed) == raw * COMPRESSED_READ_FACTOR
+    assert read_cost(tmp_path / "missing.tif") == 0.0
