@@ -1,18 +1,24 @@
-"""Benchmark: curate-hsi with its raster fan-out on a Dask LocalCluster of 1 vs 2 workers.
+"""Benchmark: curate-hsi on a Dask LocalCluster of 1 vs 2 workers, and sweep throughput.
 
-One run, per scene scale (1 = the demo scene of ``emin synth hsi``; larger = bigger rasters):
+One run prints:
 
-1. generates the scene once under ``bench/out/scale/`` (``pipeline.synthetic.generate_hsi_scene``);
-2. for 1 and 2 workers: starts a ``LocalCluster`` (timed apart: ``cluster start``), imports the
-   flow code on every worker, then times, ``--repeats`` times each (best kept):
-   * ``fan-out``: the ``extract-rasters`` subflow alone (every raster extracted on Dask);
-   * ``curation``: the whole ``curate-hsi`` flow (polygons, sampling, fan-out, assembly, publish);
-3. prints the speed-ups, the serial stage times that bound them (Amdahl), and first a
-   calibration: how much faster 2 processes run a CPU-bound loop than 1 on this machine
-   right now (the ceiling for any 2-worker run; below 2x when the cores are shared).
+1. a calibration: how much faster 2 processes run a CPU-bound loop than 1 on this machine
+   right now (the ceiling for any 2-worker run; below 2x when the cores are shared);
+2. per scene scale (1 = the demo scene of ``emin synth hsi``; larger = bigger rasters,
+   generated once under ``bench/out/scale/``): the serial, in-process time of each library
+   step, then for 1 and 2 workers (cluster started apart and timed as ``cluster start``,
+   flow code imported on every worker), best of ``--repeats``:
+   * ``curation``: the ``curate-hsi`` flow run's duration as Prefect records it (start to
+     Completed; what the UI shows);
+   * ``wall``: the same call's wall time, which adds Prefect's flow-run teardown (it joins a
+     heartbeat thread that sleeps in 1 s steps, so wall times land near whole seconds);
+   * ``fan-out``: first ``extract-*`` task start to last ``extract-*`` task end;
+   and the 1 -> 2 worker speed-ups;
+3. sweep throughput (trials/hour) of HSI Hydra+EMIN trials one at a time vs K at once
+   (``bench/sweep.py``): on the CPU, and on CUDA with K = 64 when a GPU is present.
 
 Task caching is refreshed (``PREFECT_TASKS_REFRESH_CACHE``) so every repeat really extracts.
-Usage: ``python bench/scale.py [--scales 1,3] [--repeats 3]``.
+Usage: ``python bench/scale.py [--scales 1,3] [--repeats 3] [--sweep-k 8] [--no-sweep]``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -117,7 +123,9 @@ def stage_times(inputs: Any, params: Any) -> dict[str, float]:
     extractions = [hsi.extract_modality(s, points, params, transmission) for s in inputs.rasters]
     t["extraction"] = time.perf_counter() - start
     start = time.perf_counter()
-    ds, rejects = hsi.assemble_dataset(points, extractions, params, provenance=hsi.provenance_for(inputs))
+    ds, rejects = hsi.assemble_dataset(
+        points, extractions, params, provenance=hsi.provenance_for(inputs, extractions)
+    )
     t["assembly"] = time.perf_counter() - start
     start = time.perf_counter()
     hsi.write_hsi_store(ds, rejects, OUT / "serial.zarr", chunk=params.sample_chunk)
@@ -125,14 +133,39 @@ def stage_times(inputs: Any, params: Any) -> dict[str, float]:
     return t
 
 
-def run_scale(scale: float, repeats: int) -> dict[int, dict[str, float]]:
-    """Cluster start, fan-out and whole-curation times with 1 and 2 workers."""
-    from distributed import Client, LocalCluster
-    from prefect_dask import DaskTaskRunner
+class RunTimes(NamedTuple):
+    """One curate-hsi run: recorded duration, wall time, and the extract fan-out span."""
 
-    from flows.curate_hsi import curate_hsi_flow, extract_rasters_flow
+    curation: float
+    wall: float
+    fan_out: float
+
+
+def timed_run(run: Callable[[], Any]) -> RunTimes:
+    """Call the flow (``return_state=True``) and read its run and task times from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    start = time.perf_counter()
+    state = run()
+    wall = time.perf_counter() - start
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    spans = [(t.start_time, t.end_time) for t in tasks if t.name.startswith("extract-")]
+    ends = [(a.timestamp(), b.timestamp()) for a, b in spans if a is not None and b is not None]
+    assert flow_run.start_time and flow_run.end_time and ends, "the run did not complete"
+    fan_out = max(b for _, b in ends) - min(a for a, _ in ends)
+    return RunTimes((flow_run.end_time - flow_run.start_time).total_seconds(), wall, fan_out)
+
+
+def run_scale(scale: float, repeats: int) -> dict[int, RunTimes]:
+    """Cluster start and best curation times with 1 and 2 workers."""
+    from distributed import Client, LocalCluster
+
+    from flows.curate_hsi import curate_hsi_flow
     from flows.runners import worker_env
-    from pipeline import hsi
     from schemas.hsi import HSICurationParams
 
     inputs, params = scene_inputs(scale), HSICurationParams(seed=0)
@@ -141,13 +174,10 @@ def run_scale(scale: float, repeats: int) -> dict[int, dict[str, float]]:
     print(
         f"\nscale {scale:g}: serial stages "
         + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
-        + f" (total {total:.2f} s; extraction {100 * stages['extraction'] / total:.0f}%)",
+        + f" (total {total:.2f} s; extraction + publish {100 * (stages['extraction'] + stages['publish']) / total:.0f}%)",
         flush=True,
     )
-    transmission = hsi.load_transmission(inputs, params)
-    polygons, report = hsi.load_polygons(inputs, params)
-    points = hsi.sample_points(polygons, params, report)
-    results: dict[int, dict[str, float]] = {}
+    results: dict[int, RunTimes] = {}
     for workers in (1, 2):
         start = time.perf_counter()
         cluster = LocalCluster(
@@ -156,35 +186,56 @@ def run_scale(scale: float, repeats: int) -> dict[int, dict[str, float]]:
         with cluster, Client(cluster) as client:
             client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
             started = time.perf_counter() - start
-            runner = DaskTaskRunner(address=cluster.scheduler_address)
-            subflow = extract_rasters_flow.with_options(task_runner=runner)  # type: ignore[arg-type]
-            fan_out = best_of(repeats, partial(subflow, inputs, points, params, transmission))
-            address, target = cluster.scheduler_address, str(OUT / f"dask{workers}.zarr")
-            curation = best_of(
-                repeats, partial(curate_hsi_flow, inputs=inputs, params=params, out=target, cluster=address)
+            run = partial(
+                curate_hsi_flow,
+                inputs=inputs,
+                params=params,
+                out=str(OUT / f"dask{workers}.zarr"),
+                cluster=cluster.scheduler_address,
+                return_state=True,
             )
-        results[workers] = {"cluster start": started, "fan-out": fan_out, "curation": curation}
+            runs = [timed_run(run) for _ in range(repeats)]
+        best = RunTimes(*(min(r[i] for r in runs) for i in range(3)))
+        results[workers] = best
         print(
-            f"  {workers} worker(s): cluster start {started:.2f} s, fan-out {fan_out:.2f} s, "
-            f"curation {curation:.2f} s",
+            f"  {workers} worker(s): cluster start {started:.2f} s, curation {best.curation:.2f} s "
+            f"(wall {best.wall:.2f} s), fan-out {best.fan_out:.2f} s",
             flush=True,
         )
     one, two = results[1], results[2]
-    bound = total / (total - stages["extraction"] / 2)
+    bound = one.curation / (one.curation - one.fan_out / 2)
     print(
-        f"  speed-up 1 -> 2 workers: fan-out {one['fan-out'] / two['fan-out']:.2f}x, "
-        f"curation {one['curation'] / two['curation']:.2f}x "
-        f"(Amdahl bound for curation with only extraction parallel: {bound:.2f}x)",
+        f"  speed-up 1 -> 2 workers: curation {one.curation / two.curation:.2f}x "
+        f"(wall {one.wall / two.wall:.2f}x), fan-out {one.fan_out / two.fan_out:.2f}x; "
+        f"a perfectly halved fan-out would give curation {bound:.2f}x",
         flush=True,
     )
     return results
 
 
+def run_sweeps(k: int, n: int, epochs: int) -> None:
+    """Sweep throughput on the CPU (K = ``k``) and, when present, on CUDA (K = 64)."""
+    import torch
+    from sweep import measure
+
+    print(f"\nsweep throughput, CPU (K = {k}, n = {n}):", flush=True)
+    print("\n".join(measure("cpu", k=k, n=n, epochs=epochs).lines()), flush=True)
+    if torch.cuda.is_available():
+        print("\nsweep throughput, CUDA (K = 64, n = 37000):", flush=True)
+        print("\n".join(measure("cuda", k=64).lines()), flush=True)
+    else:
+        print("  (no CUDA device here: run this script on a GPU machine for the K = 64 figure)", flush=True)
+
+
 def main() -> None:
-    """Parse arguments, warm the Prefect API, run every scale."""
+    """Parse arguments, warm the Prefect API, run every scale, then the sweep timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1", help="comma-separated scene scales (1 = demo scene)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sweep-k", type=int, default=8, help="trials at once on the CPU")
+    parser.add_argument("--sweep-n", type=int, default=12000, help="training samples for the CPU sweep")
+    parser.add_argument("--sweep-epochs", type=int, default=1, help="timed epochs (after a warm-up)")
+    parser.add_argument("--no-sweep", action="store_true", help="curation only")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     from prefect import flow
@@ -201,6 +252,8 @@ def main() -> None:
     )
     for scale in (float(s) for s in args.scales.split(",")):
         run_scale(scale, args.repeats)
+    if not args.no_sweep:
+        run_sweeps(args.sweep_k, args.sweep_n, args.sweep_epochs)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,89 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass(frozen=True)
+class SweepTiming:
+    """Best epoch times of K trials one at a time vs at once, and the trials/hour they give."""
+
+    device: str
+    k: int
+    per_trial_s: float  # one epoch of one trial, trained alone (mean over the K trials)
+    stacked_s: float  # one epoch of all K trials at once
+    trial_epochs: int
+
+    @property
+    def trials_per_hour_one(self) -> float:
+        return 3600.0 / (self.per_trial_s * self.trial_epochs)
+
+    @property
+    def trials_per_hour_stacked(self) -> float:
+        return 3600.0 * self.k / (self.stacked_s * self.trial_epochs)
+
+    def lines(self) -> list[str]:
+        """The printed report."""
+        return [
+            f"  one at a time: {self.per_trial_s:8.3f} s/epoch per trial (mean of K)",
+            f"  K at once:     {self.stacked_s:8.3f} s/epoch for all {self.k} trials",
+            f"  trials/hour at {self.trial_epochs} epochs/trial: one at a time {self.trials_per_hour_one:10.1f}, "
+            f"K at once {self.trials_per_hour_stacked:10.1f}  "
+            f"({self.trials_per_hour_stacked / self.trials_per_hour_one:.2f}x)",
+        ]
+
+
+def measure(
+    device_name: str = "auto",
+    *,
+    k: int = 8,
+    epochs: int = 2,
+    n: int = 37000,
+    batch: int = 500,
+    layers: int = 3,
+    width: int = 0,
+    trial_epochs: int = 30,
+    amp: bool = True,
+) -> SweepTiming:
+    """Time K Hydra+EMIN trials one at a time and at once (see the module docstring)."""
+    device = resolve_device(device_name)
+    rng = np.random.default_rng(0)
+    widths = [width] * k if width else [int(w) for w in rng.integers(10, 121, k)]
+    lrs = [float(v) for v in 10 ** rng.uniform(-5, -2, k)]
+    wds = [float(v) for v in 10 ** rng.uniform(-8, -1, k)]
+    alpha = 0.05
+    data = synthetic_hsi(n=n, in_dims=BANDS, n_classes=10, seed=0).to(device)
+    labelled = torch.ones(data.n, dtype=torch.bool, device=device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    singles = []
+    for i, w in enumerate(widths):
+        torch.manual_seed(i)
+        net = Hydra(BANDS, 10, width=w, hidden=[w] * layers).to(device)
+        singles.append((net, torch.optim.Adam(net.parameters(), lr=lrs[i], weight_decay=wds[i])))
+    stacked = StackedHydra.from_models([net for net, _ in singles])
+    sopt = StackedAdam(list(stacked.parameters()), lrs, wds)
+    alphas = torch.full((k,), alpha, device=device)
+    print(f"device {device}, K = {k}, n = {data.n}, batch {batch}, widths {sorted(widths)}", flush=True)
+    t_single: list[float] = []
+    t_stack: list[float] = []
+    for e in range(epochs + 1):
+        total = 0.0
+        for net, opt in singles:
+            order = torch.randperm(data.n, generator=gen, device=device)
+            _sync(device)
+            t = time.perf_counter()
+            hsi_epoch(net, opt, data, order, labelled, batch_size=batch, alpha=alpha, amp=amp).tolist()
+            _sync(device)
+            total += time.perf_counter() - t
+        order_k = torch.stack([torch.randperm(data.n, generator=gen, device=device) for _ in range(k)])
+        _sync(device)
+        t = time.perf_counter()
+        stacked_hsi_epoch(stacked, sopt, data, order_k, batch_size=batch, alpha=alphas, amp=amp).tolist()
+        _sync(device)
+        if e:  # the first round is a warm-up
+            t_single.append(total)
+            t_stack.append(time.perf_counter() - t)
+    return SweepTiming(str(device), k, min(t_single) / k, min(t_stack), trial_epochs)
+
+
 def main() -> None:
     """Parse arguments, time both ways, print epoch times, speed-up and trials/hour."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,55 +137,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    amp = not args.no_amp
-    rng = np.random.default_rng(0)
-    widths = [int(w) for w in rng.integers(10, 121, args.k)]
-    if args.width:
-        widths = [args.width] * args.k
-    lrs = [float(v) for v in 10 ** rng.uniform(-5, -2, args.k)]
-    wds = [float(v) for v in 10 ** rng.uniform(-8, -1, args.k)]
-    alpha = 0.05
-    data = synthetic_hsi(n=args.n, in_dims=BANDS, n_classes=10, seed=0).to(device)
-    labelled = torch.ones(data.n, dtype=torch.bool, device=device)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(0)
-    singles = []
-    for k, w in enumerate(widths):
-        torch.manual_seed(k)
-        net = Hydra(BANDS, 10, width=w, hidden=[w] * args.layers).to(device)
-        singles.append((net, torch.optim.Adam(net.parameters(), lr=lrs[k], weight_decay=wds[k])))
-    stacked = StackedHydra.from_models([net for net, _ in singles])
-    sopt = StackedAdam(list(stacked.parameters()), lrs, wds)
-    alphas = torch.full((args.k,), alpha, device=device)
-    print(f"device {device}, K = {args.k}, n = {data.n}, batch {args.batch}, widths {sorted(widths)}")
-    t_single: list[float] = []
-    t_stack: list[float] = []
-    for e in range(args.epochs + 1):
-        total = 0.0
-        for net, opt in singles:
-            order = torch.randperm(data.n, generator=gen, device=device)
-            _sync(device)
-            t = time.perf_counter()
-            hsi_epoch(net, opt, data, order, labelled, batch_size=args.batch, alpha=alpha, amp=amp).tolist()
-            _sync(device)
-            total += time.perf_counter() - t
-        order_k = torch.stack([torch.randperm(data.n, generator=gen, device=device) for _ in range(args.k)])
-        _sync(device)
-        t = time.perf_counter()
-        stacked_hsi_epoch(stacked, sopt, data, order_k, batch_size=args.batch, alpha=alphas, amp=amp).tolist()
-        _sync(device)
-        if e:
-            t_single.append(total)
-            t_stack.append(time.perf_counter() - t)
-    one, many = min(t_single), min(t_stack)
-    per_trial = one / args.k
-    tph_one = 3600.0 / (per_trial * args.trial_epochs)
-    tph_many = 3600.0 * args.k / (many * args.trial_epochs)
-    print(f"  one at a time: {per_trial:8.3f} s/epoch per trial (mean of K; {one:.2f} s for all K)")
-    print(f"  K at once:     {many:8.3f} s/epoch for all {args.k} trials")
-    print(f"  trials/hour at {args.trial_epochs} epochs/trial: one at a time {tph_one:10.1f}, "
-          f"K at once {tph_many:10.1f}  ({tph_many / tph_one:.2f}x)")  # fmt: skip
+    timing = measure(
+        args.device,
+        k=args.k,
+        epochs=args.epochs,
+        n=args.n,
+        batch=args.batch,
+        layers=args.layers,
+        width=args.width,
+        trial_epochs=args.trial_epochs,
+        amp=not args.no_amp,
+    )
+    print("\n".join(timing.lines()))
 
 
 if __name__ == "__main__":
