@@ -58,6 +58,12 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         use_prefect: bool = typer.Option(
             True, "--prefect/--no-prefect", help="run as the curate-seismic flow"
         ),
+        workers: int = typer.Option(
+            1, "--workers", help="Dask workers for the batch fan-out (>=2: local cluster)"
+        ),
+        cluster: str | None = typer.Option(
+            None, "--cluster", help="existing Dask scheduler, e.g. tcp://host:8786"
+        ),
     ) -> None:
         """Curate waveforms + stations + events into the spectrogram store (appends by trace id).
 
@@ -67,6 +73,8 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         from schemas.catalog import load_catalog
         from schemas.seismic import SeismicCurationParams, SeismicInputs
 
+        if not use_prefect and (workers > 1 or cluster is not None):
+            fail("--workers/--cluster fan batches out through the flow: drop --no-prefect, or drop them")
         if entry is not None:
             try:
                 cat = load_catalog(catalog)
@@ -105,6 +113,8 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                     batch_files=batch_files,
                     publish=publish,
                     root=root,
+                    cluster=cluster,
+                    workers=workers,
                 )
             else:
                 from pipeline.seismic_store import curate_seismic

@@ -1,7 +1,8 @@
 """Prefect flow: curate waveforms + inventory + events into the seismic spectrogram store.
 
 Thin wiring over :mod:`pipeline.seismic_store`: metadata once, waveform files fanned out in
-batches (tasks with retries on I/O), appends done in order by one writer (build aside, swap).
+batches (tasks with retries on I/O) on the run's task runner (threads, or Dask: see
+:func:`flows.runners.make_task_runner`), appends done in order by one writer (build aside, swap).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.publishing import publish_version_task
-from flows.runners import io_task_options
+from flows.runners import io_task_options, make_task_runner
 from pipeline.seismic_store import (
     CurationSummary,
     SeismicStoreWriter,
@@ -66,11 +67,15 @@ def curate_seismic_flow(
     batch_files: int = 32,
     publish: str | None = None,
     root: str | None = None,
+    cluster: str | None = None,
+    workers: int = 1,
 ) -> CurationSummary:
     """Curate (or append to) the seismic spectrogram store at ``out``.
 
     With ``publish``, the resulting store is also published as an immutable version of that
-    dataset name in the dataset ``root`` (identical content re-uses its version).
+    dataset name in the dataset ``root`` (identical content re-uses its version). Batches of
+    ``batch_files`` waveform files are processed concurrently: in threads, or on Dask with
+    ``workers >= 2`` (a local cluster) or ``cluster="tcp://host:8786"`` (an existing one).
     """
     params = params or SeismicCurationParams()
     inputs = SeismicInputs(
@@ -84,17 +89,19 @@ def curate_seismic_flow(
     writer.add(TraceBatch.empty(meta.rejects))
     skip = frozenset(writer.existing_ids)
     files = list(inputs.waveforms)
-    futures = [
-        process_batch_task.submit(files[i : i + batch_files], meta, params, skip)
-        for i in range(0, len(files), batch_files)
-    ]
-    try:
-        for fut in futures:
-            writer.add(fut.result())
-        published = writer.commit(input_checksums_for(inputs))
-    except BaseException:
-        writer.abort()
-        raise
+    with make_task_runner(cluster, workers) as runner:
+        shared = {"meta": meta, "params": params, "skip": skip}
+        futures = [
+            runner.submit(process_batch_task, {"files": files[i : i + batch_files], **shared})
+            for i in range(0, len(files), batch_files)
+        ]
+        try:
+            for fut in futures:
+                writer.add(fut.result())
+            published = writer.commit(input_checksums_for(inputs))
+        except BaseException:
+            writer.abort()
+            raise
     summary = CurationSummary.of(writer, out=out, published=published, n_files=len(files))
     create_markdown_artifact(
         key="curate-seismic-summary",

@@ -67,3 +67,29 @@ def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_pa
     before = store_digest(tmp_path / "f.zarr")
     again = curate_seismic_flow(waveforms=files, out=str(tmp_path / "f.zarr"), batch_files=2, **kw)
     assert again.published is False and store_digest(tmp_path / "f.zarr") == before
+
+
+def test_batches_on_two_dask_workers_equal_the_library_run(prefect_harness: None, tmp_path: Path) -> None:
+    from flows.curate_seismic import curate_seismic_flow
+    from pipeline.seismic_store import curate_seismic
+    from pipeline.seismic_synth import generate_seismic_network
+    from schemas.seismic import SeismicCurationParams, SeismicInputs
+
+    net = generate_seismic_network(tmp_path / "net", seed=7, n_stations=10, n_events=4)
+    params = SeismicCurationParams(max_horizontal_error_km=None)
+    inputs = SeismicInputs(waveforms=net.waveform_files, inventory=net.inventory, events=net.events, picks=net.picks)
+    curate_seismic(inputs, tmp_path / "library.zarr", params)
+    summary = curate_seismic_flow(
+        waveforms=[str(p) for p in net.waveform_files], inventory=str(net.inventory), events=str(net.events),
+        picks=str(net.picks), params=params, out=str(tmp_path / "dask.zarr"), batch_files=3, workers=2,
+    )  # fmt: skip
+    assert summary.published and summary.n_added > 0
+    assert store_digest(tmp_path / "dask.zarr") == store_digest(tmp_path / "library.zarr")
+
+
+def test_cli_refuses_workers_without_prefect(tmp_path: Path) -> None:
+    app, _, _ = _apps()
+    res = CliRunner().invoke(app, ["curate", "seismic", "--waveforms", str(tmp_path / "*.mseed"), "--inventory", "i.xml",
+                                   "--events", "e.xml", "--out", str(tmp_path / "s.zarr"), "--no-prefect",
+                                   "--workers", "2"])  # fmt: skip
+    assert res.exit_code != 0 and "drop --no-prefect" in res.output
