@@ -77,7 +77,9 @@ def test_batches_on_two_dask_workers_equal_the_library_run(prefect_harness: None
 
     net = generate_seismic_network(tmp_path / "net", seed=7, n_stations=10, n_events=4)
     params = SeismicCurationParams(max_horizontal_error_km=None)
-    inputs = SeismicInputs(waveforms=net.waveform_files, inventory=net.inventory, events=net.events, picks=net.picks)
+    inputs = SeismicInputs(
+        waveforms=net.waveform_files, inventory=net.inventory, events=net.events, picks=net.picks
+    )
     curate_seismic(inputs, tmp_path / "library.zarr", params)
     summary = curate_seismic_flow(
         waveforms=[str(p) for p in net.waveform_files], inventory=str(net.inventory), events=str(net.events),
