@@ -129,16 +129,17 @@ def fill_modalities(
     costs no Prefect task run (~0.2 s of CPU each on 2 cores, more than the job itself).
     With threads the arrays are written here, zarr compressing chunks in parallel.
     """
-    import distributed
     from prefect_dask.task_runners import DaskTaskRunner, PrefectDaskFuture
 
     logger = get_run_logger()
     if isinstance(runner, DaskTaskRunner):
         held = [cast(PrefectDaskFuture[hsi.ModalityExtraction], f).wrapped_future for f in extractions]
         jobs = [runner.client.submit(_fill_from_state, str(store), h, sample_ids, pure=False) for h in held]
-        distributed.wait(jobs)  # all finished before any error propagates and the store is removed
-        for name in runner.client.gather(jobs):
-            logger.info("wrote modality %s", name)
+        failed = [e for e in (job.exception() for job in jobs) if e is not None]  # waits for every job
+        if failed:  # raised only once no job still writes into the store that is about to be removed
+            raise failed[0]
+        for job in jobs:
+            logger.info("wrote modality %s", job.result())
         return
     for f in extractions:
         extraction = f.result()
