@@ -129,6 +129,12 @@ def _ask_group(
     return trials, configs
 
 
+def _cuda_here() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _fail_stale(study: Any) -> int:
     """Mark trials left RUNNING by an interrupted run as FAIL; returns how many."""
     import optuna
@@ -163,6 +169,11 @@ def sweep_trials_flow(params: SweepParams) -> dict[str, Any]:
         "study %s: %d complete, %d stale marked FAIL, %d to run", params.study_name, done, stale, todo
     )
     base = params.base_config()
+    if params.stack > 1 and not params.gpu and base.device in ("auto", "cpu") and not _cuda_here():
+        logger.warning(
+            "stack=%d on a CPU: K trials at once ran at 0.5-1.25x the trials/hour of one at a time "
+            "here (docs/sweeps.md); stacking pays on a GPU", params.stack,
+        )  # fmt: skip
     runner = train_trials_task.with_options(**gpu_task_options()) if params.gpu else train_trials_task
     while todo > 0:
         groups = []
