@@ -172,3 +172,33 @@ def test_rerun_reuses_persisted_results_keyed_on_checksums(
     assert again["load-polygons"] == again["extract-VNIR1"] == again["extract-SWIR1"] == "Cached"
     assert changed["extract-VNIR1"] == "Cached" and changed["extract-SWIR1"] == "Completed"
     _same_arrays(open_store(a).load(), open_store(b).load())
+
+
+@pytest.mark.integration
+def test_a_fill_failing_on_a_worker_publishes_nothing(
+    prefect_harness: None, tiny_scene: TinyScene, tmp_path: Path
+) -> None:
+    from prefect import flow
+
+    from flows.curate_hsi import extract_task, publish_store
+    from flows.runners import make_task_runner
+    from pipeline import hsi
+
+    inputs = tiny_inputs(tiny_scene)
+    out = tmp_path / "out" / "store.zarr"
+
+    @flow
+    def broken_publish() -> None:
+        transmission = hsi.load_transmission(inputs, PARAMS)
+        polygons, report = hsi.load_polygons(inputs, PARAMS)
+        points = hsi.sample_points(polygons, PARAMS, report)
+        shared = {"points": points, "params": PARAMS, "transmission": transmission}
+        with make_task_runner(None, 2) as runner:
+            futures = [runner.submit(extract_task, {"spec": s, **shared}) for s in inputs.rasters]
+            ds, rejects = hsi.assemble_dataset(points, [f.result() for f in futures], PARAMS, provenance={})
+            ds = ds.assign_coords(sample_id=ds["sample_id"] + points.size)  # rows no extraction has
+            publish_store(runner, ds, rejects, futures, out, PARAMS.sample_chunk)
+
+    with pytest.raises(IndexError):
+        broken_publish()
+    assert list(out.parent.iterdir()) == []  # neither the store nor its temporary sibling
