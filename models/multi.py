@@ -532,6 +532,7 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
         TrainResult,
         _generator,
         build_hsi_model,
+        epoch_row,
         eval_indices,
         evaluate_hsi,
         hsi_meta,
@@ -596,19 +597,8 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
             for i in range(k):
                 if not active[i]:
                     continue
-                loss_m, ce_m, emin_m, alpha_m = rows[i]
-                histories[i].append(
-                    {
-                        "epoch": epoch,
-                        "train_loss": loss_m,
-                        "train_ce": ce_m,
-                        "train_emin": emin_m,
-                        "alpha": alpha_m,
-                        "val_macro_accuracy": val_acc[i],
-                        "epoch_time_s": train_time,
-                        "samples_per_s": k * n_train / max(train_time, 1e-9),
-                    }
-                )
+                val = {"val_macro_accuracy": val_acc[i]}
+                histories[i].append(epoch_row(epoch, rows[i], "ce", val, train_time, k * n_train))
                 if stoppers[i].update(val_acc[i], epoch):
                     improved.append(i)
                 if stoppers[i].should_stop:

@@ -212,6 +212,56 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 # --------------------------------------------------------------------------------------------
 
 
+def epoch_row(
+    epoch: int, means: list[float], supervised: str, val: dict[str, float], train_time: float, n_samples: int
+) -> dict[str, float]:
+    """One history row: the epoch's training means ``[loss, <supervised>, emin, alpha]``, then ``val``."""
+    loss_m, sup_m, emin_m, alpha_m = means
+    return {
+        "epoch": epoch,
+        "train_loss": loss_m,
+        f"train_{supervised}": sup_m,
+        "train_emin": emin_m,
+        "alpha": alpha_m,
+        **val,
+        "epoch_time_s": train_time,
+        "samples_per_s": n_samples / max(train_time, 1e-9),
+    }
+
+
+def fit_epochs(
+    model: nn.Module,
+    stopper: EarlyStopper,
+    *,
+    epochs: int,
+    schedule: Callable[[int], float] | None,
+    n_train: int,
+    run_epoch: Callable[[float | None], Tensor],
+    validate: Callable[[], dict[str, float]],
+    supervised: str,
+    score: str,
+) -> list[dict[str, float]]:
+    """The epoch loop of every trainer: train, validate, record, stop early, restore the best.
+
+    ``run_epoch(alpha)`` trains one epoch (``alpha=None``: MGDA) and returns the device tensor
+    of epoch means ``[loss, <supervised>, emin, alpha]``; ``validate()`` returns the history's
+    validation columns, ``score`` among them (what ``stopper`` watches).
+    """
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        t_epoch = time.perf_counter()
+        model.train()
+        means = run_epoch(schedule(epoch) if schedule is not None else None).tolist()
+        train_time = time.perf_counter() - t_epoch  # one host sync per epoch, just above
+        val = validate()
+        history.append(epoch_row(epoch, means, supervised, val, train_time, n_train))
+        stopper.update(val[score], epoch, model)
+        if stopper.should_stop:
+            break
+    stopper.restore(model)
+    return history
+
+
 def build_hsi_model(
     config: HSITrainConfig, in_dims: Sequence[int], n_classes: int, names: Sequence[str]
 ) -> nn.Module:
@@ -463,39 +513,26 @@ def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResul
         shared = shared_parameters(model) if schedule is None else []
         gen = _generator(device, config.seed)
         stopper = EarlyStopper("max", config.patience)
-        history: list[dict[str, float]] = []
         n_train, bs = int(train_idx.numel()), config.batch_size
 
-        for epoch in range(config.epochs):
-            t_epoch = time.perf_counter()
-            model.train()
-            alpha_e = schedule(epoch) if schedule is not None else None
+        def run_epoch(alpha_e: float | None) -> Tensor:
             perm = _epoch_order(n_train, gen, device)
-            means = hsi_epoch(
+            return hsi_epoch(
                 model, opt, data, train_idx[perm], is_lab[perm], batch_size=bs, alpha=alpha_e,
                 teacher=teacher, shared=shared, normalization=config.mgda_normalization, amp=config.amp,
             )  # fmt: skip
-            loss_m, ce_m, emin_m, alpha_m = means.tolist()  # one host sync per epoch
-            train_time = time.perf_counter() - t_epoch
+
+        def validate() -> dict[str, float]:
             ev = evaluate_hsi(model, data, val_idx, chunk=config.eval_chunk, amp=config.amp)
-            val_acc = ev["classification"]["fused"]["macro_accuracy"]
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": loss_m,
-                    "train_ce": ce_m,
-                    "train_emin": emin_m,
-                    "alpha": alpha_m,
-                    "val_macro_accuracy": val_acc,
-                    "val_variance": ev["variance_mean"],
-                    "epoch_time_s": train_time,
-                    "samples_per_s": n_train / max(train_time, 1e-9),
-                }
-            )
-            stopper.update(val_acc, epoch, model)
-            if stopper.should_stop:
-                break
-        stopper.restore(model)
+            return {
+                "val_macro_accuracy": ev["classification"]["fused"]["macro_accuracy"],
+                "val_variance": ev["variance_mean"],
+            }
+
+        history = fit_epochs(
+            model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
+            run_epoch=run_epoch, validate=validate, supervised="ce", score="val_macro_accuracy",
+        )  # fmt: skip
 
         val = evaluate_hsi(model, data, val_idx, chunk=config.eval_chunk, amp=config.amp)
         test = evaluate_hsi(model, data, test_idx, chunk=config.eval_chunk, amp=config.amp)
@@ -725,45 +762,32 @@ def train_seismic(config: SeismicTrainConfig, data: SeismicData | None = None) -
         shared = [p for p in model.parameters() if p.requires_grad] if schedule is None else []
         gen = _generator(device, config.seed)
         stopper = EarlyStopper("min", config.patience)
-        history: list[dict[str, float]] = []
         n_train, bs = int(train_idx.numel()), config.batch_size
         ev_train = data.event_index[train_idx]
 
-        for epoch in range(config.epochs):
-            t_epoch = time.perf_counter()
-            model.train()
-            alpha_e = schedule(epoch) if schedule is not None else None
+        def run_epoch(alpha_e: float | None) -> Tensor:
             need_emin = alpha_e is None or alpha_e < 1.0
             perm = event_grouped_order(ev_train, gen) if need_emin else _epoch_order(n_train, gen, device)
-            means = seismic_epoch(
+            return seismic_epoch(
                 model, opt, data, target, train_idx[perm], is_lab[perm], batch_size=bs, alpha=alpha_e,
                 teacher=teacher_all, shared=shared, normalization=config.mgda_normalization, amp=config.amp,
                 distance_scale_km=scale, centre=config.centre,
             )  # fmt: skip
-            loss_m, sup_m, emin_m, alpha_m = means.tolist()  # one host sync per epoch
-            train_time = time.perf_counter() - t_epoch
+
+        def validate() -> dict[str, float]:
             val_m, _ = evaluate_seismic(
                 model, data, val_idx, scale_km=scale, chunk=config.eval_chunk, amp=config.amp
             )
-            val_err = val_m["overall"]["location_error_km_median"]
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": loss_m,
-                    "train_mse": sup_m,
-                    "train_emin": emin_m,
-                    "alpha": alpha_m,
-                    "val_location_error_km_median": val_err,
-                    "val_distance_error_km_median": val_m["overall"]["distance_error_km_median"],
-                    "val_baz_error_deg_median": val_m["overall"]["baz_error_deg_median"],
-                    "epoch_time_s": train_time,
-                    "samples_per_s": n_train / max(train_time, 1e-9),
-                }
-            )
-            stopper.update(val_err, epoch, model)
-            if stopper.should_stop:
-                break
-        stopper.restore(model)
+            return {
+                "val_location_error_km_median": val_m["overall"]["location_error_km_median"],
+                "val_distance_error_km_median": val_m["overall"]["distance_error_km_median"],
+                "val_baz_error_deg_median": val_m["overall"]["baz_error_deg_median"],
+            }
+
+        history = fit_epochs(
+            model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
+            run_epoch=run_epoch, validate=validate, supervised="mse", score="val_location_error_km_median",
+        )  # fmt: skip
 
         eval_idx = test_idx if test_idx.numel() else val_idx
         test_m, test_err = evaluate_seismic(
