@@ -9,6 +9,7 @@ row naming the trace and the reason (one waveform trace unusable).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,21 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def _obspy_read(read: Callable[[str], Any], path: Path, what: str, fix: str) -> Any:
+    """``read(path)`` with any failure of the obspy reader turned into an InputError naming the file."""
+    try:
+        return read(str(path))
+    except Exception as exc:
+        raise InputError(f"cannot read {what} ({type(exc).__name__}: {exc})", path=path, fix=fix) from exc
+
+
 def read_waveforms(path: str | Path) -> Any:
     """Read any obspy-readable waveform file into an obspy Stream; InputError if unreadable."""
     import obspy
 
     path = _require(Path(path), "waveform file")
-    try:
-        return obspy.read(str(path))
-    except Exception as exc:
-        raise InputError(
-            f"cannot read waveforms ({type(exc).__name__}: {exc})",
-            path=path,
-            fix="check the file is a complete miniSEED/SAC/... file obspy can read, or remove it from the glob",
-        ) from exc
+    fix = "check the file is a complete miniSEED/SAC/... file obspy can read, or remove it from the glob"
+    return _obspy_read(obspy.read, path, "waveforms", fix)
 
 
 def load_inventory(path: str | Path) -> dict[tuple[str, str, str, str], list[ChannelEpoch]]:
@@ -101,14 +104,7 @@ def load_inventory(path: str | Path) -> dict[tuple[str, str, str, str], list[Cha
     import obspy
 
     path = _require(Path(path), "inventory")
-    try:
-        inv = obspy.read_inventory(str(path))
-    except Exception as exc:
-        raise InputError(
-            f"cannot read inventory ({type(exc).__name__}: {exc})",
-            path=path,
-            fix="pass a valid StationXML file",
-        ) from exc
+    inv = _obspy_read(obspy.read_inventory, path, "inventory", "pass a valid StationXML file")
     index: dict[tuple[str, str, str, str], list[ChannelEpoch]] = {}
     for net in inv:
         for sta in net:
@@ -196,14 +192,8 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
     else:
         import obspy
 
-        try:
-            cat = obspy.read_events(str(path))
-        except Exception as exc:
-            raise InputError(
-                f"cannot read event catalog ({type(exc).__name__}: {exc})",
-                path=path,
-                fix="pass a QuakeML file (or a CSV with event_id,time,latitude,longitude,depth_km,...)",
-            ) from exc
+        fix = "pass a QuakeML file (or a CSV with event_id,time,latitude,longitude,depth_km,...)"
+        cat = _obspy_read(obspy.read_events, path, "event catalog", fix)
         rows = []
         for ev in cat:
             eid = _short_id(str(ev.resource_id.id))
@@ -256,7 +246,8 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
         return picks
     import obspy
 
-    cat = obspy.read_events(str(path))
+    fix = "pass QuakeML picks, or a CSV with event_id,network,station,phase,time"
+    cat = _obspy_read(obspy.read_events, path, "picks", fix)
     for ev in cat:
         eid = _short_id(str(ev.resource_id.id))
         for p in ev.picks:

@@ -452,3 +452,18 @@ def test_real_rjob_recording_against_scipy(tmp_path: Path) -> None:
     assert float(ds["distance_km"].values[0]) == pytest.approx(d / 1000, abs=0.01)
     assert float(ds["back_azimuth_deg"].values[0]) == pytest.approx(baz, abs=1e-6)
     assert 180 < baz < 270  # event lies to the south-west of the station
+
+
+@pytest.mark.parametrize("kind", ["inventory", "events", "picks"])
+def test_unreadable_metadata_file_is_an_input_error_naming_it(tmp_path: Path, kind: str) -> None:
+    from pipeline.backends.waveforms import load_catalog, load_inventory, load_picks
+
+    bad = tmp_path / f"{kind}.xml"
+    bad.write_text("<not quakeml or stationxml")
+    read = {
+        "inventory": lambda: load_inventory(bad),
+        "events": lambda: load_catalog(bad),
+        "picks": lambda: load_picks(bad, pd.DataFrame()),
+    }[kind]
+    with pytest.raises(InputError, match=rf"cannot read .*{kind}\.xml(.|\n)*fix:"):
+        read()
