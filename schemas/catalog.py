@@ -62,17 +62,22 @@ class HSISceneEntry(BaseModel):
         )
 
 
-class HSIDatasetEntry(BaseModel):
-    """A published HSI sample dataset and the parameters it is curated with."""
+class _DatasetEntry(BaseModel):
+    """What every curated-dataset entry has: its store, its inputs entry, publication, metadata."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["hsi_dataset"]
-    path: Path = Field(description="where the Zarr store is published")
-    inputs: str = Field(description="name of an hsi_scene entry")
-    parameters: HSICurationParams = Field(default_factory=HSICurationParams)
+    path: Path = Field(description="where the Zarr store is written (seismic: appended to on re-runs)")
+    inputs: str = Field(description="name of the entry holding the raw inputs (hsi_scene / seismic_network)")
     publish: bool = Field(default=True, description=PUBLISH_HELP)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class HSIDatasetEntry(_DatasetEntry):
+    """A published HSI sample dataset and the parameters it is curated with."""
+
+    type: Literal["hsi_dataset"]
+    parameters: HSICurationParams = Field(default_factory=HSICurationParams)
 
 
 class SeismicNetworkEntry(BaseModel):
@@ -100,17 +105,11 @@ class SeismicNetworkEntry(BaseModel):
         )
 
 
-class SeismicDatasetEntry(BaseModel):
+class SeismicDatasetEntry(_DatasetEntry):
     """A published seismic spectrogram store and the parameters it is curated with."""
 
-    model_config = ConfigDict(extra="forbid")
-
     type: Literal["seismic_dataset"]
-    path: Path = Field(description="where the Zarr store is published (appended to on re-runs)")
-    inputs: str = Field(description="name of a seismic_network entry")
     parameters: SeismicCurationParams = Field(default_factory=SeismicCurationParams)
-    publish: bool = Field(default=True, description=PUBLISH_HELP)
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 _E = TypeVar("_E", bound=BaseModel)
@@ -176,7 +175,7 @@ class DataCatalog(BaseModel):
     def publication(self, name: str) -> tuple[str | None, str]:
         """(dataset name to publish as, or None when the entry opts out; dataset root)."""
         entry = self.get(name)
-        wanted = isinstance(entry, HSIDatasetEntry | SeismicDatasetEntry) and entry.publish
+        wanted = isinstance(entry, _DatasetEntry) and entry.publish
         return (name if wanted else None), self.publish_root()
 
     def seismic_job(self, name: str) -> tuple[SeismicInputs, SeismicCurationParams, Path]:
