@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows import cli_datasets, cli_seismic, cli_serve, cli_sweep, cli_train
-from flows.cli_common import console, fail, parse_pairs, parse_params
+from flows.cli_common import ClusterOption, WorkersOption, console, fail, parse_pairs, parse_params
 from pipeline.errors import EminError
 
 app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
@@ -96,10 +96,8 @@ def curate_hsi(
     root: Annotated[
         str | None, typer.Option(help="dataset root for --publish (default $EMIN_DATA_ROOT)")
     ] = None,
-    workers: Annotated[
-        int, typer.Option(help="Dask workers for the raster fan-out (>=2: local cluster)")
-    ] = 1,
-    cluster: Annotated[str | None, typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786")] = None,
+    workers: WorkersOption = 1,
+    cluster: ClusterOption = None,
 ) -> None:
     """Curate an HSI dataset from a catalog entry (--entry) or from direct paths (--polygons ...).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -49,3 +49,16 @@ def resolve_store(store: str) -> str:
     if not Path(store).exists():
         fail(f"store {store} does not exist; give a store path or a name from `emin datasets list`")
     return store
+
+
+# Options that several commands share (typer reads help and flags from these annotations).
+StoreOption = Annotated[str, typer.Option(help="a store path, or a published dataset name (latest version)")]
+DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+WorkersOption = Annotated[int, typer.Option(help="Dask workers for the fan-out (>=2: a local cluster)")]
+ClusterOption = Annotated[str | None, typer.Option(help="existing Dask scheduler, e.g. tcp://host:8786")]
+EpochsOption = Annotated[int | None, typer.Option()]
+PatienceOption = Annotated[int | None, typer.Option(help="early-stopping patience; 0 = off")]
+SeedOption = Annotated[int, typer.Option()]
+RunDirOption = Annotated[Path | None, typer.Option(help="run folder (default runs/<name>)")]
+ParamOption = Annotated[list[str] | None, typer.Option(help="any other config field, KEY=VALUE")]
+PrefectOption = Annotated[bool, typer.Option("--prefect/--no-prefect", help="run as a flow")]

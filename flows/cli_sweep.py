@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_common import console, fail, parse_params, resolve_store
+from flows.cli_common import (
+    ClusterOption,
+    DeviceOption,
+    StoreOption,
+    WorkersOption,
+    console,
+    fail,
+    parse_params,
+    resolve_store,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,9 +27,7 @@ def register(app: typer.Typer) -> None:
 
     @sweep_app.command("hsi")
     def sweep_hsi_cmd(
-        store: Annotated[
-            str, typer.Option(help="a store path, or a published dataset name (latest version)")
-        ] = "demo_hsi",
+        store: StoreOption = "demo_hsi",
         out: Annotated[Path, typer.Option(help="sweep folder (study.db, trials.csv, plots)")] = Path(
             "runs/sweep-hsi"
         ),
@@ -37,10 +44,10 @@ def register(app: typer.Typer) -> None:
         stack: Annotated[
             int, typer.Option(help="trials trained at once per task (pays on a GPU, not on a CPU)")
         ] = 1,
-        workers: Annotated[int, typer.Option(help=">= 2: a local Dask cluster of N processes")] = 1,
-        cluster: Annotated[str | None, typer.Option(help="existing Dask scheduler, tcp://host:8786")] = None,
+        workers: WorkersOption = 1,
+        cluster: ClusterOption = None,
         gpu: Annotated[bool, typer.Option(help="trials request a GPU worker resource (Dask)")] = False,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+        device: DeviceOption = "auto",
         study_name: Annotated[str, typer.Option()] = "hsi-sweep",
         sampler_seed: Annotated[int, typer.Option()] = 0,
         param: Annotated[list[str] | None, typer.Option(help="any other training field, KEY=VALUE")] = None,

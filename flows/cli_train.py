@@ -7,7 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_common import console, fail, parse_params, resolve_store
+from flows.cli_common import (
+    DeviceOption,
+    EpochsOption,
+    ParamOption,
+    PatienceOption,
+    PrefectOption,
+    RunDirOption,
+    SeedOption,
+    StoreOption,
+    console,
+    fail,
+    parse_params,
+    resolve_store,
+)
 
 MODES = "baseline | emin | student-teacher | finetune | ssl"
 ALPHAS = "fixed | sampled | mgda"
@@ -61,25 +74,23 @@ def register(app: typer.Typer) -> None:
 
     @train_app.command("hsi")
     def train_hsi_cmd(
-        store: Annotated[
-            str, typer.Option(help="a store path, or a published dataset name (latest version)")
-        ] = "demo_hsi",
+        store: StoreOption = "demo_hsi",
         mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
         alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
         alpha_value: Annotated[float | None, typer.Option(help="CE weight α (alpha=fixed)")] = None,
         net: Annotated[str, typer.Option(help="hydra | mlp (per-modality MLPs)")] = "hydra",
-        epochs: Annotated[int | None, typer.Option()] = None,
+        epochs: EpochsOption = None,
         batch_size: Annotated[int | None, typer.Option()] = None,
         lr: Annotated[float | None, typer.Option()] = None,
-        patience: Annotated[int | None, typer.Option(help="early-stopping patience; 0 = off")] = None,
+        patience: PatienceOption = None,
         label_fraction: Annotated[float | None, typer.Option(help="fraction of training labels kept")] = None,
         teachers: Annotated[str | None, typer.Option(help="student-teacher: comma list, e.g. SWIR")] = None,
         switch_epoch: Annotated[int | None, typer.Option(help="finetune: first EMIN epoch")] = None,
-        seed: Annotated[int, typer.Option()] = 0,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-        out: Annotated[Path | None, typer.Option(help="run folder (default runs/<name>)")] = None,
-        param: Annotated[list[str] | None, typer.Option(help="any other config field, KEY=VALUE")] = None,
-        use_prefect: Annotated[bool, typer.Option("--prefect/--no-prefect", help="run as a flow")] = True,
+        seed: SeedOption = 0,
+        device: DeviceOption = "auto",
+        out: RunDirOption = None,
+        param: ParamOption = None,
+        use_prefect: PrefectOption = True,
     ) -> None:
         """Train a Hydra / per-modality-MLP classifier on an HSI store and write a run folder."""
         fields = {
@@ -92,28 +103,26 @@ def register(app: typer.Typer) -> None:
 
     @train_app.command("seismic")
     def train_seismic_cmd(
-        store: Annotated[
-            str, typer.Option(help="a store path, or a published dataset name (latest version)")
-        ] = "demo_seismic",
+        store: StoreOption = "demo_seismic",
         mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
         alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
         alpha_value: Annotated[
             float | None, typer.Option(help="supervised-loss weight α (alpha=fixed)")
         ] = None,
         arch: Annotated[str, typer.Option(help="small | vgg11 | vgg13 | vgg16 | vgg19")] = "small",
-        epochs: Annotated[int | None, typer.Option()] = None,
+        epochs: EpochsOption = None,
         batch_size: Annotated[int | None, typer.Option()] = None,
         lr: Annotated[float | None, typer.Option()] = None,
-        patience: Annotated[int | None, typer.Option(help="early-stopping patience; 0 = off")] = None,
+        patience: PatienceOption = None,
         label_fraction: Annotated[
             float | None, typer.Option(help="fraction of training events labelled")
         ] = None,
         max_traces: Annotated[int | None, typer.Option(help="use only the first N traces")] = None,
-        seed: Annotated[int, typer.Option()] = 0,
-        device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-        out: Annotated[Path | None, typer.Option(help="run folder (default runs/<name>)")] = None,
-        param: Annotated[list[str] | None, typer.Option(help="any other config field, KEY=VALUE")] = None,
-        use_prefect: Annotated[bool, typer.Option("--prefect/--no-prefect", help="run as a flow")] = True,
+        seed: SeedOption = 0,
+        device: DeviceOption = "auto",
+        out: RunDirOption = None,
+        param: ParamOption = None,
+        use_prefect: PrefectOption = True,
     ) -> None:
         """Train a VGG-style location regressor on a seismic store and write a run folder."""
         fields = {
