@@ -2,7 +2,7 @@
 
 One run, same raster, same points:
 1. writes a 256x256-tiled, pixel-interleaved multi-band GeoTIFF larger than 2 GB (int16);
-2. times ``pipeline.backends.raster.read_pixels`` and ``DatasetReader.sample()`` on the same
+2. times ``pipeline.io.raster.read_pixels`` and ``DatasetReader.sample()`` on the same
    random points, checks they return identical values, and prints the ratio;
 3. curates an HSI dataset from that raster in a child process and prints its peak RSS.
 
@@ -30,7 +30,7 @@ from rasterio.transform import from_origin
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.backends.raster import open_raster_info, pixel_indices, read_pixels  # noqa: E402
+from pipeline.io.raster import open_raster_info, pixel_indices, read_pixels  # noqa: E402
 
 ORIGIN = (585_000.0, 4_118_000.0)
 CRS = "EPSG:32611"
@@ -99,7 +99,7 @@ def write_polygons(path: Path, size: int, seed: int) -> None:
 
 def curate_child(raster: str, polygons: str, out: str) -> None:
     """Run in a child process: curate one big raster; report peak RSS on stdout."""
-    from pipeline.hsi import curate_hsi
+    from pipeline.hsi.curate import curate_hsi
     from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
     inputs = HSIInputs(

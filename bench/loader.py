@@ -25,14 +25,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.publish import publish_dataset
-from pipeline.registry import open_dataset
-from pipeline.torch_data import (
+from pipeline.publishing.registry import open_dataset
+from pipeline.publishing.torch_data import (
     HSISampleDataset,
     SpectrogramDataset,
     collate_hsi,
     collate_spectrograms,
 )
+from pipeline.publishing.versions import publish_dataset
 
 MODALITIES = {"VNIR1": 60, "VNIR2": 60, "VNIR3": 60, "SWIR1": 150, "SWIR2": 150, "SWIR3": 150}
 

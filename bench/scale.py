@@ -45,7 +45,7 @@ OUT = ROOT / "bench" / "out" / "scale"
 
 def scene_inputs(scale: float) -> Any:
     """The synthetic scene at ``scale`` as HSIInputs (generated on first use)."""
-    from pipeline.synthetic import generate_hsi_scene
+    from pipeline.synthetic.hsi_scene import generate_hsi_scene
     from schemas.hsi import HSIInputs, RasterSpec
 
     root = OUT / f"hsi-scale{scale:g}"
@@ -109,7 +109,7 @@ def cpu_ceiling(n: int = 15_000_000) -> float:
 
 def stage_times(inputs: Any, params: Any) -> dict[str, float]:
     """Serial, in-process time of each library step (where the time goes)."""
-    from pipeline import hsi
+    from pipeline.hsi import curate as hsi
 
     t: dict[str, float] = {}
     start = time.perf_counter()

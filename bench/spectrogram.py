@@ -1,7 +1,7 @@
 """Benchmark: batched spectrograms vs a per-trace scipy loop, and end-to-end demo curation.
 
 Run: ``.venv/bin/python bench/spectrogram.py [--traces 10000] [--curate-demo DIR]``. Prints, in one
-run, the speed-up of :func:`pipeline.seismic.batched_log_spectrogram` over a Python loop of
+run, the speed-up of :func:`pipeline.seismic.signal.batched_log_spectrogram` over a Python loop of
 ``scipy.signal.spectrogram`` on the same traces (results checked equal), and with
 ``--curate-demo`` the curation throughput on a generated demo network and where the time goes.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from pipeline.seismic import batched_log_spectrogram
+from pipeline.seismic.signal import batched_log_spectrogram
 
 
 def bench_spectrogram(n_traces: int, n_samples: int = 12_000, fs: float = 100.0, batch: int = 1000) -> None:
@@ -44,8 +44,8 @@ def bench_spectrogram(n_traces: int, n_samples: int = 12_000, fs: float = 100.0,
 
 def bench_curation(directory: Path, n_stations: int, n_events: int) -> None:
     """Generate (if absent) and curate a demo network; print throughput and the time split."""
-    from pipeline.seismic_store import curate_seismic
-    from pipeline.seismic_synth import generate_seismic_network
+    from pipeline.seismic.store import curate_seismic
+    from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
     net_dir = directory / "net"

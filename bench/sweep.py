@@ -5,9 +5,9 @@ Run: ``python bench/sweep.py [--device cpu|cuda|auto] [--k 8] [--epochs 2] [--n 
 prefect). Data: synthetic, demo-shaped (6 modalities, 62–130 bands, 10 classes, ``--n``
 samples, batch 500). Trials: K Hydra+EMIN (fixed α) configurations of one family (3 backbone
 layers) with widths drawn from the Table 2 range 10–120 and log-uniform lr / weight decay.
-One at a time: :func:`models.train.hsi_epoch` per trial (Hydra + ``torch.optim.Adam``). At
-once: :func:`models.multi.stacked_hsi_epoch` (:class:`models.multi.StackedHydra` padded to
-the widest trial + :class:`models.multi.StackedAdam`). ``--width W`` gives every trial width W (no padding). Settings are interleaved, the first
+One at a time: :func:`models.training.loop.hsi_epoch` per trial (Hydra + ``torch.optim.Adam``). At
+once: :func:`models.training.stacked.stacked_hsi_epoch` (:class:`models.training.stacked.StackedHydra` padded to
+the widest trial + :class:`models.training.stacked.StackedAdam`). ``--width W`` gives every trial width W (no padding). Settings are interleaved, the first
 round is a warm-up and the best epoch is reported. Trials/hour assume ``--trial-epochs``
 training epochs per trial (evaluation excluded).
 """
@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.data import synthetic_hsi
-from models.multi import StackedAdam, StackedHydra, stacked_hsi_epoch
 from models.nets import Hydra
-from models.train import hsi_epoch, resolve_device
+from models.training.loop import hsi_epoch, resolve_device
+from models.training.stacked import StackedAdam, StackedHydra, stacked_hsi_epoch
 
 BANDS = (66, 62, 70, 110, 120, 130)
 

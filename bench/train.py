@@ -2,7 +2,7 @@
 
 Run: ``python bench/train.py [--device auto|cpu|cuda] [--epochs 3] [--vgg small,vgg16]``.
 Needs only torch + numpy (no zarr, xarray or prefect), so it runs on a bare GPU box. It times
-the real training code (:func:`models.train.hsi_epoch`, :func:`models.train.seismic_epoch`) on
+the real training code (:func:`models.training.loop.hsi_epoch`, :func:`models.training.loop.seismic_epoch`) on
 data of the demo shapes: 6 modalities, 37k samples, 60–130 bands, batch 500; VGG on
 3 × 51 × 120 spectrograms. It prints epoch time and samples/s per setting and the EMIN
 overhead relative to the baseline.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.data import synthetic_hsi, synthetic_seismic
 from models.nets import VGG_CFGS, Hydra, VGGRegressor
-from models.train import SMALL_VGG, hsi_epoch, resolve_device, seismic_epoch, shared_parameters
+from models.training.loop import SMALL_VGG, hsi_epoch, resolve_device, seismic_epoch, shared_parameters
 
 BANDS = (66, 62, 70, 110, 120, 130)
 

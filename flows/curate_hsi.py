@@ -1,6 +1,6 @@
 """Prefect flow ``curate-hsi``: labelled polygons + hyperspectral rasters -> published Zarr dataset.
 
-Thin wiring of :mod:`pipeline.hsi` steps into tasks: I/O tasks retry, and the run
+Thin wiring of :mod:`pipeline.hsi.curate` steps into tasks: I/O tasks retry, and the run
 ends with a Table-1 artifact. The per-raster work is fanned out on the run's task
 runner (threads, or a Dask cluster, see :func:`flows.runners.make_task_runner`):
 one ``extract-raster`` task per raster, then one ``fill-<modality>`` task per raster
@@ -26,11 +26,11 @@ from prefect.task_runners import TaskRunner
 
 from flows.publishing import publish_version_task
 from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
-from pipeline import hsi
-from pipeline.backends.raster import read_cost
-from pipeline.spectral import Transmission
-from pipeline.store import atomic_publish
-from pipeline.vector import PolygonReport
+from pipeline.hsi import curate as hsi
+from pipeline.hsi.polygons import PolygonReport
+from pipeline.hsi.spectral import Transmission
+from pipeline.io.raster import read_cost
+from pipeline.publishing.zarr_io import atomic_publish
 from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 

@@ -1,6 +1,6 @@
 """Prefect flow: curate waveforms + inventory + events into the seismic spectrogram store.
 
-Thin wiring over :mod:`pipeline.seismic_store`: metadata once, waveform files fanned out in
+Thin wiring over :mod:`pipeline.seismic.store`: metadata once, waveform files fanned out in
 batches (tasks with retries on I/O) on the run's task runner (threads, or Dask: see
 :func:`flows.runners.make_task_runner`), appends done in order by one writer (build aside, swap).
 """
@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.publishing import publish_version_task
 from flows.runners import io_task_options, make_task_runner
-from pipeline.seismic_store import (
+from pipeline.seismic.store import (
     CurationSummary,
     SeismicStoreWriter,
     TraceBatch,

@@ -6,9 +6,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.runners import io_task_options
-from pipeline.publish import PublishedVersion, publish_dataset
-from pipeline.stac import write_stac
-from pipeline.store import open_store
+from pipeline.publishing.stac import write_stac
+from pipeline.publishing.versions import PublishedVersion, publish_dataset
+from pipeline.publishing.zarr_io import open_store
 
 
 @task(name="publish-version", cache_policy=NO_CACHE, **io_task_options(retries=1))

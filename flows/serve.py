@@ -22,15 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import StackError
+
 REPO = Path(__file__).resolve().parents[1]
 POOL = "emin-process"
 PREFECT = [sys.executable, "-m", "prefect"]
 
 QUIET_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
-
-
-class StackError(RuntimeError):
-    """A part of the local Prefect stack did not start; the message holds its log tail."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

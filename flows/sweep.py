@@ -5,7 +5,7 @@ of :func:`flows.runners.make_task_runner` (threads by default, a local Dask clus
 ``workers >= 2``, any cluster by address). Each trial is scored by the mean validation
 fused macro accuracy over ``cv_folds`` folds (:func:`models.sweep_space.cv_configs`). With
 ``stack = K > 1`` one task trains K trials of one Hydra family at once
-(:func:`models.multi.train_hsi_stacked`): the K trials of a group share ``layers`` and
+(:func:`models.training.stacked.train_hsi_stacked`): the K trials of a group share ``layers`` and
 ``batch_size`` (enqueued from the group's first trial); fixed-α and MGDA trials mix.
 
 The study lives in ``<out_dir>/study.db`` (Optuna RDB storage, ``load_if_exists``): a re-run
@@ -33,8 +33,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.runners import gpu_resources, gpu_task_options, make_task_runner
-from models.config import HSITrainConfig
 from models.sweep_space import SweepSpace, config_from_params, cv_configs, suggest_config
+from schemas.training import HSITrainConfig
 
 __all__ = ["SweepParams", "sweep_flow", "train_trials_task"]
 
@@ -53,7 +53,7 @@ class SweepParams(BaseModel):
     cv_folds: int = Field(4, ge=1, le=4, description="validation folds per trial (1 = quick)")
     final_seeds: int = Field(5, ge=0, description="re-runs of the best configuration (0 = none)")
     parallel: int = Field(1, ge=1, description="tasks in flight at once")
-    stack: int = Field(1, ge=1, description="trials trained at once per task (models.multi)")
+    stack: int = Field(1, ge=1, description="trials trained at once per task (models.training.stacked)")
     sampler_seed: int | None = 0
     space: SweepSpace = Field(default_factory=SweepSpace)
     base: dict[str, Any] = Field(default_factory=dict, description="other HSITrainConfig fields")
@@ -89,8 +89,8 @@ def train_trials_task(configs: list[HSITrainConfig], cv_folds: int, stacked: boo
     (``cv_folds = 0``: the configs as given, e.g. the final seed re-runs).
     """
     from models.data import load_hsi
-    from models.multi import train_hsi_stacked
-    from models.train import train_hsi
+    from models.training.loop import train_hsi
+    from models.training.stacked import train_hsi_stacked
 
     data = load_hsi(configs[0].store)
     per_fold: list[list[Any]] = []  # [fold][trial]
@@ -224,7 +224,7 @@ def _final_seeds(
     configs = [
         cfg.model_copy(update={"seed": s, "val_fold": 4, "test_fold": 5}) for s in range(params.final_seeds)
     ]
-    from models.multi import check_stackable
+    from models.training.stacked import check_stackable
 
     try:
         check_stackable(configs)

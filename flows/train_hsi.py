@@ -1,4 +1,4 @@
-"""Prefect flow ``train-hsi``: train an HSI fusion classifier (thin wrapper of :mod:`models.train`)."""
+"""Prefect flow ``train-hsi``: train an HSI fusion classifier (thin wrapper of :mod:`models.training.loop`)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models.config import HSITrainConfig
+from schemas.training import HSITrainConfig
 
 
 @task(name="train-hsi-model", cache_policy=NO_CACHE)
 def train_hsi_task(config: HSITrainConfig) -> dict[str, Any]:
-    """Run :func:`models.train.train_hsi`; returns the JSON-ready metrics plus the run folder and summary."""
+    """Run :func:`models.training.loop.train_hsi`; returns the JSON-ready metrics plus the run folder and summary."""
     from models.runs import summary_markdown, to_jsonable
-    from models.train import train_hsi
+    from models.training.loop import train_hsi
 
     result = train_hsi(config)
     return {

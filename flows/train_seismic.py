@@ -1,4 +1,4 @@
-"""Prefect flow ``train-seismic``: train a single-station location CNN (thin wrapper of :mod:`models.train`)."""
+"""Prefect flow ``train-seismic``: train a single-station location CNN (thin wrapper of :mod:`models.training.loop`)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models.config import SeismicTrainConfig
+from schemas.training import SeismicTrainConfig
 
 
 @task(name="train-seismic-model", cache_policy=NO_CACHE)
 def train_seismic_task(config: SeismicTrainConfig) -> dict[str, Any]:
-    """Run :func:`models.train.train_seismic`; returns the JSON-ready metrics plus the run folder and summary."""
+    """Run :func:`models.training.loop.train_seismic`; returns the JSON-ready metrics plus the run folder and summary."""
     from models.runs import summary_markdown, to_jsonable
-    from models.train import train_seismic
+    from models.training.loop import train_seismic
 
     result = train_seismic(config)
     return {

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from models.train import TrainResult
+    from models.training.loop import TrainResult
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -78,8 +78,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the trained network of a checkpoint (or run folder); returns ``(model, checkpoint)``."""
-    from models.config import HSITrainConfig, SeismicTrainConfig
-    from models.train import build_hsi_model, build_seismic_model
+    from models.training.loop import build_hsi_model, build_seismic_model
+    from schemas.training import HSITrainConfig, SeismicTrainConfig
 
     p = Path(path)
     ckpt = load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)

@@ -1,7 +1,7 @@
 """Hyperparameter search space for HSI sweeps (report Table 2) and cross-validation folds.
 
 :class:`SweepSpace` holds the ranges; :func:`suggest_config` turns an Optuna trial (ask
-interface) into an :class:`models.config.HSITrainConfig`. Parameter names in the study:
+interface) into an :class:`schemas.training.HSITrainConfig`. Parameter names in the study:
 ``layers`` (backbone hidden layers), ``width`` (Hydra input width = every hidden width),
 ``dropout``, ``batch_size``, ``lr``, ``weight_decay`` and, for ``mode="emin"``,
 ``alpha_strategy`` (fixed | mgda) and ``alpha`` (the CE weight, used when fixed).
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from models.config import HSITrainConfig
+from schemas.training import HSITrainConfig
 
 if TYPE_CHECKING:
     import optuna

@@ -166,7 +166,7 @@ TRACE_COORDS = {
 
 def validate_seismic_store(path: str | Path) -> list[str]:
     """Every way the store at ``path`` breaks the seismic contract (empty list = valid)."""
-    from pipeline.store import open_store
+    from pipeline.publishing.zarr_io import open_store
 
     problems: list[str] = []
     try:

@@ -13,9 +13,9 @@ from conftest import tiny_inputs
 from pyproj import Transformer
 from scenes import TinyScene
 
-from pipeline.hsi import curate_hsi
-from pipeline.store import open_store
-from schemas.contract import validate_store
+from pipeline.hsi.curate import curate_hsi
+from pipeline.publishing.contract import validate_store
+from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams
 
 PARAMS = HSICurationParams(max_points_per_class=900, interior_buffer_m=1.5)
@@ -164,7 +164,7 @@ def test_table1_and_histogram_match_data(curated: tuple[xr.Dataset, xr.Dataset, 
 
 
 def test_validator_catches_tampering(curated: tuple[xr.Dataset, xr.Dataset, Path], tmp_path: Path) -> None:
-    from schemas.contract import validate_hsi
+    from pipeline.publishing.contract import validate_hsi
 
     ds, rejects, _ = curated
     bad = ds.copy(deep=True)

@@ -14,8 +14,8 @@ import xarray as xr
 from conftest import tiny_inputs
 from scenes import TinyScene
 
-from pipeline.store import open_store
-from schemas.contract import validate_store
+from pipeline.publishing.contract import validate_store
+from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams
 
 PARAMS = HSICurationParams(max_points_per_class=900, seed=5)
@@ -54,7 +54,7 @@ def test_two_dask_workers_equal_serial(prefect_harness: None, tiny_scene: TinySc
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
     from flows.curate_hsi import curate_hsi_flow
-    from pipeline.hsi import curate_hsi
+    from pipeline.hsi.curate import curate_hsi
 
     inputs = tiny_inputs(tiny_scene)
     library = curate_hsi(inputs, PARAMS, out=tmp_path / "library.zarr")  # no Prefect, one-go write
@@ -182,7 +182,7 @@ def test_a_fill_failing_on_a_worker_publishes_nothing(
 
     from flows.curate_hsi import extract_task, publish_store
     from flows.runners import make_task_runner
-    from pipeline import hsi
+    from pipeline.hsi import curate as hsi
 
     inputs = tiny_inputs(tiny_scene)
     out = tmp_path / "out" / "store.zarr"

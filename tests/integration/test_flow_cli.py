@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from scenes import TinyScene, write_tiny_catalog
 
-from pipeline.store import open_store
+from pipeline.publishing.contract import validate_store
+from pipeline.publishing.zarr_io import open_store
 from schemas.catalog import load_catalog
-from schemas.contract import validate_store
 
 REPO = Path(__file__).resolve().parents[2]
-EMIN = [sys.executable, "-c", "from flows.cli import main; main()"]
+EMIN = [sys.executable, "-c", "from flows.cli.main import main; main()"]
 
 
 def _catalog(tmp_path: Path, scene: TinyScene) -> Path:
@@ -38,8 +38,8 @@ def test_flow_from_catalog_entry_with_artifacts(
     work = (tmp_path / "published" / "tiny.zarr").resolve()
     assert validate_store(work) == []
     # the entry publishes by default: an immutable version in <catalog dir>/data/published
-    from pipeline.publish import read_latest
-    from pipeline.registry import open_dataset
+    from pipeline.publishing.registry import open_dataset
+    from pipeline.publishing.versions import read_latest
 
     root = tmp_path / "data" / "published"
     latest = read_latest("tiny", root=root)

@@ -12,10 +12,16 @@ import shapely
 from conftest import tiny_inputs
 from scenes import ORIGIN, UTM, TinyScene, write_raster
 
-from pipeline.errors import CRSError, MissingInputError, NoOverlapError, SchemaError, WavelengthError
-from pipeline.hsi import curate_hsi
-from pipeline.store import open_store
-from pipeline.vector import EminWarning
+from pipeline.errors import (
+    CRSError,
+    EminWarning,
+    MissingInputError,
+    NoOverlapError,
+    SchemaError,
+    WavelengthError,
+)
+from pipeline.hsi.curate import curate_hsi
+from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
 PARAMS = HSICurationParams(max_points_per_class=300)

@@ -15,10 +15,11 @@ import xarray as xr
 from test_publish_support import curate_tiny, seismic_dataset
 from typer.testing import CliRunner
 
-from flows.cli_datasets import register
-from pipeline import publish as publish_mod
-from pipeline.publish import gc, list_versions, publish_dataset, read_latest, read_manifest
-from pipeline.registry import DatasetNotFoundError, IntegrityError, describe, list_datasets, open_dataset
+from flows.cli.datasets import register
+from pipeline.errors import DatasetNotFoundError, IntegrityError
+from pipeline.publishing import versions as publish_mod
+from pipeline.publishing.registry import describe, list_datasets, open_dataset
+from pipeline.publishing.versions import gc, list_versions, publish_dataset, read_latest, read_manifest
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import xarray as xr
 from conftest import tiny_inputs
 from scenes import TinyScene, make_tiny_scene
 
-from pipeline.hsi import curate_hsi
-from pipeline.store import open_store
+from pipeline.hsi.curate import curate_hsi
+from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams
 
 HSI_PARAMS = HSICurationParams(max_points_per_class=900, interior_buffer_m=1.5)

@@ -11,10 +11,11 @@ import typer
 from test_publish_support import seismic_dataset
 from typer.testing import CliRunner
 
-from flows.cli_datasets import register
-from pipeline.export_seisbench import ExportError, export_seisbench
-from pipeline.publish import publish_dataset
-from pipeline.registry import open_dataset
+from flows.cli.datasets import register
+from pipeline.errors import ExportError
+from pipeline.publishing.export_seisbench import export_seisbench
+from pipeline.publishing.registry import open_dataset
+from pipeline.publishing.versions import publish_dataset
 
 pytestmark = pytest.mark.integration
 sbd = pytest.importorskip("seisbench.data")
@@ -60,15 +61,15 @@ def test_real_curated_store_exports_waveforms_that_made_the_spectrograms(tmp_pat
     """End to end: synthetic network -> curation with waveforms kept -> publish -> export -> seisbench."""
     import scipy.signal
 
-    from pipeline.seismic_store import curate_seismic
-    from pipeline.seismic_synth import generate_seismic_network
+    from pipeline.seismic.store import curate_seismic
+    from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
     net = generate_seismic_network(tmp_path / "net", seed=5, n_stations=12, n_events=4)
     params = SeismicCurationParams(keep_waveforms=True, max_horizontal_error_km=None)
     inputs = SeismicInputs.from_glob(net.waveform_glob, net.inventory, net.events, net.picks)
     curate_seismic(inputs, tmp_path / "s.zarr", params)
-    from pipeline.store import open_store
+    from pipeline.publishing.zarr_io import open_store
 
     store = open_store(tmp_path / "s.zarr").load()
     publish_dataset(store, name="seis", root=tmp_path / "root")
@@ -93,7 +94,7 @@ def test_real_curated_store_exports_waveforms_that_made_the_spectrograms(tmp_pat
     # the torch dataset over the same published version yields the store's values
     from torch.utils.data import DataLoader
 
-    from pipeline.torch_data import SpectrogramDataset, collate_spectrograms
+    from pipeline.publishing.torch_data import SpectrogramDataset, collate_spectrograms
 
     train = SpectrogramDataset(open_dataset("seis", root=tmp_path / "root"), splits=["train"])
     rows = np.flatnonzero(store["split"].values.astype(object) == "train")

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.seismic_store import store_digest
-from pipeline.store import open_store
+from pipeline.publishing.zarr_io import open_store
+from pipeline.seismic.store import store_digest
 from schemas.seismic import validate_seismic_store
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def _apps() -> tuple[typer.Typer, typer.Typer, typer.Typer]:
-    from flows.cli_seismic import register
+    from flows.cli.seismic import register
 
     app, synth, curate = typer.Typer(), typer.Typer(), typer.Typer()
     app.add_typer(synth, name="synth")
@@ -48,8 +48,8 @@ def test_cli_synth_then_curate_without_prefect(tmp_path: Path) -> None:
 
 def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
-    from pipeline.seismic_store import curate_seismic
-    from pipeline.seismic_synth import generate_seismic_network
+    from pipeline.seismic.store import curate_seismic
+    from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
     net = generate_seismic_network(tmp_path / "net", seed=6, n_stations=12, n_events=5)
@@ -71,8 +71,8 @@ def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_pa
 
 def test_batches_on_two_dask_workers_equal_the_library_run(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
-    from pipeline.seismic_store import curate_seismic
-    from pipeline.seismic_synth import generate_seismic_network
+    from pipeline.seismic.store import curate_seismic
+    from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
     net = generate_seismic_network(tmp_path / "net", seed=7, n_stations=10, n_events=4)

@@ -11,17 +11,17 @@ import pandas as pd
 import pytest
 import scipy.signal
 
-from pipeline.backends.waveforms import extract_segments, load_metadata
 from pipeline.errors import InputError
-from pipeline.seismic import travel_time_table
-from pipeline.seismic_store import (
+from pipeline.io.waveforms import extract_segments, load_metadata
+from pipeline.publishing.zarr_io import open_store
+from pipeline.seismic.signal import travel_time_table
+from pipeline.seismic.store import (
     SeismicStoreWriter,
     curate_seismic,
     store_digest,
     windowed_samples,
 )
-from pipeline.seismic_synth import SeismicNetwork, generate_seismic_network
-from pipeline.store import open_store
+from pipeline.synthetic.seismic_network import SeismicNetwork, generate_seismic_network
 from schemas.seismic import SeismicCurationParams, SeismicInputs, as_str, validate_seismic_store
 
 pytestmark = pytest.mark.integration
@@ -456,7 +456,7 @@ def test_real_rjob_recording_against_scipy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["inventory", "events", "picks"])
 def test_unreadable_metadata_file_is_an_input_error_naming_it(tmp_path: Path, kind: str) -> None:
-    from pipeline.backends.waveforms import load_catalog, load_inventory, load_picks
+    from pipeline.io.waveforms import load_catalog, load_inventory, load_picks
 
     bad = tmp_path / f"{kind}.xml"
     bad.write_text("<not quakeml or stationxml")

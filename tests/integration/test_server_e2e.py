@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from scenes import TinyScene, write_tiny_catalog
 
-from schemas.contract import validate_store
+from pipeline.publishing.contract import validate_store
 
 
 def _catalog(tmp_path: Path, scene: TinyScene) -> Path:

@@ -12,8 +12,8 @@ import pytest
 from pyproj import Transformer
 from test_publish_support import curate_tiny, seismic_dataset
 
-from pipeline.publish import publish_dataset
-from pipeline.stac import collection_for, item_for, write_stac
+from pipeline.publishing.stac import collection_for, item_for, write_stac
+from pipeline.publishing.versions import publish_dataset
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,8 @@ import xarray as xr
 from test_publish_support import curate_tiny, seismic_dataset
 from torch.utils.data import DataLoader
 
-from pipeline.publish import publish_dataset
-from pipeline.registry import open_dataset
-from pipeline.torch_data import (
+from pipeline.publishing.registry import open_dataset
+from pipeline.publishing.torch_data import (
     IGNORE_LABEL,
     DataSelectionError,
     HSISampleDataset,
@@ -21,6 +20,7 @@ from pipeline.torch_data import (
     collate_hsi,
     collate_spectrograms,
 )
+from pipeline.publishing.versions import publish_dataset
 
 pytestmark = pytest.mark.integration
 

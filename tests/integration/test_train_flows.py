@@ -9,10 +9,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.cli_train import register
-from models.config import HSITrainConfig, SeismicTrainConfig
+from flows.cli.train import register
 from models.data import hsi_to_dataset, seismic_to_dataset, synthetic_hsi, synthetic_seismic
 from models.runs import RUN_FILES
+from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""K trials at once (models.multi) against one-at-a-time training (models.train)."""
+"""K trials at once (models.training.stacked) against one-at-a-time training (models.training.loop)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import HSITrainConfig
 from models.data import synthetic_hsi
-from models.multi import StackedAdam, StackedHydra, check_stackable, stacked_losses, train_hsi_stacked
 from models.nets import Hydra
-from models.train import emin_hsi, masked_ce, train_hsi
+from models.training.loop import emin_hsi, masked_ce, train_hsi
+from models.training.stacked import (
+    StackedAdam,
+    StackedHydra,
+    check_stackable,
+    stacked_losses,
+    train_hsi_stacked,
+)
+from schemas.training import HSITrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import rasterio
 from scenes import ORIGIN, write_raster
 
-from pipeline.backends.raster import open_raster_info, pixel_indices, read_pixels, window_shape
 from pipeline.errors import MissingInputError, WavelengthError
+from pipeline.io.raster import open_raster_info, pixel_indices, read_pixels, window_shape
 
 
 @pytest.mark.parametrize(("driver", "name"), [("GTiff", "r.tif"), ("ENVI", "r.img")])
@@ -83,7 +83,7 @@ def test_missing_raster(tmp_path: Path) -> None:
 
 
 def test_read_cost_is_uncompressed_bytes_weighted_by_compression(tmp_path: Path) -> None:
-    from pipeline.backends.raster import COMPRESSED_READ_FACTOR, read_cost
+    from pipeline.io.raster import COMPRESSED_READ_FACTOR, read_cost
 
     data = np.zeros((3, 40, 50), dtype=np.float32)
     plain = write_raster(tmp_path / "plain.tif", data, origin=ORIGIN, res=2.0)

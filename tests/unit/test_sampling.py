@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from pipeline.sampling import capped_counts, points_in_polygons, points_outside
+from pipeline.hsi.sampling import capped_counts, points_in_polygons, points_outside
 
 
 def _polys() -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from pipeline.seismic import (
+from pipeline.seismic.signal import (
     batched_log_spectrogram,
     detrend_linear,
     event_split,

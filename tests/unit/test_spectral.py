@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.backends.raster import to_nanometres
 from pipeline.errors import InputError, WavelengthError
-from pipeline.spectral import Transmission, band_mask, clip_reflectance
+from pipeline.hsi.spectral import Transmission, band_mask, clip_reflectance
+from pipeline.io.raster import to_nanometres
 from schemas.hsi import HSICurationParams
 
 

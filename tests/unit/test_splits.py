@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.splits import stratified_folds
+from pipeline.hsi.folds import stratified_folds
 
 
 def test_each_class_balanced_across_folds() -> None:

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from pipeline.errors import PublishError
-from pipeline.store import fill_array, write_zarr
+from pipeline.publishing.zarr_io import fill_array, write_zarr
 
 
 def _dataset() -> xr.Dataset:

@@ -7,8 +7,8 @@ import math
 import optuna
 import pytest
 
-from models.config import HSITrainConfig
 from models.sweep_space import SweepSpace, config_from_params, cv_configs, suggest_config
+from schemas.training import HSITrainConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

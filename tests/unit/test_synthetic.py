@@ -1,4 +1,4 @@
-"""Unit tests for the synthetic UNESE-like HSI scene generator (pipeline.synthetic)."""
+"""Unit tests for the synthetic UNESE-like HSI scene generator (pipeline.synthetic.hsi_scene)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import rasterio
 import shapely
 from pyproj import Transformer
 
-from pipeline.synthetic import (
+from pipeline.synthetic.hsi_scene import (
     CLASS_NAMES,
     SITE_CRS,
     HSIScene,

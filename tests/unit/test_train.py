@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import HSITrainConfig, SeismicTrainConfig
 from models.data import (
     hsi_from_dataset,
     hsi_to_dataset,
@@ -22,7 +21,7 @@ from models.data import (
     synthetic_seismic,
 )
 from models.runs import RUN_FILES, load_checkpoint, load_model
-from models.train import (
+from models.training.loop import (
     EarlyStopper,
     event_grouped_order,
     predict_hsi,
@@ -30,6 +29,7 @@ from models.train import (
     train_hsi,
     train_seismic,
 )
+from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 HSI = synthetic_hsi(n=400, seed=1, separation=1.5)
 SEIS = synthetic_seismic(n_events=30, stations_per_event=5, seed=2)

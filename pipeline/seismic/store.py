@@ -30,7 +30,9 @@ import xarray as xr
 import zarr
 from numpy.dtypes import StringDType
 
-from pipeline.backends.waveforms import (
+from pipeline.checksums import file_sha256
+from pipeline.errors import ContractViolation, InputError, PublishError
+from pipeline.io.waveforms import (
     EVENT_COLUMNS,
     Reject,
     Segment,
@@ -38,9 +40,8 @@ from pipeline.backends.waveforms import (
     extract_segments,
     load_metadata,
 )
-from pipeline.checksums import file_sha256
-from pipeline.errors import ContractViolation, InputError, PublishError
-from pipeline.seismic import (
+from pipeline.publishing.zarr_io import ZARR_FORMAT, compressor, open_store, swap_into_place
+from pipeline.seismic.signal import (
     CHANNELS,
     batched_log_spectrogram,
     event_split,
@@ -50,7 +51,6 @@ from pipeline.seismic import (
     station_event_labels,
     travel_time_table,
 )
-from pipeline.store import ZARR_FORMAT, compressor, open_store, swap_into_place
 from pipeline.version import code_version
 from schemas.seismic import (
     DATA_SHAPING_PARAMS,
@@ -398,7 +398,7 @@ class SeismicStoreWriter:
 
     def _ensure_tmp(self) -> Path:
         if self.tmp is None:
-            from pipeline.store import temporary_sibling
+            from pipeline.publishing.zarr_io import temporary_sibling
 
             self.tmp = temporary_sibling(self.target)
             self.target.parent.mkdir(parents=True, exist_ok=True)

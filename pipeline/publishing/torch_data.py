@@ -19,17 +19,13 @@ import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
-from pipeline.errors import EminError
+from pipeline.errors import DataSelectionError
 
 #: Label of a sample whose label is hidden by ``label_fraction`` (torch's CrossEntropy ignore_index).
 IGNORE_LABEL = -100
 DEFAULT_MAX_MEMORY = 2 * 2**30
 
 Sample = dict[str, Any]
-
-
-class DataSelectionError(EminError, ValueError):
-    """A fold/split/fraction selection is impossible for this store."""
 
 
 def _open(store: str | Path) -> xr.Dataset:
@@ -41,13 +37,13 @@ def _open(store: str | Path) -> xr.Dataset:
 
 
 def _store_of(source: str | Path | xr.Dataset) -> str:
-    """Zarr path of a store path or of a dataset opened by :func:`pipeline.registry.open_dataset`."""
+    """Zarr path of a store path or of a dataset opened by :func:`pipeline.publishing.registry.open_dataset`."""
     if isinstance(source, xr.Dataset):
         info = source.attrs.get("emin_dataset")
         if not info:
             raise DataSelectionError(
                 "this xarray.Dataset was not opened from a published store; pass the store path, "
-                "or open it with pipeline.registry.open_dataset"
+                "or open it with pipeline.publishing.registry.open_dataset"
             )
         return f"{info['path']}/data.zarr"
     return str(source)

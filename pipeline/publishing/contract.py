@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from pipeline.errors import ContractViolation, MissingInputError
-from pipeline.store import open_store
+from pipeline.publishing.zarr_io import open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import validate_seismic_store
 

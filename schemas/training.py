@@ -1,4 +1,4 @@
-"""Typed training configurations (pydantic) shared by :mod:`models.train`, the flows and the CLI.
+"""Typed training configurations (pydantic) shared by :mod:`models.training.loop`, the flows and the CLI.
 
 Every field is a plain JSON type, so a config round-trips through
 ``config.json``, Prefect parameters and checkpoints (``weights_only=True``).

@@ -18,7 +18,8 @@ import pystac
 import xarray as xr
 from pyproj import Transformer
 
-from pipeline.publish import (
+from pipeline.publishing.registry import open_dataset
+from pipeline.publishing.versions import (
     STORE_DIR,
     _url,
     _write_small_file,
@@ -28,7 +29,6 @@ from pipeline.publish import (
     list_versions,
     read_manifest,
 )
-from pipeline.registry import open_dataset
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 HSI_LABEL_FIELDS = ["label", "label_name", "fold"]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_common import (
+from flows.cli.common import (
     DeviceOption,
     EpochsOption,
     ParamOption,
@@ -30,7 +30,7 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
     """Validate the config, run the flow (or the plain function) and print the summary."""
     from pydantic import ValidationError
 
-    from models.config import HSITrainConfig, SeismicTrainConfig
+    from schemas.training import HSITrainConfig, SeismicTrainConfig
 
     cls = HSITrainConfig if kind == "hsi" else SeismicTrainConfig
     fields = {k: v for k, v in fields.items() if v is not None} | parse_params(extra)
@@ -50,9 +50,9 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
 
 def _execute(config: Any, use_prefect: bool) -> str:
     """Train via the flow or directly; returns the markdown summary."""
-    from models.config import HSITrainConfig
     from models.runs import summary_markdown
-    from models.train import train_hsi, train_seismic
+    from models.training.loop import train_hsi, train_seismic
+    from schemas.training import HSITrainConfig
 
     if isinstance(config, HSITrainConfig):
         if use_prefect:

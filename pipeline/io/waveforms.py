@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInputError, SchemaError
-from pipeline.seismic import TravelTimeTable, great_circle_deg
+from pipeline.seismic.signal import TravelTimeTable, great_circle_deg
 
 HORIZONTALS = ("N", "E", "1", "2", "3")
 

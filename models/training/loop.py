@@ -8,7 +8,7 @@ the forward runs under bf16 autocast (losses in float32); on the CPU the run is 
 (``torch.use_deterministic_algorithms(True)``, seeded generators, RNG state restored after).
 
 Modes (``config.mode``) and α strategies (``config.alpha``) are described in
-:class:`models.config.TrainConfig`; this module imports neither pydantic, xarray nor
+:class:`schemas.training.TrainConfig`; this module imports neither pydantic, xarray nor
 matplotlib at import time, so :mod:`bench.train` can reuse the step code with torch alone.
 """
 
@@ -33,8 +33,8 @@ from models.nets import VGG_CFGS, Hydra, PerModalityMLPs, VGGRegressor
 from models.weighting import FinetuneSchedule, FixedAlpha, SampledAlpha, combine, flat_grad, mgda_alpha
 
 if TYPE_CHECKING:
-    from models.config import HSITrainConfig, SeismicTrainConfig, TrainConfig
     from models.data import HSIData, SeismicData
+    from schemas.training import HSITrainConfig, SeismicTrainConfig, TrainConfig
 
 __all__ = [
     "SMALL_VGG",

@@ -17,8 +17,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from flows import cli_datasets, cli_seismic, cli_serve, cli_sweep, cli_train
-from flows.cli_common import ClusterOption, WorkersOption, console, fail, parse_pairs, parse_params
+from flows.cli import datasets as cli_datasets
+from flows.cli import seismic as cli_seismic
+from flows.cli import serve as cli_serve
+from flows.cli import sweep as cli_sweep
+from flows.cli import train as cli_train
+from flows.cli.common import ClusterOption, WorkersOption, console, fail, parse_pairs, parse_params
 from pipeline.errors import EminError
 
 app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
@@ -42,7 +46,7 @@ def synth_hsi(
     scale: Annotated[float, typer.Option(help="site size factor (1.0 = full demo site)")] = 1.0,
 ) -> None:
     """Write the synthetic UNESE-like demo scene (GeoPackage, GeoTIFF, ENVI, transmission CSV)."""
-    from pipeline.synthetic import generate_hsi_scene
+    from pipeline.synthetic.hsi_scene import generate_hsi_scene
 
     start = time.perf_counter()
     with console.status(f"generating HSI demo scene in {out} ..."):
@@ -105,8 +109,8 @@ def curate_hsi(
     version's store when publishing).
     """
     from flows.curate_hsi import curate_hsi_flow, resolve_job
-    from pipeline.hsi import table1_frame
-    from pipeline.store import open_store
+    from pipeline.hsi.curate import table1_frame
+    from pipeline.publishing.zarr_io import open_store
     from schemas.hsi import HSICurationParams
 
     if (entry is None) == (polygons is None):
@@ -161,7 +165,7 @@ def show_table1(table: Any, *, title: str) -> None:
 @app.command("validate")
 def validate(path: Annotated[Path, typer.Argument(help="a published store")]) -> None:
     """Check a published store against its contract (docs/format.md); exit 1 on any violation."""
-    from schemas.contract import validate_store
+    from pipeline.publishing.contract import validate_store
 
     try:
         problems = validate_store(path)

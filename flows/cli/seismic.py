@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli_common import console, fail
+from flows.cli.common import console, fail
 
 
 def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
@@ -20,7 +20,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         events: int = typer.Option(500, "--events"),
     ) -> None:
         """Write a synthetic Utah-like network (miniSEED, StationXML, QuakeML, picks)."""
-        from pipeline.seismic_synth import generate_seismic_network
+        from pipeline.synthetic.seismic_network import generate_seismic_network
 
         net = generate_seismic_network(out, seed=seed, n_stations=stations, n_events=events)
         console.print(
@@ -117,7 +117,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                     workers=workers,
                 )
             else:
-                from pipeline.seismic_store import curate_seismic
+                from pipeline.seismic.store import curate_seismic
 
                 summary = curate_seismic(inputs, out, params, batch_files=batch_files)
         except EminError as exc:

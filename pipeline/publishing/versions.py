@@ -7,7 +7,7 @@ Layout of a root (a local folder, or any fsspec URL)::
     <root>/<name>/latest                    JSON ``{"version": ...}``, replaced atomically, last
 
 A version id is ``v<N>-<hash>``: ``hash`` is derived from the content (every array's
-:func:`pipeline.store.array_digest` and the attributes, which hold the parameters and
+:func:`pipeline.publishing.zarr_io.array_digest` and the attributes, which hold the parameters and
 input checksums; ``code_version`` is provenance, not content). Publishing content that
 already has a version re-uses it (and points ``latest`` at it). A version is written under
 ``<name>/.tmp-<id>/`` and renamed into place only when complete, then ``latest`` moves;
@@ -35,7 +35,7 @@ import xarray as xr
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import PublishError
-from pipeline.store import array_digest, write_zarr
+from pipeline.publishing.zarr_io import array_digest, write_zarr
 from pipeline.version import code_version
 
 MANIFEST_VERSION = 1

@@ -1,7 +1,7 @@
 """Seismic curation computations: travel times, labels, batched preprocessing and spectrograms.
 
 Pure numpy/scipy on arrays of many traces at once (no file I/O here, no Prefect):
-``pipeline.backends.waveforms`` reads files, ``pipeline.seismic_store`` writes the Zarr store.
+``pipeline.io.waveforms`` reads files, ``pipeline.seismic.store`` writes the Zarr store.
 
 Spectrogram definition (the dataset contract, see docs/seismic.md): for a window ``x`` of
 ``n_frames * nperseg`` samples at ``fs`` Hz, :func:`batched_log_spectrogram` equals::

@@ -2,7 +2,7 @@
 
 No Prefect needed::
 
-    from pipeline.registry import open_dataset
+    from pipeline.publishing.registry import open_dataset
     ds = open_dataset("demo_hsi", root="data/published")   # lazy xarray.Dataset, checked
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import xarray as xr
 
-from pipeline.errors import EminError
-from pipeline.publish import (
+from pipeline.errors import DatasetNotFoundError, IntegrityError
+from pipeline.publishing.versions import (
     LATEST,
     MANIFEST,
     STORE_DIR,
@@ -30,25 +30,7 @@ from pipeline.publish import (
     read_manifest,
     store_files,
 )
-from pipeline.store import open_store
-
-
-class DatasetNotFoundError(EminError, LookupError):
-    """No dataset (or no such version of it) under the dataset root."""
-
-
-class IntegrityError(EminError):
-    """A published store does not match its manifest (tampered, truncated or half-deleted)."""
-
-    def __init__(self, where: str, problems: list[str]) -> None:
-        self.where = where
-        self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(
-            f"{where} does not match its manifest:\n{listing}{more}\n"
-            "  fix: re-publish the dataset from its inputs, or open another version"
-        )
+from pipeline.publishing.zarr_io import open_store
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_common import console, fail
+from flows.cli.common import console, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
 
         Runs until Ctrl-C, then stops the worker and the server.
         """
-        from flows.serve import StackError, local_stack
+        from flows.serve import local_stack
+        from pipeline.errors import StackError
 
         home = home.resolve()
         start = time.perf_counter()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.cli_common import fail
+from flows.cli.common import fail
 from pipeline.errors import EminError
 
 RootOpt = Annotated[
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option(help="list what would be removed")] = False,
     ) -> None:
         """Remove partial writes left by crashed publishes (complete versions are never touched)."""
-        from pipeline.publish import gc
+        from pipeline.publishing.versions import gc
 
         removed = gc(root=root, min_age_s=min_age, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
     @datasets_app.command("list")
     def datasets_list(root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Every published dataset: kind, versions, latest, size."""
-        from pipeline.registry import list_datasets
+        from pipeline.publishing.registry import list_datasets
 
         infos = list_datasets(root)
         if as_json:
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Versions, sizes, counts (Table 1) and provenance of one dataset."""
-        from pipeline.registry import describe, table1, verify_dataset
+        from pipeline.publishing.registry import describe, table1, verify_dataset
 
         try:
             info = describe(name, version, root=root)
@@ -134,8 +134,8 @@ def register(app: typer.Typer) -> None:
         root: RootOpt = None,
     ) -> None:
         """Write a seismic dataset's windowed waveforms in SeisBench's format."""
-        from pipeline.export_seisbench import export_seisbench
-        from pipeline.registry import open_dataset
+        from pipeline.publishing.export_seisbench import export_seisbench
+        from pipeline.publishing.registry import open_dataset
 
         try:
             ds = open_dataset(name, version, root=root)

@@ -38,8 +38,8 @@ def resolve_store(store: str) -> str:
     """A store path as given, or the latest published version of a dataset name; must exist."""
     if not (Path(store).exists() or "/" in store or store.endswith(".zarr")):
         from pipeline.errors import EminError
-        from pipeline.publish import default_root
-        from pipeline.registry import resolve
+        from pipeline.publishing.registry import resolve
+        from pipeline.publishing.versions import default_root
 
         try:
             _, folder = resolve(store, root=default_root())

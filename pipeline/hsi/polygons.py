@@ -10,11 +10,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from pipeline.errors import SchemaError
-
-
-class EminWarning(UserWarning):
-    """Something was repaired or skipped; it is also recorded in the dataset's provenance."""
+from pipeline.errors import EminWarning, SchemaError
 
 
 @dataclass

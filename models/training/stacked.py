@@ -10,11 +10,11 @@ formula, L2 weight decay as in ``torch.optim.Adam``) over the stacked tensors wi
 learning-rate and weight-decay vector. The summed loss ``Σ_k loss_k`` has separable
 gradients, so each trial gets exactly its own gradient.
 
-:func:`train_hsi_stacked` trains K :class:`models.config.HSITrainConfig` at once with the
-semantics of :func:`models.train.train_hsi`: same initial weights (each trial's Hydra is
+:func:`train_hsi_stacked` trains K :class:`schemas.training.HSITrainConfig` at once with the
+semantics of :func:`models.training.loop.train_hsi`: same initial weights (each trial's Hydra is
 built under its own seed, then copied in), same per-seed data order, per-trial early
 stopping and best-weight restore, and the final metrics computed by the same
-:func:`models.train.evaluate_hsi` on the un-stacked networks. Without dropout the per-trial
+:func:`models.training.loop.evaluate_hsi` on the un-stacked networks. Without dropout the per-trial
 losses equal one-at-a-time training up to float round-off; with dropout the masks come from
 one shared generator, so runs agree in distribution only (not bit for bit).
 
@@ -43,9 +43,9 @@ from models.emin import gaussian_emin
 from models.nets import Hydra
 
 if TYPE_CHECKING:
-    from models.config import HSITrainConfig
     from models.data import HSIData
-    from models.train import TrainResult
+    from models.training.loop import TrainResult
+    from schemas.training import HSITrainConfig
 
 __all__ = [
     "StackedAdam",
@@ -344,7 +344,7 @@ class StackedAdam:
 def stacked_losses(logits: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Per-trial masked CE and Gaussian EMIN ``[K]`` from logits ``[K, M, B, C]``, labels ``[K, B]``.
 
-    Same definitions as :func:`models.train.masked_ce` and :func:`models.train.emin_hsi`.
+    Same definitions as :func:`models.training.loop.masked_ce` and :func:`models.training.loop.emin_hsi`.
     """
     k, n_mod, batch, n_cls = logits.shape
     y = labels.unsqueeze(1).expand(k, n_mod, batch)
@@ -427,10 +427,10 @@ def stacked_hsi_epoch(
 
     ``alpha`` ``[K]`` is the CE weight per trial (1 = baseline); trials where ``mgda`` ``[K]``
     (bool) is True get their α per step by MGDA on their shared parameters (backbone +
-    head), as :func:`models.train.hsi_epoch` with ``alpha=None``. Returns the per-trial
+    head), as :func:`models.training.loop.hsi_epoch` with ``alpha=None``. Returns the per-trial
     epoch means ``[K, 4]`` (loss, CE, EMIN, α) as a device tensor, no host sync inside.
     """
-    from models.train import autocast_for
+    from models.training.loop import autocast_for
 
     device = data.x.device
     k = order.shape[0]
@@ -465,7 +465,7 @@ def fused_macro_accuracy(
     model: StackedHydra, data: HSIData, idx: Tensor, *, chunk: int = 8192, amp: bool = True
 ) -> Tensor:
     """Per-trial fused macro accuracy ``[K]`` on ``idx`` (eval mode), as :mod:`models.metrics` defines it."""
-    from models.train import autocast_for
+    from models.training.loop import autocast_for
 
     was = model.training
     model.eval()
@@ -523,11 +523,11 @@ def check_stackable(configs: Sequence[HSITrainConfig]) -> None:
 def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = None) -> list[TrainResult]:
     """Train ``configs`` (K trials of one Hydra family) at once; one :class:`TrainResult` per trial.
 
-    Same semantics as :func:`models.train.train_hsi` per trial (see the module docstring);
+    Same semantics as :func:`models.training.loop.train_hsi` per trial (see the module docstring);
     run folders are not written (``out_dir`` is ignored).
     """
     from models.data import load_hsi
-    from models.train import (
+    from models.training.loop import (
         EarlyStopper,
         TrainResult,
         _generator,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.errors import EminError
+from pipeline.errors import ExportError
 
 SPLIT_NAMES = {"train": "train", "val": "dev", "dev": "dev", "test": "test"}
 #: store coordinate -> SeisBench metadata column
@@ -41,10 +41,6 @@ COLUMNS = {
     "back_azimuth_deg": "path_back_azimuth_deg",
     "trace_id": "trace_emin_id",
 }
-
-
-class ExportError(EminError):
-    """A dataset cannot be exported in the requested format."""
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ import shapely
 import xarray as xr
 from pyproj import CRS, Transformer
 
-from pipeline.backends.raster import footprint_bounds, open_raster_info, pixel_indices, read_pixels
-from pipeline.backends.vector import read_polygons
 from pipeline.checksums import input_checksums
 from pipeline.errors import InputError, NoOverlapError
-from pipeline.sampling import capped_counts, points_in_polygons, points_outside
-from pipeline.spectral import Transmission, band_mask, clip_reflectance, read_transmission
-from pipeline.splits import stratified_folds
-from pipeline.store import atomic_publish, fill_array, write_zarr
-from pipeline.vector import PolygonReport, interior_buffer, prepare_polygons, top_classes
+from pipeline.hsi.folds import stratified_folds
+from pipeline.hsi.polygons import PolygonReport, interior_buffer, prepare_polygons, top_classes
+from pipeline.hsi.sampling import capped_counts, points_in_polygons, points_outside
+from pipeline.hsi.spectral import Transmission, band_mask, clip_reflectance, read_transmission
+from pipeline.io.raster import footprint_bounds, open_raster_info, pixel_indices, read_pixels
+from pipeline.io.vector import read_polygons
+from pipeline.publishing.zarr_io import atomic_publish, fill_array, write_zarr
 from pipeline.version import code_version
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
@@ -110,7 +110,7 @@ def sample_points(
     """Steps 2–4: interior buffer, top-N classes, density sampling, per-class cap.
 
     The cap is applied to the per-polygon counts before any point is drawn (see
-    :func:`pipeline.sampling.capped_counts`), so large scenes never materialise the points
+    :func:`pipeline.hsi.sampling.capped_counts`), so large scenes never materialise the points
     the cap would discard.
     """
     rngs = _seed_streams(params.seed)

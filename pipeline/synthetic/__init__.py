@@ -1,0 +1,1 @@
+"""pipeline.synthetic.hsi_scene."""
