@@ -27,10 +27,13 @@ from prefect.task_runners import TaskRunner
 from flows.publishing import publish_version_task
 from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
 from pipeline.hsi import curate as hsi
+from pipeline.hsi import extract as hsi_extract
+from pipeline.hsi import sampling as hsi_sampling
+from pipeline.hsi import store as hsi_store
 from pipeline.hsi.polygons import PolygonReport
 from pipeline.hsi.spectral import Transmission
 from pipeline.io.raster import read_cost
-from pipeline.publishing.zarr_io import atomic_publish
+from pipeline.publishing.zarr_io import write_atomically
 from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
@@ -53,7 +56,7 @@ def load_polygons_task(
 @task(name="sample-points", cache_policy=NO_CACHE)
 def sample_points_task(
     polygons: gpd.GeoDataFrame, params: HSICurationParams, report: PolygonReport
-) -> hsi.SampledPoints:
+) -> hsi_sampling.SampledPoints:
     """Buffer, pick the top classes and draw the seeded random points."""
     points = hsi.sample_points(polygons, params, report)
     get_run_logger().info("sampled %d points over classes %s", points.size, points.class_names)
@@ -63,10 +66,10 @@ def sample_points_task(
 @task(name="extract-raster", task_run_name="extract-{spec.name}", cache_key_fn=hsi_extract_key, **CACHED)
 def extract_task(
     spec: RasterSpec,
-    points: hsi.SampledPoints,
+    points: hsi_sampling.SampledPoints,
     params: HSICurationParams,
     transmission: Transmission | None,
-) -> hsi.ModalityExtraction:
+) -> hsi_extract.ModalityExtraction:
     """Block-wise extraction, band mask and clip for one raster, with progress in the log."""
     logger = get_run_logger()
     step = {"next": 0.0}
@@ -76,28 +79,28 @@ def extract_task(
             logger.info("%s: %d/%d windows read (%.0f%%)", spec.name, done, total, 100 * done / total)
             step["next"] = done / total + 0.25
 
-    result = hsi.extract_modality(spec, points, params, transmission, on_window=on_window)
+    result = hsi_extract.extract_modality(spec, points, params, transmission, on_window=on_window)
     logger.info("%s: present at %d of %d points", spec.name, int(np.sum(result.status == 0)), points.size)
     return result
 
 
 @task(name="split-and-assemble", cache_policy=NO_CACHE)
 def assemble_task(
-    points: hsi.SampledPoints,
-    extractions: list[hsi.ModalityExtraction],
+    points: hsi_sampling.SampledPoints,
+    extractions: list[hsi_extract.ModalityExtraction],
     params: HSICurationParams,
     inputs: HSIInputs,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Drop points absent everywhere (to rejects), assign stratified folds, package."""
-    return hsi.assemble_dataset(
-        points, extractions, params, provenance=hsi.provenance_for(inputs, extractions)
+    return hsi_store.assemble_dataset(
+        points, extractions, params, provenance=hsi_store.provenance_for(inputs, extractions)
     )
 
 
 @task(name="create-store", cache_policy=NO_CACHE, **io_task_options(retries=1))
 def create_store_task(ds: xr.Dataset, rejects: xr.Dataset, path: Path, chunk: int) -> None:
     """The new store's metadata, coordinates, ``present`` and rejects; modality chunks come later."""
-    hsi.create_hsi_store(ds, rejects, path, chunk=chunk, defer_modalities=True)
+    hsi_store.create_hsi_store(ds, rejects, path, chunk=chunk, defer_modalities=True)
 
 
 def longest_first(rasters: list[RasterSpec]) -> list[RasterSpec]:
@@ -109,17 +112,17 @@ def longest_first(rasters: list[RasterSpec]) -> list[RasterSpec]:
     return sorted(rasters, key=lambda spec: read_cost(spec.path), reverse=True)
 
 
-def _fill_from_state(store: str, state: State[hsi.ModalityExtraction], sample_ids: np.ndarray) -> str:
+def _fill_from_state(store: str, state: State[hsi_extract.ModalityExtraction], sample_ids: np.ndarray) -> str:
     """Dask job: one modality array of the new store, from the extract task's state held on this worker."""
     extraction = state.result()
-    hsi.fill_modality(store, extraction, sample_ids)
+    hsi_store.fill_modality(store, extraction, sample_ids)
     return extraction.name
 
 
 def fill_modalities(
     runner: TaskRunner[Any],
     store: Path,
-    extractions: list[PrefectFuture[hsi.ModalityExtraction]],
+    extractions: list[PrefectFuture[hsi_extract.ModalityExtraction]],
     sample_ids: np.ndarray,
 ) -> None:
     """Compress and write every modality array of ``store``, each where its spectra are.
@@ -133,7 +136,9 @@ def fill_modalities(
 
     logger = get_run_logger()
     if isinstance(runner, DaskTaskRunner):
-        held = [cast(PrefectDaskFuture[hsi.ModalityExtraction], f).wrapped_future for f in extractions]
+        held = [
+            cast(PrefectDaskFuture[hsi_extract.ModalityExtraction], f).wrapped_future for f in extractions
+        ]
         jobs = [runner.client.submit(_fill_from_state, str(store), h, sample_ids, pure=False) for h in held]
         failed = [e for e in (job.exception() for job in jobs) if e is not None]  # waits for every job
         if failed:  # raised only once no job still writes into the store that is about to be removed
@@ -143,7 +148,7 @@ def fill_modalities(
         return
     for f in extractions:
         extraction = f.result()
-        hsi.fill_modality(store, extraction, sample_ids)
+        hsi_store.fill_modality(store, extraction, sample_ids)
         logger.info("wrote modality %s", extraction.name)
 
 
@@ -151,19 +156,19 @@ def publish_store(
     runner: TaskRunner[Any],
     ds: xr.Dataset,
     rejects: xr.Dataset,
-    extractions: list[PrefectFuture[hsi.ModalityExtraction]],
+    extractions: list[PrefectFuture[hsi_extract.ModalityExtraction]],
     target: Path,
     chunk: int,
 ) -> Path:
     """Write the store atomically at ``target``: small arrays by a task here, modality arrays fanned out."""
-    with atomic_publish(target) as tmp:
+    with write_atomically(target) as tmp:
         create_store_task(ds, rejects, tmp, chunk)
         fill_modalities(runner, tmp, extractions, ds["sample_id"].values)
     return target
 
 
 def _artifacts(ds: xr.Dataset, path: Path) -> None:
-    table = hsi.table1_frame(ds)
+    table = hsi_store.table1_frame(ds)
     rows: list[dict[str, Any]] = [
         {"class": str(k), **{str(c): float(v) for c, v in row.items()}} for k, row in table.iterrows()
     ]
@@ -174,7 +179,7 @@ def _artifacts(ds: xr.Dataset, path: Path) -> None:
         key="curate-hsi-summary",
         markdown=(
             f"# curate-hsi\n\nPublished `{path}`: {ds.attrs['n_samples']} samples, "
-            f"{ds.attrs['n_rejected']} rejected.\n\n## Table 1\n\n{hsi.markdown_table(table)}\n\n"
+            f"{ds.attrs['n_rejected']} rejected.\n\n## Table 1\n\n{hsi_store.markdown_table(table)}\n\n"
             f"## Modalities per sampled point\n\n| modalities | points |\n|---|---|\n{lines}\n"
         ),
     )

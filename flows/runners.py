@@ -27,14 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import Task
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.checksums import cached_file_sha256
+from pipeline.checksums import array_digest, file_fingerprint
 from pipeline.errors import EminError
 from pipeline.version import code_version
 
@@ -123,14 +122,6 @@ def gpu_task_options() -> dict[str, Any]:
 # --- cache keys -----------------------------------------------------------------------------
 
 
-def file_fingerprint(path: str | Path | None) -> str | None:
-    """SHA-256 of a file (and of its ENVI ``.hdr`` sidecar), memoised per (path, size, mtime)."""
-    if path is None:
-        return None
-    p = Path(path)
-    return ":".join(cached_file_sha256(f) for f in (p, p.with_suffix(".hdr")) if f == p or f.exists())
-
-
 def cache_key(name: str, *, files: list[str | Path | None], models: list[Any]) -> str:
     """A stable key: task name, code version, file checksums, and JSON dumps of pydantic models."""
     payload = {
@@ -152,15 +143,6 @@ def hsi_polygons_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     )
 
 
-def _array_digest(*arrays: Any) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        arr = np.ascontiguousarray(np.asarray(a).astype(str) if np.asarray(a).dtype == object else a)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
 def hsi_extract_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """Cache key of ``extract-raster``: raster file checksum, spec, params, and the points' content.
 
@@ -169,9 +151,9 @@ def hsi_extract_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     """
     spec, params, points = parameters["spec"], parameters["params"], parameters["points"]
     transmission = parameters.get("transmission")
-    content = _array_digest(points.x, points.y, points.label_name, points.polygon_id)
+    content = array_digest(points.x, points.y, points.label_name, points.polygon_id)
     profile = (
-        None if transmission is None else _array_digest(transmission.wavelength_nm, transmission.transmission)
+        None if transmission is None else array_digest(transmission.wavelength_nm, transmission.transmission)
     )
     return cache_key(
         "extract-raster",

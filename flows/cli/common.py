@@ -1,21 +1,61 @@
-"""Helpers shared by every ``emin`` sub-command: error exits, ``NAME=VALUE`` options, store lookup."""
+"""Helpers shared by every ``emin`` sub-command: the one error mapping, ``NAME=VALUE`` options,
+store lookup and the option annotations several commands share."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from pipeline.errors import EminError
 
 console = Console(stderr=True, soft_wrap=True)
 
+#: Exit code of every failure caused by the user's input (a bug keeps its traceback and exits 1).
+INPUT_ERROR_EXIT = 2
 
-def fail(message: object, code: int = 2) -> NoReturn:
+
+def fail(message: object, code: int = INPUT_ERROR_EXIT) -> NoReturn:
     """Print an error in red on stderr and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(str(message))}")
     raise typer.Exit(code)
+
+
+def error_message(exc: EminError | ValidationError) -> str:
+    """The product's error format for ``exc``: what, where (file or field) and the fix.
+
+    A pydantic error becomes one line per bad field (``field: message``); an
+    :class:`~pipeline.errors.EminError` already carries its file/field and fix.
+    """
+    if isinstance(exc, ValidationError):
+        lines = [f"invalid {exc.title} settings:"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+        lines.append("  fix: correct the named option(s); `emin <command> --help` lists them")
+        return "\n".join(lines)
+    return str(exc)
+
+
+class EminGroup(TyperGroup):
+    """The root command group: maps the error tree (and pydantic's) to one message and exit 2.
+
+    This is the one place where a product error becomes an exit code, for every sub-command,
+    whether run from the shell or from ``typer.testing.CliRunner``.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (EminError, ValidationError) as exc:
+            fail(error_message(exc))
 
 
 def parse_pairs(values: list[str], option: str) -> dict[str, str]:
@@ -37,14 +77,10 @@ def parse_params(values: list[str]) -> dict[str, Any]:
 def resolve_store(store: str) -> str:
     """A store path as given, or the latest published version of a dataset name; must exist."""
     if not (Path(store).exists() or "/" in store or store.endswith(".zarr")):
-        from pipeline.errors import EminError
         from pipeline.publishing.registry import resolve
         from pipeline.publishing.versions import default_root
 
-        try:
-            _, folder = resolve(store, root=default_root())
-        except EminError as exc:
-            fail(exc)
+        _, folder = resolve(store, root=default_root())
         store = f"{folder}/data.zarr"
     if not Path(store).exists():
         fail(f"store {store} does not exist; give a store path or a name from `emin datasets list`")

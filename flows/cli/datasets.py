@@ -10,9 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.cli.common import fail
-from pipeline.errors import EminError
-
 RootOpt = Annotated[
     str | None,
     typer.Option(
@@ -86,12 +83,9 @@ def register(app: typer.Typer) -> None:
         """Versions, sizes, counts (Table 1) and provenance of one dataset."""
         from pipeline.publishing.registry import describe, table1, verify_dataset
 
-        try:
-            info = describe(name, version, root=root)
-            if verify:
-                verify_dataset(name, info["version"], root=root)
-        except EminError as exc:
-            fail(exc)
+        info = describe(name, version, root=root)
+        if verify:
+            verify_dataset(name, info["version"], root=root)
         if as_json:
             _out.print_json(json.dumps(info, default=str))
             return
@@ -137,9 +131,6 @@ def register(app: typer.Typer) -> None:
         from pipeline.publishing.export_seisbench import export_seisbench
         from pipeline.publishing.registry import open_dataset
 
-        try:
-            ds = open_dataset(name, version, root=root)
-            result = export_seisbench(ds, out=out)
-        except EminError as exc:
-            fail(exc)
+        ds = open_dataset(name, version, root=root)
+        result = export_seisbench(ds, out=out)
         _out.print(f"wrote {result.n_traces} traces to {result.metadata} and {result.waveforms}")

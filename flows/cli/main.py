@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -22,10 +21,11 @@ from flows.cli import seismic as cli_seismic
 from flows.cli import serve as cli_serve
 from flows.cli import sweep as cli_sweep
 from flows.cli import train as cli_train
-from flows.cli.common import ClusterOption, WorkersOption, console, fail, parse_pairs, parse_params
-from pipeline.errors import EminError
+from flows.cli.common import ClusterOption, EminGroup, WorkersOption, console, fail, parse_pairs, parse_params
 
-app = typer.Typer(help="emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
+app = typer.Typer(
+    cls=EminGroup, help="emin-fusion: curate multi-modality datasets and train EMIN fusion models."
+)
 synth_app = typer.Typer(help="Generate synthetic demo inputs in real file formats.")
 curate_app = typer.Typer(help="Curate raw inputs into a published Zarr dataset.")
 app.add_typer(synth_app, name="synth")
@@ -109,39 +109,34 @@ def curate_hsi(
     version's store when publishing).
     """
     from flows.curate_hsi import curate_hsi_flow, resolve_job
-    from pipeline.hsi.curate import table1_frame
+    from pipeline.hsi.store import table1_frame
     from pipeline.publishing.zarr_io import open_store
     from schemas.hsi import HSICurationParams
 
     if (entry is None) == (polygons is None):
         fail("give either --entry NAME (catalog) or --polygons with --raster/--sensor/--out")
-    try:
-        if entry is not None:
-            job = resolve_job(
-                entry, str(catalog), None, None, None if out is None else str(out), publish, root
-            )
-        else:
-            if out is None:
-                fail("--out is required with --polygons")
-            assert polygons is not None and out is not None
-            inputs = _hsi_inputs_from_args(polygons, class_column, raster, sensor, transmission, layer)
-            job = resolve_job(None, str(catalog), inputs, None, str(out), publish, root)
-        overrides = parse_params(param)
-        if seed is not None:
-            overrides["seed"] = seed
-        params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
-        start = time.perf_counter()
-        path = curate_hsi_flow(
-            inputs=job.inputs,
-            params=params,
-            out=str(job.target),
-            publish=job.publish,
-            root=job.root,
-            workers=workers,
-            cluster=cluster,
-        )
-    except (EminError, ValidationError, ValueError) as exc:
-        fail(str(exc))
+    if entry is not None:
+        job = resolve_job(entry, str(catalog), None, None, None if out is None else str(out), publish, root)
+    else:
+        if out is None:
+            fail("--out is required with --polygons")
+        assert polygons is not None and out is not None
+        inputs = _hsi_inputs_from_args(polygons, class_column, raster, sensor, transmission, layer)
+        job = resolve_job(None, str(catalog), inputs, None, str(out), publish, root)
+    overrides = parse_params(param)
+    if seed is not None:
+        overrides["seed"] = seed
+    params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
+    start = time.perf_counter()
+    path = curate_hsi_flow(
+        inputs=job.inputs,
+        params=params,
+        out=str(job.target),
+        publish=job.publish,
+        root=job.root,
+        workers=workers,
+        cluster=cluster,
+    )
     elapsed = time.perf_counter() - start
     ds = open_store(path)
     show_table1(table1_frame(ds), title=f"Table 1: samples per class and modality ({elapsed:.1f} s)")
@@ -167,10 +162,7 @@ def validate(path: Annotated[Path, typer.Argument(help="a published store")]) ->
     """Check a published store against its contract (docs/format.md); exit 1 on any violation."""
     from pipeline.publishing.contract import validate_store
 
-    try:
-        problems = validate_store(path)
-    except EminError as exc:
-        fail(str(exc))
+    problems = validate_store(path)
     if problems:
         console.print(f"[bold red]{path} violates the contract:[/]")
         for p in problems:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import console, fail
+from flows.cli.common import console
 
 
 def register(app: typer.Typer) -> None:
@@ -28,16 +28,12 @@ def register(app: typer.Typer) -> None:
         Runs until Ctrl-C, then stops the worker and the server.
         """
         from flows.serve import local_stack
-        from pipeline.errors import StackError
 
         home = home.resolve()
         start = time.perf_counter()
-        try:
-            with console.status("starting Prefect server, deploying, starting worker ..."):
-                stack_cm = local_stack(home, port=port, pool=pool, poll_seconds=poll)
-                stack = stack_cm.__enter__()
-        except StackError as exc:
-            fail(exc)
+        with console.status("starting Prefect server, deploying, starting worker ..."):
+            stack_cm = local_stack(home, port=port, pool=pool, poll_seconds=poll)
+            stack = stack_cm.__enter__()
         try:
             console.print(
                 f"[green]Prefect is up[/] in {time.perf_counter() - start:.0f} s "

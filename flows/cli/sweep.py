@@ -14,7 +14,6 @@ from flows.cli.common import (
     StoreOption,
     WorkersOption,
     console,
-    fail,
     parse_params,
     resolve_store,
 )
@@ -53,21 +52,16 @@ def register(app: typer.Typer) -> None:
         param: Annotated[list[str] | None, typer.Option(help="any other training field, KEY=VALUE")] = None,
     ) -> None:
         """Search Hydra/EMIN hyperparameters (report Table 2) with Optuna; resumable."""
-        from pydantic import ValidationError
-
         from flows.sweep import SweepParams, sweep_flow
 
         base = {"epochs": epochs, "patience": patience or None, "device": device} | parse_params(param or [])
-        try:
-            params = SweepParams(
-                store=resolve_store(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
-                n_trials=n_trials, max_new_trials=max_new_trials, cv_folds=cv_folds, final_seeds=seeds,
-                parallel=max(parallel, workers), stack=stack, sampler_seed=sampler_seed, base=base,
-                workers=workers, cluster=cluster, gpu=gpu,
-            )  # fmt: skip
-            params.base_config()
-        except ValidationError as exc:
-            fail(f"invalid sweep parameters\n{exc}")
+        params = SweepParams(
+            store=resolve_store(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
+            n_trials=n_trials, max_new_trials=max_new_trials, cv_folds=cv_folds, final_seeds=seeds,
+            parallel=max(parallel, workers), stack=stack, sampler_seed=sampler_seed, base=base,
+            workers=workers, cluster=cluster, gpu=gpu,
+        )  # fmt: skip
+        params.base_config()
         result = sweep_flow(params)
         console.print(result.get("summary", f"{result['n_complete']} complete trials"))
         typer.echo(

@@ -17,7 +17,6 @@ from flows.cli.common import (
     SeedOption,
     StoreOption,
     console,
-    fail,
     parse_params,
     resolve_store,
 )
@@ -28,8 +27,6 @@ ALPHAS = "fixed | sampled | mgda"
 
 def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, use_prefect: bool) -> None:
     """Validate the config, run the flow (or the plain function) and print the summary."""
-    from pydantic import ValidationError
-
     from schemas.training import HSITrainConfig, SeismicTrainConfig
 
     cls = HSITrainConfig if kind == "hsi" else SeismicTrainConfig
@@ -37,12 +34,9 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
     fields["store"] = resolve_store(str(fields["store"]))
     if fields.get("patience") == 0:
         fields["patience"] = None
-    try:
-        probe = cls.model_validate({**fields, "out_dir": None})
-        run_dir = out if out is not None else Path("runs") / probe.run_name(kind)
-        config = cls.model_validate({**fields, "out_dir": str(run_dir)})
-    except ValidationError as exc:
-        fail(f"invalid training configuration\n{exc}")
+    probe = cls.model_validate({**fields, "out_dir": None})
+    run_dir = out if out is not None else Path("runs") / probe.run_name(kind)
+    config = cls.model_validate({**fields, "out_dir": str(run_dir)})
     summary = _execute(config, use_prefect)
     console.print(summary)
     typer.echo(str(Path(str(config.out_dir)).resolve()))
@@ -56,12 +50,12 @@ def _execute(config: Any, use_prefect: bool) -> str:
 
     if isinstance(config, HSITrainConfig):
         if use_prefect:
-            from flows.train_hsi import train_hsi_flow
+            from flows.train import train_hsi_flow
 
             return str(train_hsi_flow(config)["summary"])
         return summary_markdown(train_hsi(config))
     if use_prefect:
-        from flows.train_seismic import train_seismic_flow
+        from flows.train import train_seismic_flow
 
         return str(train_seismic_flow(config)["summary"])
     return summary_markdown(train_seismic(config))

@@ -7,8 +7,13 @@ work is a handful of numpy passes whatever the number of polygons.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import shapely
+from pyproj import CRS
+
+from pipeline.hsi.polygons import PolygonReport
 
 _MAX_ROUNDS = 200
 
@@ -94,3 +99,29 @@ def capped_counts(counts: np.ndarray, groups: np.ndarray, cap: int, rng: np.rand
         if out[members].sum() > cap:
             out[members] = rng.multivariate_hypergeometric(out[members], cap)
     return out
+
+
+@dataclass
+class SampledPoints:
+    """Every sampled point (after the per-class cap), in the working CRS."""
+
+    x: np.ndarray
+    y: np.ndarray
+    label_name: np.ndarray
+    polygon_id: np.ndarray
+    crs: CRS
+    class_names: list[str]
+    generated_per_class: dict[str, int]
+    report: PolygonReport
+    region_bounds: tuple[float, float, float, float]
+
+    @property
+    def size(self) -> int:
+        return int(self.x.size)
+
+
+def seed_streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators per step, so changing one step never shifts another's draws."""
+    names = ("targets", "background", "cap", "folds")
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: np.random.default_rng(s) for n, s in zip(names, children, strict=True)}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from pipeline.errors import ContractViolation, MissingInputError
+from pipeline.errors import MissingInputError
 from pipeline.publishing.zarr_io import open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import validate_seismic_store
@@ -179,10 +179,3 @@ def validate_store(path: str | Path) -> list[str]:
     if kind not in VALIDATORS:
         return [f"unknown emin_kind {kind!r}; known kinds: {sorted(VALIDATORS)}"]
     return VALIDATORS[str(kind)](path)
-
-
-def check_store(path: str | Path) -> None:
-    """Raise :class:`ContractViolation` listing every problem, if any."""
-    problems = validate_store(path)
-    if problems:
-        raise ContractViolation(path, problems)

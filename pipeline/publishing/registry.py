@@ -14,18 +14,17 @@ from typing import Any
 
 import xarray as xr
 
+from pipeline.checksums import array_digest
 from pipeline.errors import DatasetNotFoundError, IntegrityError
+from pipeline.publishing.manifest import dtype_name, normalised_values
 from pipeline.publishing.versions import (
     LATEST,
     MANIFEST,
     STORE_DIR,
-    _url,
-    array_digest,
     default_root,
-    dtype_name,
     filesystem,
+    fs_url,
     list_versions,
-    normalised_values,
     read_latest,
     read_manifest,
     store_files,
@@ -54,11 +53,11 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
         name = str(entry).rstrip("/").rsplit("/", 1)[-1]
         if name.startswith(".") or not fs.isdir(entry):
             continue
-        versions = list_versions(name, root=_url(fs, base))
+        versions = list_versions(name, root=fs_url(fs, base))
         if not versions:
             continue
-        manifests = {v: read_manifest(name, v, root=_url(fs, base)) for v in versions}
-        latest = read_latest(name, root=_url(fs, base))
+        manifests = {v: read_manifest(name, v, root=fs_url(fs, base)) for v in versions}
+        latest = read_latest(name, root=fs_url(fs, base))
         kind = manifests[latest or versions[-1]].get("emin_kind") if manifests else None
         out.append(DatasetInfo(name, versions, latest, kind, manifests))
     return out
@@ -67,21 +66,21 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
 def resolve(name: str, version: str = "latest", *, root: str | Path | None = None) -> tuple[str, str]:
     """(version id, version folder) for ``name``/``version``; clear error listing what exists."""
     fs, base = filesystem(root or default_root())
-    versions = list_versions(name, root=_url(fs, base))
+    versions = list_versions(name, root=fs_url(fs, base))
     if not versions:
-        names = [d.name for d in list_datasets(_url(fs, base))]
+        names = [d.name for d in list_datasets(fs_url(fs, base))]
         raise DatasetNotFoundError(
             f"no dataset named {name!r} under {base}; datasets there: {names or 'none'}\n"
             "  fix: check the name (emin datasets list) or the root (--root / EMIN_DATA_ROOT)"
         )
     vid = version
     if version == LATEST:
-        pointed = read_latest(name, root=_url(fs, base))
+        pointed = read_latest(name, root=fs_url(fs, base))
         vid = pointed if pointed is not None else versions[-1]
     if vid not in versions:
         raise DatasetNotFoundError(
             f"dataset {name!r} has no version {version!r} under {base}; versions: {versions}"
-            f" (latest: {read_latest(name, root=_url(fs, base))})\n  fix: pick one of the listed versions"
+            f" (latest: {read_latest(name, root=fs_url(fs, base))})\n  fix: pick one of the listed versions"
         )
     return vid, f"{base}/{name}/{vid}"
 
@@ -149,13 +148,13 @@ def open_dataset(
     vid, folder = resolve(name, version, root=root)
     manifest = read_manifest(name, vid, root=root)
     store = f"{folder}/{STORE_DIR}"
-    where = f"{name}/{vid} ({_url(fs, folder)})"
+    where = f"{name}/{vid} ({fs_url(fs, folder)})"
     problems = _check_files(fs, store, manifest)
     if problems:
         raise IntegrityError(where, problems)
     groups: dict[str, xr.Dataset] = {}
     for g in manifest["arrays"]:
-        groups[g] = open_store(_url(fs, store), group=None if g == "/" else g)
+        groups[g] = open_store(fs_url(fs, store), group=None if g == "/" else g)
     problems = _check_cheap(groups, manifest, where)
     if not problems and verify:
         problems = _check_digests(groups, manifest)
@@ -164,7 +163,7 @@ def open_dataset(
     ds = groups["/" if group is None else group] if (group or "/") in groups else None
     if ds is None:
         raise DatasetNotFoundError(f"{where} has no group {group!r}; groups: {sorted(groups)}")
-    ds.attrs["emin_dataset"] = {"name": name, "version": vid, "path": _url(fs, folder)}
+    ds.attrs["emin_dataset"] = {"name": name, "version": vid, "path": fs_url(fs, folder)}
     return ds
 
 
@@ -177,14 +176,14 @@ def describe(name: str, version: str = "latest", *, root: str | Path | None = No
     """Versions, sizes, counts (Table 1) and provenance of one dataset, as plain data."""
     fs, base = filesystem(root or default_root())
     vid, folder = resolve(name, version, root=root)
-    versions = list_versions(name, root=_url(fs, base))
+    versions = list_versions(name, root=fs_url(fs, base))
     manifest = read_manifest(name, vid, root=root)
     return {
         "name": name,
         "version": vid,
-        "latest": read_latest(name, root=_url(fs, base)),
+        "latest": read_latest(name, root=fs_url(fs, base)),
         "versions": {v: read_manifest(name, v, root=root)["created"] for v in versions},
-        "path": _url(fs, folder),
+        "path": fs_url(fs, folder),
         "manifest": {k: v for k, v in manifest.items() if k not in ("arrays", "files")},
         "n_arrays": int(sum(len(a) for a in manifest["arrays"].values())),
         "n_files": len(manifest["files"]),

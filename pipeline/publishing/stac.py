@@ -18,16 +18,16 @@ import pystac
 import xarray as xr
 from pyproj import Transformer
 
+from pipeline.publishing.manifest import jsonable
 from pipeline.publishing.registry import open_dataset
 from pipeline.publishing.versions import (
     STORE_DIR,
-    _url,
-    _write_small_file,
     default_root,
     filesystem,
-    jsonable,
+    fs_url,
     list_versions,
     read_manifest,
+    write_small_file,
 )
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
@@ -110,7 +110,7 @@ def item_for(name: str, version: str, *, root: str | Path | None = None) -> pyst
         props["emin:working_crs"] = ds.attrs["crs"]
     item = pystac.Item(id=f"{name}-{version}", geometry=_geometry(bbox), bbox=bbox, datetime=None,
                        properties=props, start_datetime=start, end_datetime=end)  # fmt: skip
-    folder = _url(fs, f"{base}/{name}/{version}")
+    folder = fs_url(fs, f"{base}/{name}/{version}")
     item.add_asset("data", pystac.Asset(href=f"{folder}/{STORE_DIR}", media_type=ZARR_MEDIA_TYPE,
                                         roles=["data"], title=f"{name} {version} (Zarr v3)"))  # fmt: skip
     item.add_asset("manifest", pystac.Asset(href=f"{folder}/manifest.json", media_type=pystac.MediaType.JSON,
@@ -158,8 +158,8 @@ def collection_for(
     fs, base = filesystem(root or default_root())
     folder = f"{base}/{name}/stac"
     for item in items:
-        item.set_self_href(_url(fs, f"{folder}/{item.id}.json"))
-    coll.set_self_href(_url(fs, f"{folder}/collection.json"))
+        item.set_self_href(fs_url(fs, f"{folder}/{item.id}.json"))
+    coll.set_self_href(fs_url(fs, f"{folder}/collection.json"))
     return coll
 
 
@@ -170,6 +170,6 @@ def write_stac(name: str, *, root: str | Path | None = None) -> str:
     folder = f"{base}/{name}/stac"
     fs.makedirs(folder, exist_ok=True)
     for item in coll.get_items():
-        _write_small_file(fs, f"{folder}/{item.id}.json", json.dumps(item.to_dict(), indent=1).encode())
-    _write_small_file(fs, f"{folder}/collection.json", json.dumps(coll.to_dict(), indent=1).encode())
-    return _url(fs, f"{folder}/collection.json")
+        write_small_file(fs, f"{folder}/{item.id}.json", json.dumps(item.to_dict(), indent=1).encode())
+    write_small_file(fs, f"{folder}/collection.json", json.dumps(coll.to_dict(), indent=1).encode())
+    return fs_url(fs, f"{folder}/collection.json")

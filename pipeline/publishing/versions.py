@@ -7,7 +7,7 @@ Layout of a root (a local folder, or any fsspec URL)::
     <root>/<name>/latest                    JSON ``{"version": ...}``, replaced atomically, last
 
 A version id is ``v<N>-<hash>``: ``hash`` is derived from the content (every array's
-:func:`pipeline.publishing.zarr_io.array_digest` and the attributes, which hold the parameters and
+:func:`pipeline.checksums.array_digest` and the attributes, which hold the parameters and
 input checksums; ``code_version`` is provenance, not content). Publishing content that
 already has a version re-uses it (and points ``latest`` at it). A version is written under
 ``<name>/.tmp-<id>/`` and renamed into place only when complete, then ``latest`` moves;
@@ -18,7 +18,6 @@ previous complete version. Two concurrent publishes leave one or two complete ve
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -30,12 +29,18 @@ from pathlib import Path
 from typing import Any, cast
 
 import fsspec
-import numpy as np
 import xarray as xr
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import PublishError
-from pipeline.publishing.zarr_io import array_digest, write_zarr
+from pipeline.publishing.manifest import (
+    array_entries,
+    content_hash,
+    default_chunks,
+    jsonable,
+    prepared_for_publish,
+)
+from pipeline.publishing.zarr_io import write_zarr
 from pipeline.version import code_version
 
 MANIFEST_VERSION = 1
@@ -43,11 +48,8 @@ STORE_DIR = "data.zarr"
 MANIFEST = "manifest.json"
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
-#: Attributes that describe how a dataset was made, not what it holds (left out of the content id).
-VOLATILE_ATTRS = ("code_version",)
 VERSION_RE = re.compile(r"^v(\d+)-([0-9a-f]{8,64})$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-DEFAULT_CHUNK_BYTES = 8 * 2**20
 
 
 def default_root() -> str:
@@ -87,12 +89,12 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+def fs_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """What xarray/zarr should be given for ``path``: a plain path when local, else a URL."""
     return path if _is_local(fs) else str(fs.unstrip_protocol(path))
 
 
-def _write_small_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+def write_small_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write a small file atomically: temp name + ``os.replace`` locally, one PUT elsewhere."""
     if _is_local(fs):
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
@@ -131,82 +133,6 @@ def _check_name(name: str) -> None:
 # --------------------------------------------------------------------------------------------
 # content identity
 # --------------------------------------------------------------------------------------------
-
-
-def jsonable(value: Any) -> Any:
-    """Attributes as plain JSON types (numpy scalars/arrays, tuples, paths converted)."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    return str(value)
-
-
-def normalised_values(var: xr.Variable | xr.DataArray) -> np.ndarray:
-    """Values as digested: strings of any numpy flavour (U, StringDType, object) as object."""
-    values = np.asarray(var.values)
-    if values.dtype.kind in "OUT":
-        values = values.astype(object)
-    return values
-
-
-def dtype_name(dtype: np.dtype[Any]) -> str:
-    """A dtype name stable across a Zarr round trip (every string flavour is ``"string"``)."""
-    return "string" if dtype.kind in "OUT" else str(dtype)
-
-
-def array_entries(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
-    """Per variable (coords included): shape, dims, dtype and content digest."""
-    return {
-        str(name): {
-            "dims": [str(d) for d in var.dims],
-            "shape": [int(s) for s in var.shape],
-            "dtype": dtype_name(var.dtype),
-            "digest": "sha256:" + array_digest(normalised_values(var)),
-        }
-        for name, var in sorted(ds.variables.items(), key=lambda kv: str(kv[0]))
-    }
-
-
-def content_hash(arrays: Mapping[str, Mapping[str, dict[str, Any]]], attrs: Mapping[str, Any]) -> str:
-    """sha256 of every group's array digests and attributes (volatile attributes left out)."""
-    payload = {
-        "arrays": {g: {k: v["digest"] for k, v in a.items()} for g, a in arrays.items()},
-        "attrs": {
-            g: {k: v for k, v in jsonable(at).items() if k not in VOLATILE_ATTRS} for g, at in attrs.items()
-        },
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _prepared(ds: xr.Dataset) -> xr.Dataset:
-    """A loaded copy with every string array as object (Zarr v3 variable-length UTF-8)."""
-    out = ds.copy(deep=False).load()
-    for name, var in out.variables.items():
-        if var.dtype.kind in "T":
-            out[name] = var.astype(object)
-    return out
-
-
-def default_chunks(ds: xr.Dataset, *, target_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, int]:
-    """Chunk the leading dim of every data variable so a chunk holds about ``target_bytes``."""
-    chunks: dict[str, int] = {}
-    for var in ds.data_vars.values():
-        if not var.dims:
-            continue
-        lead = str(var.dims[0])
-        row_bytes = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
-        rows = max(1, target_bytes // row_bytes)
-        chunks[lead] = int(min(chunks.get(lead, rows), rows))
-    return chunks
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,14 +251,14 @@ def publish_dataset(
     folder = f"{base}/{name}"
     fs.makedirs(folder, exist_ok=True)
 
-    main = _prepared(ds)
-    children = {g: _prepared(d) for g, d in groups.items()}
+    main = prepared_for_publish(ds)
+    children = {g: prepared_for_publish(d) for g, d in groups.items()}
     arrays = {"": array_entries(main), **{g: array_entries(d) for g, d in children.items()}}
     attrs = {"": main.attrs, **{g: d.attrs for g, d in children.items()}}
     digest = content_hash(arrays, attrs)
     short = digest[:12]
 
-    for vid in list_versions(name, root=_url(fs, base)):
+    for vid in list_versions(name, root=fs_url(fs, base)):
         if vid.endswith(f"-{short}"):
             _point_latest(fs, folder, vid)
             return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
@@ -342,7 +268,7 @@ def publish_dataset(
         fs.makedirs(tmp, exist_ok=False)
         store = f"{tmp}/{STORE_DIR}"
         chunking = dict(chunks) if chunks is not None else default_chunks(main)
-        target = Path(store) if _is_local(fs) else _url(fs, store)
+        target = Path(store) if _is_local(fs) else fs_url(fs, store)
         write_zarr(main, target, chunks=chunking)
         for g, d in children.items():
             write_zarr(d, target, chunks={**chunking, **default_chunks(d)}, group=g)
@@ -353,7 +279,7 @@ def publish_dataset(
         if fs.exists(tmp):
             fs.rm(tmp, recursive=True)
     if version is None:  # a concurrent publish of identical content won
-        vid = next(v for v in list_versions(name, root=_url(fs, base)) if v.endswith(f"-{short}"))
+        vid = next(v for v in list_versions(name, root=fs_url(fs, base)) if v.endswith(f"-{short}"))
         _point_latest(fs, folder, vid)
         return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
     _point_latest(fs, folder, version)
@@ -383,7 +309,7 @@ def _install(
             return None
         manifest = _manifest(name=name, version=vid, digest=digest, ds=main, groups=children, arrays=arrays,
                              files=files, input_checksums=input_checksums, parameters=parameters)  # fmt: skip
-        _write_small_file(fs, f"{tmp}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        write_small_file(fs, f"{tmp}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
         if _rename_dir(fs, tmp, f"{folder}/{vid}"):
             return vid
         time.sleep(0.01)
@@ -392,17 +318,7 @@ def _install(
 
 def _point_latest(fs: fsspec.AbstractFileSystem, folder: str, version: str) -> None:
     """Move the ``latest`` pointer of a dataset folder to ``version`` (atomic, done last)."""
-    _write_small_file(fs, f"{folder}/{LATEST}", json.dumps({"version": version}).encode())
-
-
-def set_latest(name: str, version: str, *, root: str | Path | None = None) -> None:
-    """Point ``latest`` at an existing complete version (e.g. to roll back)."""
-    if version not in list_versions(name, root=root):
-        raise PublishError(
-            f"{name} has no complete version {version!r}; versions: {list_versions(name, root=root)}"
-        )
-    fs, base = filesystem(root or default_root())
-    _point_latest(fs, f"{base}/{name}", version)
+    write_small_file(fs, f"{folder}/{LATEST}", json.dumps({"version": version}).encode())
 
 
 def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:

@@ -134,10 +134,12 @@ def swap_into_place(tmp: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_publish(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+def write_atomically(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write a store into; move it to ``target`` on success.
 
-    On any exception the temporary store is deleted and ``target`` is untouched.
+    On any exception the temporary store is deleted and ``target`` is untouched. This is a
+    working-copy write; *publishing* (an immutable, versioned copy) is
+    :func:`pipeline.publishing.versions.publish_dataset`.
     An existing store at ``target`` is replaced only after the new one is complete.
     """
     target = Path(target).absolute()
@@ -155,18 +157,3 @@ def atomic_publish(target: str | Path, *, overwrite: bool = True) -> Iterator[Pa
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def array_digest(values: np.ndarray) -> str:
-    """A stable content hash of one array (dtype, shape and bytes)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    arr = np.ascontiguousarray(values)
-    h.update(str(arr.dtype).encode())
-    h.update(str(arr.shape).encode())
-    if arr.dtype.kind in "OUT":
-        h.update("\x00".join(map(str, arr.ravel().tolist())).encode())
-    else:
-        h.update(arr.tobytes())
-    return h.hexdigest()

@@ -183,6 +183,7 @@ def test_a_fill_failing_on_a_worker_publishes_nothing(
     from flows.curate_hsi import extract_task, publish_store
     from flows.runners import make_task_runner
     from pipeline.hsi import curate as hsi
+    from pipeline.hsi import store as hsi_store
 
     inputs = tiny_inputs(tiny_scene)
     out = tmp_path / "out" / "store.zarr"
@@ -195,7 +196,9 @@ def test_a_fill_failing_on_a_worker_publishes_nothing(
         shared = {"points": points, "params": PARAMS, "transmission": transmission}
         with make_task_runner(None, 2) as runner:
             futures = [runner.submit(extract_task, {"spec": s, **shared}) for s in inputs.rasters]
-            ds, rejects = hsi.assemble_dataset(points, [f.result() for f in futures], PARAMS, provenance={})
+            ds, rejects = hsi_store.assemble_dataset(
+                points, [f.result() for f in futures], PARAMS, provenance={}
+            )
             ds = ds.assign_coords(sample_id=ds["sample_id"] + points.size)  # rows no extraction has
             publish_store(runner, ds, rejects, futures, out, PARAMS.sample_chunk)
 

@@ -34,7 +34,7 @@ def test_train_hsi_flow_writes_run_and_artifact(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.train_hsi import train_hsi_flow
+    from flows.train import train_hsi_flow
 
     cfg = HSITrainConfig(
         store=str(stores["hsi"]),
@@ -55,7 +55,7 @@ def test_train_hsi_flow_writes_run_and_artifact(
 
 
 def test_train_seismic_flow(prefect_harness: None, stores: dict[str, Path], tmp_path: Path) -> None:
-    from flows.train_seismic import train_seismic_flow
+    from flows.train import train_seismic_flow
 
     cfg = SeismicTrainConfig(
         store=str(stores["seismic"]), mode="student-teacher", epochs=1, batch_size=16, head_hidden=[16],

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 from numpy.dtypes import StringDType
 
-from pipeline.publishing.versions import array_entries, content_hash, default_chunks, jsonable
+from pipeline.publishing.manifest import array_entries, content_hash, default_chunks, jsonable
 
 
 def _ds(values: np.ndarray, **attrs: object) -> xr.Dataset:

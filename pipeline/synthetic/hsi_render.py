@@ -1,0 +1,426 @@
+"""Rendering of the synthetic HSI scene: terrain, illumination, sub-pixel mixing, GeoTIFF/ENVI writers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import rasterio
+import shapely
+from pyproj import CRS, Transformer
+from rasterio.features import rasterize
+from rasterio.transform import Affine
+
+from pipeline.synthetic.hsi_layout import (
+    FLIGHTS,
+    HR_GRID_NM,
+    NODATA,
+    SITE_CRS,
+    SITE_SIZE_M,
+    SUB,
+    SceneRasterSpec,
+)
+from pipeline.synthetic.hsi_polygons import ScenePolygons, site_centre
+from pipeline.synthetic.spectra import NPV, SOIL, VEG, Library, Recipe, band_model, transmission_profile
+from pipeline.version import __version__
+
+FloatArray = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+# --------------------------------------------------------------------------- the world (terrain, fields)
+
+
+@dataclass(frozen=True)
+class World:
+    hills: FloatArray  # (k, 4): x, y (relative to the site centre), amplitude, sigma
+    scarp: tuple[float, float, float, float]  # angle, offset, height, width
+    fields: FloatArray  # (5, m, 4): kx, ky, phase, amplitude of smooth fields (veg, npv, 3 soils)
+    soils: IntArray  # library rows of the scene's three background soils
+
+
+def make_world(rng: np.random.Generator, scale: float, lib: Library) -> World:
+    """Terrain and smooth background fields, in metres relative to the site centre."""
+    w, h = SITE_SIZE_M[0] * scale, SITE_SIZE_M[1] * scale
+    k = 6
+    hills = np.column_stack(
+        [
+            rng.uniform(-0.6, 0.6, k) * w,
+            rng.uniform(-0.6, 0.6, k) * h,
+            rng.uniform(15.0, 60.0, k),
+            rng.uniform(60.0, 160.0, k),
+        ]
+    )
+    scarp = (float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(-0.2, 0.2) * w), 40.0, 15.0)
+    m = 6
+    wavelength = rng.uniform(30.0, 200.0, (5, m))
+    angle = rng.uniform(0.0, 2 * np.pi, (5, m))
+    fields = np.stack(
+        [
+            2 * np.pi / wavelength * np.cos(angle),
+            2 * np.pi / wavelength * np.sin(angle),
+            rng.uniform(0.0, 2 * np.pi, (5, m)),
+            np.full((5, m), 1.0 / np.sqrt(m / 2)),
+        ],
+        axis=-1,
+    )
+    soils = lib.starts[SOIL] + rng.choice(lib.counts[SOIL], size=3, replace=False)
+    return World(hills=hills, scarp=scarp, fields=fields, soils=soils.astype(np.int64))
+
+
+def _terrain_gradient(world: World, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(dz/dx, dz/dy) of the analytic terrain at site-relative coordinates."""
+    gx = np.zeros_like(x)
+    gy = np.zeros_like(y)
+    for hx, hy, amp, sig in world.hills:
+        e = amp * np.exp(-((x - hx) ** 2 + (y - hy) ** 2) / (2 * sig**2)) / sig**2
+        gx -= e * (x - hx)
+        gy -= e * (y - hy)
+    ang, off, height, width = world.scarp
+    s = 1.0 / (1.0 + np.exp(-((x * np.cos(ang) + y * np.sin(ang) - off) / width)))
+    d = height * s * (1 - s) / width
+    return gx + d * np.cos(ang), gy + d * np.sin(ang)
+
+
+def _field(world: World, which: int, x: FloatArray, y: FloatArray) -> FloatArray:
+    """A smooth random field, roughly in [-1, 1]."""
+    out = np.zeros_like(x)
+    for kx, ky, ph, amp in world.fields[which]:
+        out += amp * np.sin(kx * x + ky * y + ph)
+    return np.clip(out, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class FlightState:
+    sun_zenith: float  # radians
+    sun_azimuth: float  # radians, clockwise from north
+
+
+def make_flight_states(rng: np.random.Generator) -> tuple[FlightState, ...]:
+    return tuple(
+        FlightState(np.deg2rad(rng.uniform(30.0, 62.0)), np.deg2rad(rng.uniform(100.0, 250.0)))
+        for _ in FLIGHTS
+    )
+
+
+def _illumination(world: World, sun: FlightState, x: FloatArray, y: FloatArray) -> FloatArray:
+    """Relative illumination (1 on flat ground), with a diffuse floor of 0.15 in shadow."""
+    gx, gy = _terrain_gradient(world, x, y)
+    norm = np.sqrt(gx**2 + gy**2 + 1.0)
+    sz, cz = np.sin(sun.sun_zenith), np.cos(sun.sun_zenith)
+    cos_i = (-gx * sz * np.sin(sun.sun_azimuth) - gy * sz * np.cos(sun.sun_azimuth) + cz) / norm
+    diffuse = 0.15
+    return np.clip(diffuse + (1 - diffuse) * np.maximum(cos_i, 0.0) / cz, diffuse, 1.4)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _strip_frame(spec: SceneRasterSpec, scale: float) -> tuple[FloatArray, FloatArray, float, float]:
+    """Centre (site-relative), along-track unit vector, half length and half width of a strip."""
+    fl = FLIGHTS[spec.flight]
+    heading = np.deg2rad(fl.heading_deg)
+    centre = np.array(fl.centre) * scale
+    length, width = fl.length * scale, fl.width * scale
+    if spec.sensor == "SWIR":  # narrower swath, offset across track, slightly rotated
+        heading += np.deg2rad(1.0)
+        along = np.array([np.sin(heading), np.cos(heading)])
+        cross = np.array([along[1], -along[0]])
+        centre = centre - cross * 0.22 * width + along * 0.06 * length
+        length, width = 0.92 * length, 0.75 * width
+    along = np.array([np.sin(heading), np.cos(heading)])
+    return centre, along, length / 2, width / 2
+
+
+def render_raster(
+    path: Path,
+    spec: SceneRasterSpec,
+    rng: np.random.Generator,
+    polys: ScenePolygons,
+    recipes: Recipe,
+    world: World,
+    sun: FlightState,
+    lib: Library,
+    scale: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Render one flight and write it; returns what the README reports about it."""
+    cx, cy = site_centre()
+    centre, along, half_l, half_w = _strip_frame(spec, scale)
+    cross = np.array([along[1], -along[0]])
+    same_crs = CRS.from_user_input(spec.crs) == CRS.from_user_input(SITE_CRS)
+    to_raster = Transformer.from_crs(SITE_CRS, spec.crs, always_xy=True)
+    to_site = Transformer.from_crs(spec.crs, SITE_CRS, always_xy=True)
+
+    # grid: bounding box of the (densified) strip in the raster CRS, 3 pixels of border
+    t = np.linspace(-1.0, 1.0, 21)
+    ring = np.concatenate(
+        [np.column_stack([t * half_l, np.full_like(t, s * half_w)]) for s in (-1.0, 1.0)]
+        + [np.column_stack([np.full_like(t, s * half_l), t * half_w]) for s in (-1.0, 1.0)]
+    )
+    ex = cx + centre[0] + ring[:, 0] * along[0] + ring[:, 1] * cross[0]
+    ey = cy + centre[1] + ring[:, 0] * along[1] + ring[:, 1] * cross[1]
+    rx, ry = to_raster.transform(ex, ey)
+    res = spec.res
+    left = np.floor(np.min(rx) / res) * res - 3 * res
+    top = np.ceil(np.max(ry) / res) * res + 3 * res
+    width = int(np.ceil((np.max(rx) + 3 * res - left) / res))
+    height = int(np.ceil((top - (np.min(ry) - 3 * res)) / res))
+    true_tf = Affine(res, 0.0, left, 0.0, -res, top)
+
+    # pixel centres in the site CRS
+    cols = left + (np.arange(width) + 0.5) * res
+    rows = top - (np.arange(height) + 0.5) * res
+    px, py = np.meshgrid(cols, rows)
+    if same_crs:
+        sx, sy = px, py
+    else:
+        sx, sy = (np.asarray(v) for v in to_site.transform(px, py))
+    dx, dy = sx - cx - centre[0], sy - cy - centre[1]
+    a = dx * along[0] + dy * along[1]
+    c = dx * cross[0] + dy * cross[1]
+    ph = rng.uniform(0.0, 2 * np.pi, 4)
+    jag_w = 1.5 + 0.9 * np.sin(a / 17.0 + ph[0]) + 0.6 * np.sin(a / 5.3 + ph[1])
+    jag_l = 1.5 + 0.9 * np.sin(c / 13.0 + ph[2]) + 0.6 * np.sin(c / 4.1 + ph[3])
+    valid = (np.abs(c) < half_w - jag_w) & (np.abs(a) < half_l - jag_l)
+    border = 3
+    valid[:border] = valid[-border:] = False
+    valid[:, :border] = valid[:, -border:] = False
+
+    # sub-pixel labels (0 = background, k = k-th polygon)
+    shapes_site = np.asarray(polys.valid, dtype=object)
+    if same_crs:
+        shapes_r = shapes_site
+    else:
+        shapes_r = shapely.transform(
+            shapes_site, lambda xy: np.column_stack(to_raster.transform(xy[:, 0], xy[:, 1]))
+        )
+    sub = rasterize(
+        [(g, int(i + 1)) for i, g in enumerate(shapes_r)],
+        out_shape=(height * SUB, width * SUB),
+        transform=true_tf * Affine.scale(1.0 / SUB),
+        fill=0,
+        dtype="int32",
+    )
+    vr, vc = np.nonzero(valid)
+    labels = np.stack(
+        [sub[vr * SUB + i, vc * SUB + j] for i in range(SUB) for j in range(SUB)], axis=1
+    ).astype(np.int64)
+
+    centres, fwhm, srf = band_model(spec)
+    pool = (lib.spectra @ srf.T).astype(np.float32)  # (library rows, bands)
+    t_band = (srf @ transmission_profile(HR_GRID_NM)).astype(np.float32)
+    base = np.zeros((len(polys.classes) + 1, len(centres)), dtype=np.float32)
+    w1 = (recipes.gain * recipes.w)[:, None]
+    w2 = (recipes.gain * (1 - recipes.w))[:, None]
+    base[1:] = w1 * pool[recipes.i1] + w2 * pool[recipes.i2]
+
+    xs, ys = sx[vr, vc] - cx, sy[vr, vc] - cy
+    refl = _reflectance(rng, labels, base, pool, polys.classes, lib, world, xs, ys)
+
+    # flight and sensor effects
+    illum = _illumination(world, sun, xs, ys).astype(np.float32)
+    lam = centres
+    g0 = rng.uniform(0.85, 1.15)
+    gain = g0 * (1 + 0.03 * np.sin(2 * np.pi * (lam - lam[0]) / rng.uniform(300, 900) + rng.uniform(0, 6.3)))
+    span = (lam - lam[0]) / (lam[-1] - lam[0]) - 0.5
+    offset = rng.uniform(-0.01, 0.02) + rng.uniform(-0.01, 0.01) * span
+    delta = rng.uniform(-0.12, 0.12)
+    t_clip = np.maximum(t_band, 0.01)
+    residual = t_clip**delta
+    if spec.sensor == "VNIR":
+        edge = 1 + 3 * np.exp(-(lam - 400.0) / 25.0) + 2 * np.exp((lam - 1000.0) / 30.0)
+    else:
+        edge = 1 + 2 * np.exp(-(lam - 900.0) / 40.0) + 3 * np.exp((lam - 2500.0) / 60.0)
+    sigma0 = rng.uniform(0.003, 0.006)
+    sigma = (sigma0 * edge / np.sqrt(t_clip)).astype(np.float32)
+    obs = refl * illum[:, None]
+    obs *= (gain * residual).astype(np.float32)
+    obs += offset.astype(np.float32)
+    obs += rng.standard_normal(obs.shape, dtype=np.float32) * sigma
+
+    nan_count = 0
+    if spec.nan_pixels:
+        nan_count = max(5, len(vr) // 2000)
+        obs[rng.choice(len(vr), size=nan_count, replace=False)] = np.nan
+
+    # misregistration: the file's geotransform is off by 1-4 m from the truth
+    shift = rng.uniform(1.0, 4.0)
+    ang = rng.uniform(0.0, 2 * np.pi)
+    sdx, sdy = float(shift * np.cos(ang)), float(shift * np.sin(ang))
+    file_tf = Affine(res, 0.0, left + sdx, 0.0, -res, top + sdy)
+
+    cube: npt.NDArray[Any]
+    if spec.dtype == "int16":
+        cube = np.full((len(lam), height, width), int(NODATA), dtype=np.int16)
+        cube[:, vr, vc] = np.clip(np.round(obs * 10000.0), -9998, 32767).astype(np.int16).T
+    else:
+        cube = np.full((len(lam), height, width), NODATA, dtype=np.float32)
+        cube[:, vr, vc] = obs.T
+    _write_cube(path, spec, cube, file_tf, centres, fwhm, seed)
+    return {
+        "spec": spec,
+        "shape": (len(lam), height, width),
+        "valid": len(vr),
+        "shift": (sdx, sdy),
+        "gain": float(g0),
+        "sun": (float(np.rad2deg(sun.sun_zenith)), float(np.rad2deg(sun.sun_azimuth))),
+        "noise": float(sigma0),
+        "nan": nan_count,
+        "wl": (float(centres[0]), float(centres[-1])),
+    }
+
+
+def _reflectance(
+    rng: np.random.Generator,
+    labels: IntArray,
+    base: F32,
+    pool: F32,
+    classes: IntArray,
+    lib: Library,
+    world: World,
+    xs: FloatArray,
+    ys: FloatArray,
+) -> F32:
+    """Surface reflectance of each valid pixel: the mean of its sub-pixels' spectra.
+
+    Every pixel is a sparse linear combination of library rows and polygon base spectra,
+    so the whole image is one sparse (pixels x dictionary) by dense (dictionary x bands) product.
+    """
+    from scipy import sparse
+
+    n, nsub = labels.shape
+    n_pool = pool.shape[0]
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    vals: list[npt.NDArray[np.float32]] = []
+
+    def add(r: IntArray, c: IntArray, v: npt.NDArray[Any]) -> None:
+        rows.append(r)
+        cols.append(c)
+        vals.append(np.asarray(v, dtype=np.float32))
+
+    def pick(which: int, m: int) -> IntArray:
+        return lib.starts[which] + (rng.random(m) * lib.counts[which]).astype(np.int64)
+
+    # polygon sub-pixels: (1 - u) base spectrum + u random pool member, brightness jitter
+    for q in range(nsub):
+        lab = labels[:, q]
+        inside = np.flatnonzero(lab > 0)
+        k = classes[lab[inside] - 1]
+        u = rng.uniform(0.0, 0.3, len(inside))
+        scale = (1.0 + 0.03 * rng.standard_normal(len(inside))) / nsub
+        add(inside, n_pool + lab[inside], (1 - u) * scale)
+        add(inside, lib.starts[k] + (rng.random(len(inside)) * lib.counts[k]).astype(np.int64), u * scale)
+
+    # background share: the scene's three soils in smoothly varying proportions, a random soil,
+    # NPV and vegetation
+    bg = np.flatnonzero((labels == 0).any(axis=1))
+    frac = (labels[bg] == 0).sum(axis=1) / nsub * (1.0 + 0.03 * rng.standard_normal(len(bg)))
+    bx, by = xs[bg], ys[bg]
+    veg = np.clip(0.05 + 0.05 * _field(world, 0, bx, by), 0.0, 0.2)
+    npv = np.clip(0.12 + 0.08 * _field(world, 1, bx, by), 0.0, 0.3)
+    logits = np.stack([2.5 * _field(world, 2 + i, bx, by) for i in range(3)], axis=1)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    v = rng.uniform(0.0, 0.3, len(bg))
+    soil = (1 - veg - npv) * frac
+    for i in range(3):
+        add(bg, np.full(len(bg), world.soils[i]), soil * (1 - v) * weights[:, i])
+    m = len(bg)
+    add(bg, pick(SOIL, m), soil * v)
+    add(bg, pick(NPV, m), npv * frac)
+    add(bg, pick(VEG, m), veg * frac)
+
+    dictionary = np.concatenate([pool, base]).astype(np.float32)
+    w = sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, dictionary.shape[0]),
+    )
+    return np.asarray(w @ dictionary, dtype=np.float32)
+
+
+def _write_cube(
+    path: Path,
+    spec: SceneRasterSpec,
+    cube: npt.NDArray[Any],
+    transform: Affine,
+    centres: FloatArray,
+    fwhm: FloatArray,
+    seed: int,
+) -> None:
+    """Write one raster with wavelengths, units, nodata and (int16) scale in its metadata."""
+    count, height, width = cube.shape
+    for stale in (path, path.with_suffix(".hdr"), Path(f"{path}.aux.xml")):
+        stale.unlink(missing_ok=True)
+    factor = 1e-3 if spec.units == "Micrometers" else 1.0
+    wl = centres * factor
+    fw = fwhm * factor
+    fmt = "{:.5f}" if factor != 1.0 else "{:.2f}"
+    unit = "um" if factor != 1.0 else "nm"
+    profile: dict[str, Any] = {
+        "driver": spec.driver,
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": spec.dtype,
+        "crs": spec.crs,
+        "transform": transform,
+        "nodata": NODATA,
+    }
+    if spec.driver == "GTiff":
+        profile.update(
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            interleave="pixel",
+            compress="deflate",
+            predictor=2 if spec.dtype == "int16" else 3,
+        )
+    else:
+        profile.update(interleave=spec.interleave)
+    tags = {
+        "sensor": spec.sensor,
+        "modality": spec.name,
+        "flight": str(spec.flight + 1),
+        "synthetic": "true",
+        "generator": f"emin-fusion pipeline.synthetic.hsi_scene {__version__}",
+        "seed": str(seed),
+        "quantity": "pseudo-reflectance" + (" x 10000" if spec.dtype == "int16" else ""),
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(cube)
+        dst.update_tags(**tags)
+        for i in range(count):
+            dst.set_band_description(i + 1, f"{fmt.format(wl[i])} {unit}")
+            if spec.driver == "GTiff":
+                dst.update_tags(
+                    i + 1, wavelength=fmt.format(wl[i]), fwhm=fmt.format(fw[i]), wavelength_units=spec.units
+                )
+        if spec.dtype == "int16":
+            dst.scales = (1e-4,) * count
+            dst.offsets = (0.0,) * count
+        if spec.driver == "ENVI":
+            dst.update_tags(
+                ns="ENVI",
+                wavelength="{" + ", ".join(fmt.format(w) for w in wl) + "}",
+                fwhm="{" + ", ".join(fmt.format(f) for f in fw) + "}",
+                wavelength_units=spec.units,
+                sensor_type=f"synthetic {spec.sensor}",
+            )
+    if spec.driver == "ENVI":
+        # GDAL writes the file's own path as the header's description; pin it for reproducibility
+        hdr = path.with_suffix(".hdr")
+        text = hdr.read_text(encoding="utf-8")
+        text = re.sub(
+            r"description = \{.*?\}\n",
+            f"description = {{synthetic {spec.name} ({spec.sensor}) pseudo-reflectance}}\n",
+            text,
+            count=1,
+            flags=re.DOTALL,
+        )
+        hdr.write_text(text, encoding="utf-8")
