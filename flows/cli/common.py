@@ -58,6 +58,14 @@ class EminGroup(TyperGroup):
             fail(error_message(exc))
 
 
+def command_group(help: str) -> typer.Typer:
+    """A typer app whose commands report product errors through :class:`EminGroup`.
+
+    Every ``emin`` (sub-)app is made here, so the mapping holds however the apps are nested.
+    """
+    return typer.Typer(cls=EminGroup, help=help)
+
+
 def parse_pairs(values: list[str], option: str) -> dict[str, str]:
     """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed item."""
     pairs: dict[str, str] = {}

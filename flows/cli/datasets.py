@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli.common import command_group
+
 RootOpt = Annotated[
     str | None,
     typer.Option(
@@ -29,9 +31,9 @@ def _size(n: int) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the ``publish``, ``datasets`` and ``export`` command groups to ``app``."""
-    publish_app = typer.Typer(help="Maintain the dataset root (versioned, immutable datasets).")
-    datasets_app = typer.Typer(help="Find and inspect published datasets.")
-    export_app = typer.Typer(help="Export published datasets to other tools' formats.")
+    publish_app = command_group("Maintain the dataset root (versioned, immutable datasets).")
+    datasets_app = command_group("Find and inspect published datasets.")
+    export_app = command_group("Export published datasets to other tools' formats.")
     app.add_typer(publish_app, name="publish")
     app.add_typer(datasets_app, name="datasets")
     app.add_typer(export_app, name="export")

@@ -21,13 +21,19 @@ from flows.cli import seismic as cli_seismic
 from flows.cli import serve as cli_serve
 from flows.cli import sweep as cli_sweep
 from flows.cli import train as cli_train
-from flows.cli.common import ClusterOption, EminGroup, WorkersOption, console, fail, parse_pairs, parse_params
-
-app = typer.Typer(
-    cls=EminGroup, help="emin-fusion: curate multi-modality datasets and train EMIN fusion models."
+from flows.cli.common import (
+    ClusterOption,
+    WorkersOption,
+    command_group,
+    console,
+    fail,
+    parse_pairs,
+    parse_params,
 )
-synth_app = typer.Typer(help="Generate synthetic demo inputs in real file formats.")
-curate_app = typer.Typer(help="Curate raw inputs into a published Zarr dataset.")
+
+app = command_group("emin-fusion: curate multi-modality datasets and train EMIN fusion models.")
+synth_app = command_group("Generate synthetic demo inputs in real file formats.")
+curate_app = command_group("Curate raw inputs into a published Zarr dataset.")
 app.add_typer(synth_app, name="synth")
 app.add_typer(curate_app, name="curate")
 cli_seismic.register(synth_app, curate_app)

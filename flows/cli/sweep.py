@@ -13,6 +13,7 @@ from flows.cli.common import (
     DeviceOption,
     StoreOption,
     WorkersOption,
+    command_group,
     console,
     parse_params,
     resolve_store,
@@ -21,7 +22,7 @@ from flows.cli.common import (
 
 def register(app: typer.Typer) -> None:
     """Add the ``sweep`` sub-app with the ``hsi`` command to ``app``."""
-    sweep_app = typer.Typer(help="Hyperparameter sweeps (Prefect flow `sweep`, Optuna study on disk).")
+    sweep_app = command_group("Hyperparameter sweeps (Prefect flow `sweep`, Optuna study on disk).")
     app.add_typer(sweep_app, name="sweep")
 
     @sweep_app.command("hsi")

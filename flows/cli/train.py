@@ -16,6 +16,7 @@ from flows.cli.common import (
     RunDirOption,
     SeedOption,
     StoreOption,
+    command_group,
     console,
     parse_params,
     resolve_store,
@@ -63,7 +64,7 @@ def _execute(config: Any, use_prefect: bool) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add the ``train`` sub-app with ``hsi`` and ``seismic`` commands to ``app``."""
-    train_app = typer.Typer(help="Train EMIN fusion models (Prefect flows train-hsi / train-seismic).")
+    train_app = command_group("Train EMIN fusion models (Prefect flows train-hsi / train-seismic).")
     app.add_typer(train_app, name="train")
 
     @train_app.command("hsi")

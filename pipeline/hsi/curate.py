@@ -120,7 +120,8 @@ def load_transmission(inputs: HSIInputs, params: HSICurationParams) -> Transmiss
 def curate_hsi(
     inputs: HSIInputs, params: HSICurationParams, *, out: str | Path, progress: ProgressFn | None = None
 ) -> Path:
-    """Run every step in order and publish; the library equivalent of the ``curate-hsi`` flow."""
+    """Run every step in order and write the store at ``out``; the library equivalent of the
+    ``curate-hsi`` flow (which also publishes a version when asked)."""
 
     def tick(stage: str, done: int, total: int) -> None:
         if progress is not None:

@@ -1,7 +1,8 @@
-"""Zarr I/O shared by every curated store: encodings and atomic publishing.
+"""Zarr I/O shared by every curated store: encodings and atomic writes of a working copy.
 
-A published path either holds a complete store or nothing new: stores are
-written under a hidden temporary sibling and moved into place with a rename.
+A written path either holds a complete store or nothing new: stores are written under a
+hidden temporary sibling and moved into place with a rename. *Publishing* (immutable,
+versioned copies under a dataset root) is :mod:`pipeline.publishing.versions`.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def fill_array(path: str | Path, name: str, values: np.ndarray) -> None:
 
 
 def open_store(path: str | Path, *, group: str | None = None, consolidated: bool = True) -> xr.Dataset:
-    """Open a published store lazily, quiet about consolidated-metadata warnings.
+    """Open a store (working copy or published) lazily, quiet about consolidated-metadata warnings.
 
     ``consolidated=False`` reads every array's own metadata (slower), which is what a
     validator wants: consolidated metadata can describe arrays that are gone.
@@ -152,7 +153,7 @@ def write_atomically(target: str | Path, *, overwrite: bool = True) -> Iterator[
     try:
         yield tmp
         if not tmp.exists():
-            raise PublishError(f"nothing was written to {tmp}; refusing to publish an empty {target}")
+            raise PublishError(f"nothing was written to {tmp}; refusing to write an empty {target}")
         swap_into_place(tmp, target)
     finally:
         if tmp.exists():
