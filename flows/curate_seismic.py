@@ -15,14 +15,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.publishing import publish_version_task
 from flows.runners import io_task_options, make_task_runner
-from pipeline.seismic.store import (
-    CurationSummary,
-    SeismicStoreWriter,
-    TraceBatch,
-    input_checksums_for,
-    metadata_for,
-    process_files,
-)
+from pipeline.seismic.batch import TraceBatch, process_files
+from pipeline.seismic.curate import CurationSummary, input_checksums_for
+from pipeline.seismic.store import SeismicStoreWriter
+from pipeline.seismic.windows import metadata_for
 from schemas.seismic import SeismicCurationParams, SeismicInputs
 
 

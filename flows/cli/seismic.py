@@ -117,7 +117,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                     workers=workers,
                 )
             else:
-                from pipeline.seismic.store import curate_seismic
+                from pipeline.seismic.curate import curate_seismic
 
                 summary = curate_seismic(inputs, out, params, batch_files=batch_files)
         except EminError as exc:

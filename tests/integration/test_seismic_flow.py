@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import typer
+from store_digests import store_digest
 from typer.testing import CliRunner
 
+from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import open_store
-from pipeline.seismic.store import store_digest
-from schemas.seismic import validate_seismic_store
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def test_cli_synth_then_curate_without_prefect(tmp_path: Path) -> None:
 
 def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
-    from pipeline.seismic.store import curate_seismic
+    from pipeline.seismic.curate import curate_seismic
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
@@ -71,7 +71,7 @@ def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_pa
 
 def test_batches_on_two_dask_workers_equal_the_library_run(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
-    from pipeline.seismic.store import curate_seismic
+    from pipeline.seismic.curate import curate_seismic
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
