@@ -95,3 +95,25 @@ def test_cli_refuses_workers_without_prefect(tmp_path: Path) -> None:
                                    "--events", "e.xml", "--out", str(tmp_path / "s.zarr"), "--no-prefect",
                                    "--workers", "2"])  # fmt: skip
     assert res.exit_code != 0 and "drop --no-prefect" in res.output
+
+
+def test_cli_no_prefect_publish_publishes_a_version(tmp_path: Path) -> None:
+    """`emin curate seismic --no-prefect --publish NAME` publishes (it used to drop --publish)."""
+    from pipeline.publishing.registry import list_datasets, resolve
+
+    app, _, _ = _apps()
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", "seismic", "--out", str(tmp_path / "net"), "--seed", "5",
+                              "--stations", "12", "--events", "4"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "published"
+    args = ["curate", "seismic", "--waveforms", str(tmp_path / "net" / "waveforms" / "*.mseed"),
+            "--inventory", str(tmp_path / "net" / "stations.xml"), "--events", str(tmp_path / "net" / "events.xml"),
+            "--picks", str(tmp_path / "net" / "picks.csv"), "--out", str(tmp_path / "s.zarr"),
+            "--no-prefect", "--publish", "quakes", "--root", str(root)]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert [d.name for d in list_datasets(root)] == ["quakes"]
+    _, folder = resolve("quakes", root=root)
+    printed = res.output.strip().splitlines()[-1]  # the published version's store
+    assert printed.startswith(folder) and validate_seismic_store(printed) == []
