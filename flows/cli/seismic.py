@@ -10,7 +10,10 @@ from flows.cli.common import console, fail
 
 
 def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
-    """Add ``synth seismic`` and ``curate seismic`` to the given sub-apps."""
+    """Add ``synth seismic`` and ``curate seismic`` to the given sub-apps.
+
+    Long only because it holds the two command functions (typer needs them defined here).
+    """
 
     @synth_app.command("seismic")
     def synth_seismic(

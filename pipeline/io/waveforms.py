@@ -2,9 +2,9 @@
 
 Everything that touches obspy objects lives here; the rest of the seismic pipeline sees
 numpy arrays, pandas tables and plain records (:class:`ChannelTrace`, :class:`ChannelEpoch`,
-:class:`Reject`). Windowing and labelling are in :mod:`pipeline.seismic.windows`. Bad input becomes either a clear
-:class:`~pipeline.errors.InputError` (whole file unusable as metadata) or a :class:`Reject`
-row naming the trace and the reason (one waveform trace unusable).
+:class:`Reject`); windowing and labelling are in :mod:`pipeline.seismic.windows`. Bad input
+becomes either a clear :class:`~pipeline.errors.InputError` (whole file unusable as metadata)
+or a :class:`Reject` row naming the trace and the reason (one waveform trace unusable).
 """
 
 from __future__ import annotations

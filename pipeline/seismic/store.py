@@ -39,7 +39,7 @@ from pipeline.publishing.zarr_io import (
     swap_into_place,
     temporary_sibling,
 )
-from pipeline.seismic.batch import TraceBatch, segment_table
+from pipeline.seismic.batch import TraceBatch, segment_table, spectrogram_definition
 from pipeline.seismic.labels import event_split
 from pipeline.seismic.signal import CHANNELS
 from pipeline.seismic.windows import SeismicMetadata
@@ -390,16 +390,3 @@ _EMPTY_META = SeismicMetadata(
     picks={},
     tt=None,  # type: ignore[arg-type]
 )
-
-
-def spectrogram_definition(params: SeismicCurationParams) -> str:
-    """The stored spectrogram as an exact scipy expression (for provenance and docs)."""
-    return (
-        f"log10(scipy.signal.spectrogram(x, fs={params.sampling_rate_hz}, window='hann', "
-        f"nperseg={params.nperseg}, noverlap=0, detrend='constant', scaling='density', mode='psd')[2] "
-        f"+ {params.log_eps}) on x = the ZNE trace from P-{params.pre_p_s} s for {params.window_s} s after "
-        f"resampling to {params.sampling_rate_hz} Hz, linear detrend, {params.taper_fraction} Hann taper and "
-        f"zero-phase Butterworth band-pass {params.freqmin_hz}-{params.freqmax_hz} Hz "
-        f"({params.filter_corners} corners, sosfiltfilt) over the window padded by {params.margin_s} s; "
-        "N and E are exactly 0.0 (not log10(eps)) for 1C sensors"
-    )
