@@ -44,7 +44,7 @@ def bench_spectrogram(n_traces: int, n_samples: int = 12_000, fs: float = 100.0,
 
 def bench_curation(directory: Path, n_stations: int, n_events: int) -> None:
     """Generate (if absent) and curate a demo network; print throughput and the time split."""
-    from pipeline.seismic.store import curate_seismic
+    from pipeline.seismic.curate import curate_seismic
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 

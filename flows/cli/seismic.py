@@ -1,4 +1,4 @@
-"""CLI commands `synth seismic` and `curate seismic` (registered by flows/cli.py)."""
+"""CLI commands `synth seismic` and `curate seismic` (registered by flows/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from flows.cli.common import console, fail
 
 
 def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
-    """Add ``synth seismic`` and ``curate seismic`` to the given sub-apps."""
+    """Add ``synth seismic`` and ``curate seismic`` to the given sub-apps.
+
+    Long only because it holds the two command functions (typer needs them defined here).
+    """
 
     @synth_app.command("seismic")
     def synth_seismic(
@@ -69,59 +72,41 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
 
         Give either --entry NAME (catalog) or --waveforms/--inventory/--events/--out.
         """
+        from flows.curate_seismic import curate_seismic_job, resolve_job
         from pipeline.errors import EminError
-        from schemas.catalog import load_catalog
-        from schemas.seismic import SeismicCurationParams, SeismicInputs
+        from schemas.seismic import SeismicInputs
 
         if not use_prefect and (workers > 1 or cluster is not None):
             fail("--workers/--cluster fan batches out through the flow: drop --no-prefect, or drop them")
-        if entry is not None:
-            try:
-                cat = load_catalog(catalog)
-                inputs, params, target = cat.seismic_job(entry)
-                cat_publish, cat_root = cat.publication(entry)
-            except EminError as exc:
-                fail(str(exc))
-            out = out or target
-            publish, root = publish or cat_publish, root or cat_root
-        else:
-            if waveforms is None or inventory is None or events is None or out is None:
-                fail("give --entry NAME, or all of --waveforms, --inventory, --events and --out")
-            assert waveforms is not None and inventory is not None and events is not None
-            inputs = SeismicInputs.from_glob(waveforms, inventory, events, picks)
-            params = SeismicCurationParams()
-        assert out is not None
+        if entry is None and (waveforms is None or inventory is None or events is None or out is None):
+            fail("give --entry NAME, or all of --waveforms, --inventory, --events and --out")
+        try:
+            direct = None
+            if entry is None:
+                assert waveforms is not None and inventory is not None and events is not None
+                direct = SeismicInputs.from_glob(waveforms, inventory, events, picks)
+            job = resolve_job(
+                entry, str(catalog), direct, None, None if out is None else str(out), publish, root
+            )
+        except EminError as exc:
+            fail(str(exc))
+        params = job.params
         if keep_waveforms:
             params = params.model_copy(update={"keep_waveforms": True})
         if keep_all_errors:
             params = params.model_copy(update={"max_horizontal_error_km": None})
         elif max_horizontal_error_km is not None:
             params = params.model_copy(update={"max_horizontal_error_km": max_horizontal_error_km})
-        if not inputs.waveforms:
+        job = job._replace(params=params)
+        if not job.inputs.waveforms:
             fail(f"no waveform file matches {waveforms or entry!r}")
         try:
-            if use_prefect:
-                from flows.curate_seismic import curate_seismic_flow
-
-                summary = curate_seismic_flow(
-                    waveforms=[str(p) for p in inputs.waveforms],
-                    inventory=str(inputs.inventory),
-                    events=str(inputs.events),
-                    out=str(out),
-                    picks=None if inputs.picks is None else str(inputs.picks),
-                    params=params,
-                    batch_files=batch_files,
-                    publish=publish,
-                    root=root,
-                    cluster=cluster,
-                    workers=workers,
-                )
-            else:
-                from pipeline.seismic.store import curate_seismic
-
-                summary = curate_seismic(inputs, out, params, batch_files=batch_files)
+            summary = curate_seismic_job(
+                job, prefect=use_prefect, batch_files=batch_files, workers=workers, cluster=cluster
+            )
         except EminError as exc:
             fail(str(exc))
+        out = job.target
         console.print(
             f"{out}: +{summary.n_added} traces ({summary.n_already_present} already present), "
             f"+{summary.n_new_rejects} rejects; counts {summary.counts.get('per_sensor_type_split', {})}"

@@ -1,16 +1,17 @@
 """Seismic file I/O with obspy: waveforms, StationXML inventories, catalogs and picks.
 
 Everything that touches obspy objects lives here; the rest of the seismic pipeline sees
-numpy arrays, pandas tables and plain records. Bad input becomes either a clear
-:class:`~pipeline.errors.InputError` (whole file unusable as metadata) or a :class:`Reject`
-row naming the trace and the reason (one waveform trace unusable).
+numpy arrays, pandas tables and plain records (:class:`ChannelTrace`, :class:`ChannelEpoch`,
+:class:`Reject`); windowing and labelling are in :mod:`pipeline.seismic.windows`. Bad input
+becomes either a clear :class:`~pipeline.errors.InputError` (whole file unusable as metadata)
+or a :class:`Reject` row naming the trace and the reason (one waveform trace unusable).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInputError, SchemaError
-from pipeline.seismic.signal import TravelTimeTable, great_circle_deg
-
-HORIZONTALS = ("N", "E", "1", "2", "3")
 
 
 @dataclass(frozen=True)
@@ -44,24 +42,6 @@ class ChannelEpoch:
     azimuth: float | None
     dip: float | None
     sample_rate: float | None
-
-
-@dataclass
-class SeismicMetadata:
-    """Inventory index, catalog table, picks and the travel-time table for one curation run."""
-
-    channels: dict[tuple[str, str, str, str], list[ChannelEpoch]]
-    events: pd.DataFrame  # sorted by time_s; columns below
-    picks: dict[tuple[str, str, str], float]  # (event_id, network, station) -> P time (epoch s)
-    tt: TravelTimeTable
-    rejects: list[Reject] = field(default_factory=list)
-
-    def channel(self, net: str, sta: str, loc: str, cha: str, t: float) -> ChannelEpoch | None:
-        """The channel epoch covering time ``t`` (epoch seconds), or None."""
-        for ep in self.channels.get((net, sta, loc, cha), []):
-            if ep.start <= t <= ep.end:
-                return ep
-        return None
 
 
 EVENT_COLUMNS = (
@@ -97,6 +77,66 @@ def read_waveforms(path: str | Path) -> Any:
     path = _require(Path(path), "waveform file")
     fix = "check the file is a complete miniSEED/SAC/... file obspy can read, or remove it from the glob"
     return _obspy_read(obspy.read, path, "waveforms", fix)
+
+
+@dataclass(frozen=True)
+class ChannelTrace:
+    """The samples of one channel of a waveform file, pieces merged (gaps are masked samples)."""
+
+    id: str  # NET.STA.LOC.CHA
+    network: str
+    station: str
+    location: str
+    channel: str
+    start_s: float  # epoch seconds of the first sample
+    end_s: float  # epoch seconds of the last sample
+    start_text: str  # the same two times as obspy prints them (for reject details)
+    end_text: str
+    sampling_rate: float
+    npts: int
+    data: np.ndarray  # [npts], a masked array where pieces left gaps
+
+
+def read_channel_traces(path: str | Path) -> tuple[list[ChannelTrace], list[Reject]]:
+    """Every channel of one waveform file, its pieces merged, sorted by channel id.
+
+    An unreadable file is one ``unreadable_file`` reject; a channel whose pieces cannot be
+    merged (different sampling rates) is a ``sampling_rate_mismatch`` reject.
+    """
+    path = Path(path)
+    name = path.name
+    try:
+        st = read_waveforms(path)
+    except InputError as exc:
+        return [], [Reject(f"file:{name}", "unreadable_file", str(exc).splitlines()[0], name)]
+    traces: list[ChannelTrace] = []
+    rejects: list[Reject] = []
+    for sid in sorted({tr.id for tr in st}):
+        sub = st.select(id=sid)
+        try:
+            sub.merge(method=1, fill_value=None)
+        except Exception as exc:
+            rejects.append(Reject(sid, "sampling_rate_mismatch", f"cannot merge pieces: {exc}", name))
+            continue
+        tr = sub[0]
+        s = tr.stats
+        traces.append(
+            ChannelTrace(
+                id=tr.id,
+                network=s.network,
+                station=s.station,
+                location=s.location or "",
+                channel=s.channel,
+                start_s=float(s.starttime.timestamp),
+                end_s=float(s.endtime.timestamp),
+                start_text=str(s.starttime),
+                end_text=str(s.endtime),
+                sampling_rate=float(s.sampling_rate),
+                npts=int(s.npts),
+                data=tr.data,
+            )
+        )
+    return traces, rejects
 
 
 def load_inventory(path: str | Path) -> dict[tuple[str, str, str, str], list[ChannelEpoch]]:
@@ -256,287 +296,3 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
                 t = float(p.time.timestamp)
                 picks[key] = min(t, picks.get(key, t))
     return picks
-
-
-def load_metadata(
-    inventory: str | Path, events: str | Path, picks: str | Path | None, tt: TravelTimeTable
-) -> SeismicMetadata:
-    """Read inventory, catalog and picks once per curation run."""
-    channels = load_inventory(inventory)
-    table, rejects = load_catalog(events)
-    return SeismicMetadata(
-        channels=channels, events=table, picks=load_picks(picks, table), tt=tt, rejects=rejects
-    )
-
-
-@dataclass
-class Segment:
-    """Raw samples of one station-event window (all components), before preprocessing."""
-
-    trace_id: str
-    event_row: int
-    network: str
-    station: str
-    location: str
-    channel_codes: str
-    sensor_type: str
-    rate: float
-    data: np.ndarray  # [3, n] float64: Z-like, then two horizontals (zeros for 1C)
-    azimuth: np.ndarray  # [3]
-    dip: np.ndarray  # [3]
-    station_latitude: float
-    station_longitude: float
-    p_time_s: float
-    p_source: str
-    window_start_s: float
-    n_gap_samples: int
-    source_file: str
-
-
-def _component_order(comps: dict[str, Any]) -> tuple[str | None, list[str]]:
-    z = "Z" if "Z" in comps else None
-    horiz = [c for c in HORIZONTALS if c in comps]
-    return z, horiz
-
-
-def extract_segments(
-    path: str | Path, meta: SeismicMetadata, params: Any
-) -> tuple[list[Segment], list[Reject]]:
-    """Cut every station-event window out of one waveform file.
-
-    A window belongs to an event when the event's P arrival at the station (pick, else the
-    travel-time table) puts [P - pre - margin, P - pre + window + margin] over the data.
-    Every trace that yields no window is returned as a :class:`Reject` with its reason.
-    """
-    path = Path(path)
-    name = path.name
-    rejects: list[Reject] = []
-    try:
-        st = read_waveforms(path)
-    except InputError as exc:
-        return [], [Reject(f"file:{name}", "unreadable_file", str(exc).splitlines()[0], name)]
-    segments: list[Segment] = []
-    total = params.margin_s * 2 + params.window_s
-    lead = params.pre_p_s + params.margin_s
-
-    # merge per channel id (gaps become masked samples)
-    merged: dict[str, Any] = {}
-    for sid in sorted({tr.id for tr in st}):
-        sub = st.select(id=sid)
-        try:
-            sub.merge(method=1, fill_value=None)
-        except Exception as exc:
-            rejects.append(Reject(sid, "sampling_rate_mismatch", f"cannot merge pieces: {exc}", name))
-            continue
-        merged[sid] = sub[0]
-
-    sensors: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for tr in merged.values():
-        s = tr.stats
-        key = (s.network, s.station, s.location or "", s.channel[:-1])
-        sensors.setdefault(key, {})[s.channel[-1:].upper()] = tr
-
-    ev = meta.events
-    ev_times = ev["time_s"].to_numpy()
-    max_tt = float(meta.tt.p_s.max())
-    ev_herr = ev["horizontal_error_km"].to_numpy(dtype=float)
-    ev_ids = ev["event_id"].astype(str).tolist()
-
-    for (net, sta, loc, bi), comps in sorted(sensors.items()):
-        seed = f"{net}.{sta}.{loc}.{bi}"
-        z, horiz = _component_order(comps)
-        if z is None:
-            for tr in comps.values():
-                rejects.append(Reject(tr.id, "no_vertical", f"sensor {seed} has no Z component", name))
-            continue
-        use = [z]
-        if len(horiz) >= 2:
-            use += horiz[:2]
-        for c in horiz[2:] if len(horiz) >= 2 else horiz:
-            rejects.append(
-                Reject(comps[c].id, "incomplete_components", f"{seed}: horizontals {horiz}, used {use}", name)
-            )
-        trs = [comps[c] for c in use]
-        t0 = min(float(tr.stats.starttime.timestamp) for tr in trs)
-        rates = {float(tr.stats.sampling_rate) for tr in trs}
-        if len(rates) > 1:
-            for tr in trs:
-                rejects.append(
-                    Reject(tr.id, "sampling_rate_mismatch", f"{seed} components at {sorted(rates)} Hz", name)
-                )
-            continue
-        rate = rates.pop()
-        if rate < 2 * params.freqmax_hz:
-            for tr in trs:
-                rejects.append(
-                    Reject(
-                        tr.id,
-                        "sampling_rate_too_low",
-                        f"{rate} Hz < 2 x freqmax {params.freqmax_hz} Hz",
-                        name,
-                    )
-                )
-            continue
-        epochs = [meta.channel(net, sta, loc, tr.stats.channel, t0) for tr in trs]
-        if any(e is None for e in epochs):
-            miss = [tr.id for tr, e in zip(trs, epochs, strict=True) if e is None]
-            for tr in trs:
-                rejects.append(
-                    Reject(tr.id, "missing_station_metadata", f"not in inventory at {t0}: {miss}", name)
-                )
-            continue
-        eps: list[ChannelEpoch] = [e for e in epochs if e is not None]
-        az = np.zeros(3)
-        dip = np.zeros(3)
-        if len(trs) == 3:
-            bad = [tr.id for tr, e in zip(trs, eps, strict=True) if e.azimuth is None or e.dip is None]
-            if bad:
-                for tr in trs:
-                    rejects.append(
-                        Reject(tr.id, "missing_orientation", f"no azimuth/dip in inventory: {bad}", name)
-                    )
-                continue
-            az[:] = [e.azimuth for e in eps]
-            dip[:] = [e.dip for e in eps]
-            m = np.stack(
-                [-np.sin(np.radians(dip)), np.cos(np.radians(az)) * np.cos(np.radians(dip)),
-                 np.sin(np.radians(az)) * np.cos(np.radians(dip))], axis=-1,
-            )  # fmt: skip
-            if abs(np.linalg.det(m)) < 0.1:
-                for tr in trs:
-                    rejects.append(Reject(tr.id, "degenerate_orientation", f"az={az} dip={dip}", name))
-                continue
-        else:
-            zdip = eps[0].dip
-            if zdip is not None and abs(abs(zdip) - 90.0) > 5.0:
-                rejects.append(
-                    Reject(trs[0].id, "missing_orientation", f"Z channel dip {zdip} not vertical", name)
-                )
-                continue
-            az[:] = [0.0, 0.0, 90.0]
-            dip[:] = [-90.0 if zdip is None else zdip, 0.0, 0.0]
-        if params.reject_inventory_rate_mismatch:
-            bad_rate = [
-                e.sample_rate for e in eps if e.sample_rate and abs(e.sample_rate - rate) > 0.01 * rate
-            ]
-            if bad_rate:
-                for tr in trs:
-                    rejects.append(
-                        Reject(
-                            tr.id, "sampling_rate_mismatch", f"data {rate} Hz, inventory {bad_rate} Hz", name
-                        )
-                    )
-                continue
-        sta_lat, sta_lon = eps[0].latitude, eps[0].longitude
-        t_end = max(float(tr.stats.endtime.timestamp) for tr in trs)
-        lo = np.searchsorted(ev_times, t0 - max_tt - total - 1.0, side="left")
-        hi = np.searchsorted(ev_times, t_end, side="right")
-        cand = np.arange(lo, hi)
-        found = 0
-        if cand.size:
-            dist_deg = great_circle_deg(
-                np.full(cand.size, sta_lat), np.full(cand.size, sta_lon),
-                ev["latitude"].to_numpy()[cand], ev["longitude"].to_numpy()[cand],
-            )  # fmt: skip
-            keep = dist_deg * 111.195 <= params.max_distance_km
-            cand, dist_deg = cand[keep], dist_deg[keep]
-        if cand.size:
-            tp = ev_times[cand] + meta.tt.p_time(dist_deg, ev["depth_km"].to_numpy()[cand])
-            for k, row in enumerate(cand.tolist()):
-                eid = ev_ids[row]
-                pick = meta.picks.get((eid, net, sta))
-                p_time = float(pick) if pick is not None else float(tp[k])
-                w0 = p_time - lead
-                w1 = w0 + total
-                if w1 <= t0 or w0 >= t_end:
-                    continue  # this event's window is not in this file
-                found += 1
-                tid = f"{eid}.{seed}"
-                herr = float(ev_herr[row])
-                if params.max_horizontal_error_km is not None:
-                    if np.isnan(herr):
-                        if params.missing_horizontal_error == "reject":
-                            rejects.append(
-                                Reject(tid, "horizontal_error_missing", "catalog gives none", name)
-                            )
-                            continue
-                    elif herr >= params.max_horizontal_error_km:
-                        rejects.append(
-                            Reject(
-                                tid,
-                                "horizontal_error_too_large",
-                                f"{herr:.3f} km >= {params.max_horizontal_error_km} km",
-                                name,
-                            )
-                        )
-                        continue
-                n = round(total * rate)
-                data = np.zeros((3, n))
-                reason = ""
-                n_gap = 0
-                for ci, tr in enumerate(trs):
-                    i0 = round((w0 - float(tr.stats.starttime.timestamp)) * rate)
-                    if i0 < 0 or i0 + n > tr.stats.npts:
-                        have = f"{tr.stats.starttime} - {tr.stats.endtime}"
-                        reason, detail = (
-                            "too_short",
-                            f"{tr.id} covers {have}, window needs {total:.1f} s from {w0}",
-                        )
-                        break
-                    seg = tr.data[i0 : i0 + n]
-                    if np.ma.isMaskedArray(seg) and np.ma.count_masked(seg):
-                        nmask = int(np.ma.count_masked(seg))
-                        if params.gap_policy == "reject":
-                            reason, detail = "gap", f"{tr.id}: {nmask} missing samples in window"
-                            break
-                        mask = np.ma.getmaskarray(seg)
-                        vals = np.ma.getdata(seg).astype(np.float64)
-                        idx = np.arange(n)
-                        vals[mask] = np.interp(idx[mask], idx[~mask], vals[~mask]) if (~mask).any() else 0.0
-                        seg = vals
-                        n_gap += nmask
-                    arr = np.asarray(np.ma.getdata(seg), dtype=np.float64)
-                    if not np.all(np.isfinite(arr)):
-                        reason, detail = (
-                            "nan_samples",
-                            f"{tr.id}: {int((~np.isfinite(arr)).sum())} non-finite samples",
-                        )
-                        break
-                    if params.clip_counts is not None and np.abs(arr).max() >= params.clip_counts:
-                        reason, detail = (
-                            "clipped",
-                            f"{tr.id}: |x| reaches {np.abs(arr).max():.0f} >= {params.clip_counts}",
-                        )
-                        break
-                    data[ci] = arr
-                if reason:
-                    rejects.append(Reject(tid, reason, detail, name))
-                    continue
-                segments.append(
-                    Segment(
-                        trace_id=tid,
-                        event_row=row,
-                        network=net,
-                        station=sta,
-                        location=loc,
-                        channel_codes=",".join(tr.stats.channel for tr in trs),
-                        sensor_type="3C" if len(trs) == 3 else "1C",
-                        rate=rate,
-                        data=data,
-                        azimuth=az.copy(),
-                        dip=dip.copy(),
-                        station_latitude=sta_lat,
-                        station_longitude=sta_lon,
-                        p_time_s=p_time,
-                        p_source="pick" if pick is not None else "taup",
-                        window_start_s=w0 + params.margin_s,
-                        n_gap_samples=n_gap,
-                        source_file=name,
-                    )
-                )
-        if found == 0:
-            for tr in trs:
-                rejects.append(
-                    Reject(tr.id, "no_matching_event", f"no catalog event's P window in {seed} data", name)
-                )
-    return segments, rejects

@@ -1,4 +1,4 @@
-"""Check a published store against its on-disk contract (docs/format.md).
+"""Check a published store against its on-disk contract (docs/format.md): HSI and seismic validators.
 
 ``validate_store`` returns the list of problems found (empty when the store is
 valid); ``emin validate`` prints them and exits non-zero.
@@ -15,7 +15,8 @@ import xarray as xr
 from pipeline.errors import MissingInputError
 from pipeline.publishing.zarr_io import open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
-from schemas.seismic import validate_seismic_store
+from schemas.seismic import SCHEMA_VERSION as SEISMIC_SCHEMA_VERSION
+from schemas.seismic import as_str
 
 HSI_REQUIRED_ATTRS = (
     "schema_version",
@@ -148,6 +149,123 @@ def _check_modalities(ds: xr.Dataset, modalities: list[str], lo: float, hi: floa
             stored = int(np.sum(present[label == i, j]))
             if table1.get(c, {}).get(m) != stored:
                 problems.append(f"table1_counts[{c!r}][{m!r}] != {stored} samples in the store")
+    return problems
+
+
+SEISMIC_TRACE_COORDS = {
+    "trace_id": "U",
+    "event_id": "U",
+    "network": "U",
+    "station": "U",
+    "location": "U",
+    "channel_codes": "U",
+    "sensor_type": "U",
+    "split": "U",
+    "source_file": "U",
+    "p_source": "U",
+    "station_latitude": "f",
+    "station_longitude": "f",
+    "event_latitude": "f",
+    "event_longitude": "f",
+    "event_depth_km": "f",
+    "event_magnitude": "f",
+    "event_horizontal_error_km": "f",
+    "distance_km": "f",
+    "back_azimuth_deg": "f",
+    "sin_baz": "f",
+    "cos_baz": "f",
+    "p_arrival_time": "M",
+    "event_time": "M",
+    "window_start_time": "M",
+    "n_gap_samples": "i",
+}
+
+
+def validate_seismic_store(path: str | Path) -> list[str]:
+    """Every way the store at ``path`` breaks the seismic contract (empty list = valid).
+
+    One flat list of independent checks (attrs, dims, dtypes, coords, labels, splits, rejects),
+    in the order docs/seismic.md lists them; splitting it would only scatter that list.
+    """
+    problems: list[str] = []
+    try:
+        ds = open_store(path)
+    except Exception as exc:  # any failure to open is a contract problem
+        return [f"cannot open as a Zarr store: {exc}"]
+    if ds.attrs.get("emin_kind") != SEISMIC_KIND:
+        problems.append(f"attrs.emin_kind is {ds.attrs.get('emin_kind')!r}, expected {SEISMIC_KIND!r}")
+    if ds.attrs.get("schema_version") != SEISMIC_SCHEMA_VERSION:
+        problems.append(
+            f"attrs.schema_version is {ds.attrs.get('schema_version')!r}, expected {SEISMIC_SCHEMA_VERSION!r}"
+        )
+    for key in ("parameters", "input_checksums", "code_version", "counts"):
+        if key not in ds.attrs:
+            problems.append(f"attrs.{key} missing")
+    if "spectrogram" not in ds:
+        return [*problems, "data variable 'spectrogram' missing"]
+    spec = ds["spectrogram"]
+    if spec.dims != ("trace", "channel", "freq", "time"):
+        problems.append(f"spectrogram dims {spec.dims}, expected ('trace', 'channel', 'freq', 'time')")
+    if spec.dtype != np.float32:
+        problems.append(f"spectrogram dtype {spec.dtype}, expected float32")
+    if "channel" in ds.coords and [str(c) for c in ds["channel"].values] != ["Z", "N", "E"]:
+        problems.append(f"channel coordinate {list(ds['channel'].values)}, expected ['Z', 'N', 'E']")
+    for name, kind in SEISMIC_TRACE_COORDS.items():
+        if name not in ds.coords:
+            problems.append(f"coordinate {name!r} missing")
+            continue
+        if ds[name].dims != ("trace",):
+            problems.append(f"coordinate {name!r} has dims {ds[name].dims}, expected ('trace',)")
+        k = ds[name].dtype.kind
+        if kind == "U" and k not in "UTO":
+            problems.append(f"coordinate {name!r} dtype {ds[name].dtype}, expected strings")
+        if kind != "U" and k != kind:
+            problems.append(f"coordinate {name!r} dtype {ds[name].dtype}, expected kind {kind!r}")
+    if problems:
+        return problems
+    n = ds.sizes["trace"]
+    values = spec.values if n else np.zeros((0, 3, 1, 1), np.float32)
+    if not np.all(np.isfinite(values)):
+        problems.append("spectrogram holds non-finite values")
+    tid = as_str(ds["trace_id"].values)
+    if len(set(tid.tolist())) != n:
+        problems.append("trace_id values are not unique")
+    dist = ds["distance_km"].values
+    baz = ds["back_azimuth_deg"].values
+    if np.any(~np.isfinite(dist)) or np.any(dist < 0):
+        problems.append("distance_km must be finite and >= 0")
+    if np.any(~np.isfinite(baz)) or np.any(baz < 0) or np.any(baz >= 360):
+        problems.append("back_azimuth_deg must lie in [0, 360)")
+    s, c = ds["sin_baz"].values, ds["cos_baz"].values
+    if np.any(np.abs(s**2 + c**2 - 1) > 1e-6):
+        problems.append("sin_baz**2 + cos_baz**2 != 1")
+    if np.any(np.abs(np.sin(np.radians(baz)) - s) > 1e-6) or np.any(
+        np.abs(np.cos(np.radians(baz)) - c) > 1e-6
+    ):
+        problems.append("sin_baz/cos_baz disagree with back_azimuth_deg")
+    st = as_str(ds["sensor_type"].values)
+    if not set(st.tolist()) <= {"3C", "1C"}:
+        problems.append(f"sensor_type values {sorted(set(st.tolist()))}, expected 3C/1C")
+    one_c = st == "1C"
+    if one_c.any() and np.any(values[one_c][:, 1:] != 0):
+        problems.append("N/E channels of vertical-only (1C) traces are not exactly zero")
+    split = as_str(ds["split"].values)
+    if not set(split.tolist()) <= {"train", "val", "test"}:
+        problems.append(f"split values {sorted(set(split.tolist()))}, expected train/val/test")
+    ev = as_str(ds["event_id"].values)
+    per_event: dict[str, set[str]] = {}
+    for e, sp in zip(ev.tolist(), split.tolist(), strict=True):
+        per_event.setdefault(e, set()).add(sp)
+    multi = sorted(e for e, sps in per_event.items() if len(sps) > 1)
+    if multi:
+        problems.append(f"events in more than one split: {multi[:5]}")
+    try:
+        rej = open_store(path, group="rejects")
+        for col in ("trace_id", "reason", "detail"):
+            if col not in rej.variables or rej[col].dims != ("reject",):
+                problems.append(f"rejects/{col} missing or not along dim 'reject'")
+    except Exception as exc:
+        problems.append(f"rejects subgroup unreadable: {exc}")
     return problems
 
 

@@ -1,1 +1,1 @@
-"""pipeline.seismic.signal."""
+"""Seismic curation: travel times, labels, windows, signal processing, batches, the store writer."""

@@ -1,7 +1,7 @@
-"""Seismic curation computations: travel times, labels, batched preprocessing and spectrograms.
+"""Batched signal processing of many traces at once: rotation, detrend, taper, filter, resample, spectrograms.
 
-Pure numpy/scipy on arrays of many traces at once (no file I/O here, no Prefect):
-``pipeline.io.waveforms`` reads files, ``pipeline.seismic.store`` writes the Zarr store.
+Pure numpy/scipy (no file I/O here, no Prefect): ``pipeline.io.waveforms`` reads files,
+``pipeline.seismic.windows`` cuts the windows, ``pipeline.seismic.store`` writes the Zarr store.
 
 Spectrogram definition (the dataset contract, see docs/seismic.md): for a window ``x`` of
 ``n_frames * nperseg`` samples at ``fs`` Hz, :func:`batched_log_spectrogram` equals::
@@ -16,11 +16,7 @@ scipy's periodic Hann window (``get_window("hann", nperseg)``).
 
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -28,173 +24,7 @@ import scipy.signal
 
 from pipeline.errors import InputError
 
-EARTH_RADIUS_KM = 6371.0
-KM_PER_DEG = 2 * np.pi * EARTH_RADIUS_KM / 360.0
 CHANNELS = ("Z", "N", "E")
-SPLITS = ("train", "val", "test")
-
-
-# --------------------------------------------------------------------------------------------
-# Travel times: one taup table, interpolated
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TravelTimeTable:
-    """First P and S travel times (s) on a distance (deg) × source depth (km) grid (iasp91).
-
-    ``TauPyModel.get_travel_times`` costs ~7-14 ms a call, so the table is built once (and
-    cached on disk) and bilinearly interpolated for every trace.
-    """
-
-    model: str
-    distance_deg: np.ndarray
-    depth_km: np.ndarray
-    p_s: np.ndarray  # [n_distance, n_depth]
-    s_s: np.ndarray
-
-    def _interp(self, table: np.ndarray, distance_deg: np.ndarray, depth_km: np.ndarray) -> np.ndarray:
-        d = np.asarray(distance_deg, dtype=np.float64)
-        z = np.asarray(depth_km, dtype=np.float64)
-        if np.any(d < 0) or np.any(d > self.distance_deg[-1]) or np.any(~np.isfinite(d)):
-            raise InputError(
-                f"distance outside the travel-time table (0-{self.distance_deg[-1]:.2f} deg): "
-                f"max {np.nanmax(d):.3f} deg",
-                fix="raise max_distance_km or build the table with a larger max_distance_deg",
-            )
-        zc = np.clip(z, self.depth_km[0], self.depth_km[-1])
-        fi = np.interp(d, self.distance_deg, np.arange(self.distance_deg.size))
-        fj = np.interp(zc, self.depth_km, np.arange(self.depth_km.size))
-        i0 = np.minimum(np.floor(fi).astype(int), self.distance_deg.size - 2)
-        j0 = np.minimum(np.floor(fj).astype(int), self.depth_km.size - 2)
-        wi, wj = fi - i0, fj - j0
-        return (
-            table[i0, j0] * (1 - wi) * (1 - wj)
-            + table[i0 + 1, j0] * wi * (1 - wj)
-            + table[i0, j0 + 1] * (1 - wi) * wj
-            + table[i0 + 1, j0 + 1] * wi * wj
-        )
-
-    def p_time(self, distance_deg: np.ndarray, depth_km: np.ndarray) -> np.ndarray:
-        """Predicted first-P travel time (s), vectorised."""
-        return self._interp(self.p_s, distance_deg, depth_km)
-
-    def s_time(self, distance_deg: np.ndarray, depth_km: np.ndarray) -> np.ndarray:
-        """Predicted first-S travel time (s), vectorised."""
-        return self._interp(self.s_s, distance_deg, depth_km)
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("EMIN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "emin-fusion")
-    return Path(root)
-
-
-def _compute_table(model: str, distances: np.ndarray, depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from obspy.taup import TauPyModel
-
-    taup = TauPyModel(model)
-    p = np.full((distances.size, depths.size), np.nan)
-    s = np.full_like(p, np.nan)
-    for i, dist in enumerate(distances):
-        for j, dep in enumerate(depths):
-            arrivals = taup.get_travel_times(
-                source_depth_in_km=float(dep), distance_in_degree=float(dist), phase_list=["p", "P", "s", "S"]
-            )
-            pt = [a.time for a in arrivals if a.name.upper().startswith("P")]
-            st = [a.time for a in arrivals if a.name.upper().startswith("S")]
-            p[i, j] = min(pt) if pt else np.nan
-            s[i, j] = min(st) if st else np.nan
-    for arr in (p, s):  # fill rare shadow gaps along distance
-        for j in range(arr.shape[1]):
-            col = arr[:, j]
-            bad = ~np.isfinite(col)
-            if bad.any():
-                col[bad] = np.interp(distances[bad], distances[~bad], col[~bad])
-    return p, s
-
-
-@lru_cache(maxsize=4)
-def travel_time_table(
-    model: str = "iasp91", max_distance_deg: float = 5.0, step_deg: float = 0.1, max_depth_km: float = 40.0
-) -> TravelTimeTable:
-    """The P/S travel-time table for ``model``, computed with obspy.taup once and cached on disk.
-
-    Grid: distance 0..max_distance_deg every ``step_deg``; depth 0..max_depth_km every 5 km.
-    The disk cache lives in ``$EMIN_CACHE_DIR`` (default ``~/.cache/emin-fusion``).
-    """
-    distances = np.round(np.arange(0.0, max_distance_deg + step_deg / 2, step_deg), 6)
-    depths = np.arange(0.0, max_depth_km + 2.5, 5.0)
-    key = hashlib.sha256(f"{model}|{distances.tolist()}|{depths.tolist()}".encode()).hexdigest()[:16]
-    cache = _cache_dir() / f"taup_{model}_{key}.npz"
-    if cache.exists():
-        try:
-            with np.load(cache) as z:
-                return TravelTimeTable(model, distances, depths, z["p"], z["s"])
-        except (OSError, ValueError, KeyError):
-            pass
-    p, s = _compute_table(model, distances, depths)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, p=p, s=s)
-        os.replace(tmp, cache)
-    except OSError:
-        pass
-    return TravelTimeTable(model, distances, depths, p, s)
-
-
-# --------------------------------------------------------------------------------------------
-# Geometry and labels
-# --------------------------------------------------------------------------------------------
-
-
-def great_circle_deg(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    """Spherical great-circle distance in degrees (as obspy.taup expects), vectorised."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
-
-
-def geodesic_inv(
-    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """WGS84 geodesic (distance_km, azimuth 1→2 deg in [0,360), azimuth 2→1), vectorised (pyproj)."""
-    from pyproj import Geod
-
-    az12, az21, dist_m = Geod(ellps="WGS84").inv(
-        np.asarray(lon1, float), np.asarray(lat1, float), np.asarray(lon2, float), np.asarray(lat2, float)
-    )
-    return np.asarray(dist_m) / 1000.0, np.mod(np.asarray(az12), 360.0), np.mod(np.asarray(az21), 360.0)
-
-
-def station_event_labels(
-    station_lat: np.ndarray, station_lon: np.ndarray, event_lat: np.ndarray, event_lon: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Labels ``distance_km`` and ``back_azimuth_deg`` (+ sin/cos) per trace.
-
-    Computed with ``obspy.geodetics.gps2dist_azimuth(station_lat, station_lon, event_lat,
-    event_lon)``: the azimuth at the station toward the event (the back azimuth), WGS84.
-    One call per trace (~20 µs) — the contract names this function, so it is used verbatim.
-    """
-    from obspy.geodetics import gps2dist_azimuth
-
-    n = len(station_lat)
-    dist = np.empty(n)
-    baz = np.empty(n)
-    for i in range(n):
-        d, az, _ = gps2dist_azimuth(
-            float(station_lat[i]), float(station_lon[i]), float(event_lat[i]), float(event_lon[i])
-        )
-        dist[i], baz[i] = d / 1000.0, az % 360.0
-    baz = np.where(baz >= 360.0, 0.0, baz)
-    rad = np.radians(baz)
-    return {
-        "distance_km": dist,
-        "back_azimuth_deg": baz,
-        "sin_baz": np.sin(rad),
-        "cos_baz": np.cos(rad),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,28 +169,3 @@ def batched_log_spectrogram(
     freq = np.fft.rfftfreq(nperseg, 1.0 / fs)
     time = (np.arange(n_frames) * nperseg + nperseg / 2) / fs
     return freq, time, np.ascontiguousarray(np.swapaxes(values, -1, -2))
-
-
-# --------------------------------------------------------------------------------------------
-# Splits grouped by event
-# --------------------------------------------------------------------------------------------
-
-
-def event_split(
-    event_ids: np.ndarray | list[str], seed: int, fractions: tuple[float, float, float]
-) -> np.ndarray:
-    """Deterministic train/val/test per event from a hash of (seed, event_id).
-
-    Every trace of an event gets the event's split, and the split of an event does not depend
-    on which other events are ingested or in what order (so appends keep earlier splits).
-    Fractions hold in expectation (80/10/10 by default), not exactly.
-    """
-    total = sum(fractions)
-    c1 = fractions[0] / total
-    c2 = (fractions[0] + fractions[1]) / total
-    out = []
-    for eid in event_ids:
-        h = hashlib.sha256(f"{seed}:{eid}".encode()).digest()
-        u = int.from_bytes(h[:8], "big") / 2**64
-        out.append(SPLITS[0] if u < c1 else SPLITS[1] if u < c2 else SPLITS[2])
-    return np.asarray(out, dtype=object)

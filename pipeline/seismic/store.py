@@ -20,7 +20,6 @@ import shutil
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,226 +29,24 @@ import xarray as xr
 import zarr
 from numpy.dtypes import StringDType
 
-from pipeline.checksums import file_sha256
-from pipeline.errors import ContractViolation, InputError, PublishError
-from pipeline.io.waveforms import (
-    EVENT_COLUMNS,
-    Reject,
-    Segment,
-    SeismicMetadata,
-    extract_segments,
-    load_metadata,
+from pipeline.errors import ContractViolation, InputError
+from pipeline.io.waveforms import EVENT_COLUMNS, Reject
+from pipeline.publishing.contract import validate_seismic_store
+from pipeline.publishing.zarr_io import (
+    ZARR_FORMAT,
+    compressor,
+    open_store,
+    swap_into_place,
+    temporary_sibling,
 )
-from pipeline.publishing.zarr_io import ZARR_FORMAT, compressor, open_store, swap_into_place
-from pipeline.seismic.signal import (
-    CHANNELS,
-    batched_log_spectrogram,
-    event_split,
-    preprocess_batch,
-    resample_batch,
-    rotate_to_zne,
-    station_event_labels,
-    travel_time_table,
-)
+from pipeline.seismic.batch import TraceBatch, segment_table, spectrogram_definition
+from pipeline.seismic.labels import event_split
+from pipeline.seismic.signal import CHANNELS
+from pipeline.seismic.windows import SeismicMetadata
 from pipeline.version import code_version
-from schemas.seismic import (
-    DATA_SHAPING_PARAMS,
-    EMIN_KIND,
-    SCHEMA_VERSION,
-    SeismicCurationParams,
-    SeismicInputs,
-    as_str,
-)
+from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SCHEMA_VERSION, SeismicCurationParams, as_str
 
 REJECT_COLUMNS = ("trace_id", "reason", "detail", "source_file")
-
-
-@dataclass
-class TraceBatch:
-    """Spectrograms [n, 3, freq, time] of processed traces, their per-trace table and rejects."""
-
-    spectrogram: np.ndarray
-    table: pd.DataFrame
-    rejects: list[Reject]
-    freq_hz: np.ndarray
-    time_s: np.ndarray
-    timings_s: dict[str, float] = field(default_factory=dict)
-    n_skipped: int = 0
-    waveform: np.ndarray | None = None  # [n, 3, samples] float32 when params.keep_waveforms
-
-    @classmethod
-    def empty(cls, rejects: Sequence[Reject] = ()) -> TraceBatch:
-        """A batch with no traces (used to hand metadata-level rejects to a writer)."""
-        return cls(
-            np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(rejects), np.zeros(0), np.zeros(0)
-        )
-
-    @property
-    def n(self) -> int:
-        """Number of traces."""
-        return int(self.spectrogram.shape[0])
-
-
-def metadata_for(inputs: SeismicInputs, params: SeismicCurationParams) -> SeismicMetadata:
-    """Read the run's inventory, catalog and picks and get the travel-time table."""
-    max_deg = max(5.0, params.max_distance_km / 111.195 + 0.2)
-    tt = travel_time_table(params.taup_model, round(max_deg, 1))
-    return load_metadata(inputs.inventory, inputs.events, inputs.picks, tt)
-
-
-def windowed_samples(
-    segments: Sequence[Segment], params: SeismicCurationParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed ZNE windows [n, 3, n_frames*nperseg] float64 and the valid-channel mask [n, 3].
-
-    Batched: resample per input rate (polyphase), rotate 3C data to ZNE with the inventory
-    orientations, linear detrend + taper + zero-phase band-pass over the window padded by
-    ``margin_s``, then cut the window. N/E of 1C sensors stay exactly zero (mask False).
-    """
-    fs = params.sampling_rate_hz
-    n_total = round((params.window_s + 2 * params.margin_s) * fs)
-    i_win = round(params.margin_s * fs)
-    n_win = params.n_frames * params.nperseg
-    data = np.zeros((len(segments), 3, n_total), dtype=np.float64)
-    by_rate: dict[float, list[int]] = {}
-    for i, s in enumerate(segments):
-        by_rate.setdefault(s.rate, []).append(i)
-    for rate, idx in by_rate.items():
-        stack = np.stack([segments[i].data for i in idx])
-        res = resample_batch(stack, rate, fs)
-        m = min(res.shape[-1], n_total)
-        data[idx, :, :m] = res[..., :m]
-    three = np.array([s.sensor_type == "3C" for s in segments], dtype=bool)
-    if three.any():
-        az = np.stack([segments[int(i)].azimuth for i in np.flatnonzero(three)])
-        dip = np.stack([segments[int(i)].dip for i in np.flatnonzero(three)])
-        data[three] = rotate_to_zne(data[three], az, dip)
-    valid = np.ones((len(segments), 3), dtype=bool)
-    valid[~three, 1:] = False
-    out = np.zeros((len(segments), 3, n_win), dtype=np.float64)
-    if valid.any():
-        proc = preprocess_batch(
-            data[valid],
-            fs,
-            freqmin_hz=params.freqmin_hz,
-            freqmax_hz=params.freqmax_hz,
-            corners=params.filter_corners,
-            taper_fraction=params.taper_fraction,
-        )
-        out[valid] = proc[:, i_win : i_win + n_win]
-    return out, valid
-
-
-def process_segments(
-    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray, dict[str, float], np.ndarray | None]:
-    """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time.
-
-    Also returns the windows themselves (float32) when ``params.keep_waveforms``.
-    """
-    import time
-
-    fs = params.sampling_rate_hz
-    n_freq = params.nperseg // 2 + 1
-    out = np.zeros((len(segments), 3, n_freq, params.n_frames), dtype=np.float32)
-    n_samples = params.n_frames * params.nperseg
-    waves = np.zeros((len(segments), 3, n_samples), np.float32) if params.keep_waveforms else None
-    timings = {"preprocess": 0.0, "spectrogram": 0.0}
-    freq = np.fft.rfftfreq(params.nperseg, 1 / fs)
-    time_s = (np.arange(params.n_frames) * params.nperseg + params.nperseg / 2) / fs - params.pre_p_s
-    for start in range(0, len(segments), chunk):
-        part = segments[start : start + chunk]
-        t = time.perf_counter()
-        window, valid = windowed_samples(part, params)
-        if waves is not None:
-            waves[start : start + len(part)] = window[..., :n_samples]
-        timings["preprocess"] += time.perf_counter() - t
-        t = time.perf_counter()
-        _, _, spec = batched_log_spectrogram(window[valid], fs, nperseg=params.nperseg, eps=params.log_eps)
-        block = np.zeros((len(part), 3, n_freq, params.n_frames), dtype=np.float32)
-        block[valid] = spec
-        out[start : start + len(part)] = block
-        timings["spectrogram"] += time.perf_counter() - t
-    table = segment_table(segments, meta, params)
-    return out, table, freq, time_s, timings, waves
-
-
-def segment_table(
-    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams
-) -> pd.DataFrame:
-    """Per-trace coordinates (labels from gps2dist_azimuth, station → event)."""
-    ev = meta.events
-    rows = np.array([s.event_row for s in segments], dtype=int)
-    sta_lat = np.array([s.station_latitude for s in segments], dtype=float)
-    sta_lon = np.array([s.station_longitude for s in segments], dtype=float)
-    ev_lat = ev["latitude"].to_numpy()[rows] if len(rows) else np.zeros(0)
-    ev_lon = ev["longitude"].to_numpy()[rows] if len(rows) else np.zeros(0)
-    labels = station_event_labels(sta_lat, sta_lon, ev_lat, ev_lon)
-
-    def ts(values: Iterable[float]) -> np.ndarray:
-        arr = np.array(list(values), dtype=np.float64)
-        return (np.round(arr * 1e6).astype("int64") * 1000).astype("datetime64[ns]")
-
-    return pd.DataFrame(
-        {
-            "trace_id": [s.trace_id for s in segments],
-            "event_id": ev["event_id"].to_numpy()[rows].astype(str) if len(rows) else np.zeros(0, str),
-            "network": [s.network for s in segments],
-            "station": [s.station for s in segments],
-            "location": [s.location for s in segments],
-            "channel_codes": [s.channel_codes for s in segments],
-            "sensor_type": [s.sensor_type for s in segments],
-            "source_file": [s.source_file for s in segments],
-            "p_source": [s.p_source for s in segments],
-            "station_latitude": sta_lat,
-            "station_longitude": sta_lon,
-            "event_latitude": ev_lat,
-            "event_longitude": ev_lon,
-            "event_depth_km": ev["depth_km"].to_numpy()[rows] if len(rows) else np.zeros(0),
-            "event_magnitude": ev["magnitude"].to_numpy()[rows] if len(rows) else np.zeros(0),
-            "event_horizontal_error_km": ev["horizontal_error_km"].to_numpy()[rows]
-            if len(rows)
-            else np.zeros(0),
-            **labels,
-            "p_arrival_time": ts(s.p_time_s for s in segments),
-            "event_time": ts(ev["time_s"].to_numpy()[rows] if len(rows) else []),
-            "window_start_time": ts(s.window_start_s for s in segments),
-            "n_gap_samples": np.array([s.n_gap_samples for s in segments], dtype=np.int64),
-        }
-    )
-
-
-def process_files(
-    paths: Sequence[str | Path],
-    meta: SeismicMetadata,
-    params: SeismicCurationParams,
-    *,
-    skip_ids: set[str] | frozenset[str] = frozenset(),
-) -> TraceBatch:
-    """Read a batch of waveform files and turn every usable station-event window into a spectrogram.
-
-    Windows whose trace id is in ``skip_ids`` (already in the store) are not processed again.
-    """
-    import time
-
-    t = time.perf_counter()
-    segments: list[Segment] = []
-    rejects: list[Reject] = []
-    skipped = 0
-    for p in paths:
-        segs, rej = extract_segments(p, meta, params)
-        segments += [sg for sg in segs if sg.trace_id not in skip_ids]
-        skipped += len(segs) - sum(sg.trace_id not in skip_ids for sg in segs)
-        rejects += rej
-    t_read = time.perf_counter() - t
-    spec, table, freq, time_s, timings, waves = process_segments(segments, meta, params)
-    timings["read"] = t_read
-    return TraceBatch(spec, table, rejects, freq, time_s, timings, n_skipped=skipped, waveform=waves)
-
-
-# --------------------------------------------------------------------------------------------
-# Store writing
-# --------------------------------------------------------------------------------------------
 
 
 def _zarr_writes_replace_files() -> bool:
@@ -398,8 +195,6 @@ class SeismicStoreWriter:
 
     def _ensure_tmp(self) -> Path:
         if self.tmp is None:
-            from pipeline.publishing.zarr_io import temporary_sibling
-
             self.tmp = temporary_sibling(self.target)
             self.target.parent.mkdir(parents=True, exist_ok=True)
             if self.target.exists():
@@ -490,8 +285,6 @@ class SeismicStoreWriter:
 
         Returns False (and writes nothing) when the ingest added no trace and no reject.
         """
-        from schemas.seismic import validate_seismic_store
-
         if not self.changed:
             self.abort()
             return False
@@ -597,122 +390,3 @@ _EMPTY_META = SeismicMetadata(
     picks={},
     tt=None,  # type: ignore[arg-type]
 )
-
-
-def spectrogram_definition(params: SeismicCurationParams) -> str:
-    """The stored spectrogram as an exact scipy expression (for provenance and docs)."""
-    return (
-        f"log10(scipy.signal.spectrogram(x, fs={params.sampling_rate_hz}, window='hann', "
-        f"nperseg={params.nperseg}, noverlap=0, detrend='constant', scaling='density', mode='psd')[2] "
-        f"+ {params.log_eps}) on x = the ZNE trace from P-{params.pre_p_s} s for {params.window_s} s after "
-        f"resampling to {params.sampling_rate_hz} Hz, linear detrend, {params.taper_fraction} Hann taper and "
-        f"zero-phase Butterworth band-pass {params.freqmin_hz}-{params.freqmax_hz} Hz "
-        f"({params.filter_corners} corners, sosfiltfilt) over the window padded by {params.margin_s} s; "
-        "N and E are exactly 0.0 (not log10(eps)) for 1C sensors"
-    )
-
-
-@dataclass
-class CurationSummary:
-    """What one curation run did."""
-
-    store: Path
-    published: bool
-    n_files: int
-    n_added: int
-    n_already_present: int
-    n_new_rejects: int
-    counts: dict[str, Any]
-    timings_s: dict[str, float]
-    version_store: str | None = None  # set when the store was also published as a version
-
-    @classmethod
-    def of(
-        cls,
-        writer: SeismicStoreWriter,
-        *,
-        out: str | Path,
-        published: bool,
-        n_files: int,
-        timings_s: dict[str, float] | None = None,
-    ) -> CurationSummary:
-        """Summarise a committed writer, with the store's counts as published."""
-        counts = dict(open_store(out).attrs.get("counts", {})) if Path(out).exists() else {}
-        return cls(
-            store=Path(out),
-            published=published,
-            n_files=n_files,
-            n_added=len(writer.new_ids),
-            n_already_present=writer.n_already_present,
-            n_new_rejects=len(writer.new_rejects),
-            counts=counts,
-            timings_s=timings_s or {},
-        )
-
-
-def input_checksums_for(inputs: SeismicInputs) -> dict[str, str]:
-    """``{"waveforms/<name>": "sha256:..."}`` plus inventory, events and picks."""
-    out: dict[str, str] = {}
-    for p in inputs.waveforms:
-        if Path(p).exists():
-            out[f"waveforms/{Path(p).name}"] = "sha256:" + file_sha256(p)
-    out[f"inventory/{inputs.inventory.name}"] = "sha256:" + file_sha256(inputs.inventory)
-    out[f"events/{inputs.events.name}"] = "sha256:" + file_sha256(inputs.events)
-    if inputs.picks is not None:
-        out[f"picks/{inputs.picks.name}"] = "sha256:" + file_sha256(inputs.picks)
-    return out
-
-
-def curate_seismic(
-    inputs: SeismicInputs,
-    out: str | Path,
-    params: SeismicCurationParams | None = None,
-    *,
-    batch_files: int = 32,
-    hook: WriteHook | None = None,
-) -> CurationSummary:
-    """Curate waveforms + inventory + events into (or append to) the spectrogram store at ``out``."""
-    import time
-
-    params = params or SeismicCurationParams()
-    if not inputs.waveforms:
-        raise InputError("no waveform files given", fix="check the --waveforms glob matches files")
-    t = time.perf_counter()
-    meta = metadata_for(inputs, params)
-    timings = {
-        "metadata": time.perf_counter() - t,
-        "read": 0.0,
-        "preprocess": 0.0,
-        "spectrogram": 0.0,
-        "write": 0.0,
-    }
-    writer = SeismicStoreWriter(out, params, hook=hook)
-    writer.add(TraceBatch.empty(meta.rejects))
-    files = sorted(Path(p) for p in inputs.waveforms)
-    try:
-        for i in range(0, len(files), batch_files):
-            batch = process_files(files[i : i + batch_files], meta, params, skip_ids=writer.existing_ids)
-            for k, v in batch.timings_s.items():
-                timings[k] = timings.get(k, 0.0) + v
-            t = time.perf_counter()
-            writer.add(batch)
-            timings["write"] += time.perf_counter() - t
-        t = time.perf_counter()
-        published = writer.commit(input_checksums_for(inputs))
-        timings["write"] += time.perf_counter() - t
-    except BaseException:
-        writer.abort()
-        raise
-    return CurationSummary.of(writer, out=out, published=published, n_files=len(files), timings_s=timings)
-
-
-def store_digest(path: str | Path) -> dict[str, str]:
-    """sha256 of every file in a store (relative path → digest): proves a no-op re-ingest."""
-    root = Path(path)
-    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def ensure_published(path: str | Path) -> None:
-    """Raise PublishError when ``path`` holds no store."""
-    if not (Path(path) / "zarr.json").exists():
-        raise PublishError(f"{path} holds no seismic store")

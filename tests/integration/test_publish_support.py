@@ -1,7 +1,7 @@
 """Builders shared by the publishing/registry/torch/STAC/SeisBench tests (no tests here).
 
 HSI stores come from the real curation code (``curate_hsi`` on the tiny scene). Seismic stores
-are small xarray Datasets with the layout of ``pipeline/seismic_store.py`` (dims trace, channel,
+are small xarray Datasets with the layout of ``pipeline/seismic/store.py`` (dims trace, channel,
 freq, time; the same per-trace coords) plus a ``waveform`` (trace, channel, sample) variable,
 because generating a seismic network for real curation costs ~20 s.
 """

@@ -61,7 +61,7 @@ def test_real_curated_store_exports_waveforms_that_made_the_spectrograms(tmp_pat
     """End to end: synthetic network -> curation with waveforms kept -> publish -> export -> seisbench."""
     import scipy.signal
 
-    from pipeline.seismic.store import curate_seismic
+    from pipeline.seismic.curate import curate_seismic
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import typer
+from store_digests import store_digest
 from typer.testing import CliRunner
 
+from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import open_store
-from pipeline.seismic.store import store_digest
-from schemas.seismic import validate_seismic_store
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def test_cli_synth_then_curate_without_prefect(tmp_path: Path) -> None:
 
 def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
-    from pipeline.seismic.store import curate_seismic
+    from pipeline.seismic.curate import curate_seismic
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
@@ -71,7 +71,7 @@ def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_pa
 
 def test_batches_on_two_dask_workers_equal_the_library_run(prefect_harness: None, tmp_path: Path) -> None:
     from flows.curate_seismic import curate_seismic_flow
-    from pipeline.seismic.store import curate_seismic
+    from pipeline.seismic.curate import curate_seismic
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
@@ -95,3 +95,25 @@ def test_cli_refuses_workers_without_prefect(tmp_path: Path) -> None:
                                    "--events", "e.xml", "--out", str(tmp_path / "s.zarr"), "--no-prefect",
                                    "--workers", "2"])  # fmt: skip
     assert res.exit_code != 0 and "drop --no-prefect" in res.output
+
+
+def test_cli_no_prefect_publish_publishes_a_version(tmp_path: Path) -> None:
+    """`emin curate seismic --no-prefect --publish NAME` publishes (it used to drop --publish)."""
+    from pipeline.publishing.registry import list_datasets, resolve
+
+    app, _, _ = _apps()
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", "seismic", "--out", str(tmp_path / "net"), "--seed", "5",
+                              "--stations", "12", "--events", "4"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "published"
+    args = ["curate", "seismic", "--waveforms", str(tmp_path / "net" / "waveforms" / "*.mseed"),
+            "--inventory", str(tmp_path / "net" / "stations.xml"), "--events", str(tmp_path / "net" / "events.xml"),
+            "--picks", str(tmp_path / "net" / "picks.csv"), "--out", str(tmp_path / "s.zarr"),
+            "--no-prefect", "--publish", "quakes", "--root", str(root)]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert [d.name for d in list_datasets(root)] == ["quakes"]
+    _, folder = resolve("quakes", root=root)
+    printed = res.output.strip().splitlines()[-1]  # the published version's store
+    assert printed.startswith(folder) and validate_seismic_store(printed) == []

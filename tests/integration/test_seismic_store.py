@@ -10,19 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.signal
+from store_digests import store_digest
 
 from pipeline.errors import InputError
-from pipeline.io.waveforms import extract_segments, load_metadata
+from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import open_store
-from pipeline.seismic.signal import travel_time_table
-from pipeline.seismic.store import (
-    SeismicStoreWriter,
-    curate_seismic,
-    store_digest,
-    windowed_samples,
-)
+from pipeline.seismic.batch import windowed_samples
+from pipeline.seismic.curate import curate_seismic
+from pipeline.seismic.store import SeismicStoreWriter
+from pipeline.seismic.traveltimes import travel_time_table
+from pipeline.seismic.windows import extract_segments, load_metadata
 from pipeline.synthetic.seismic_network import SeismicNetwork, generate_seismic_network
-from schemas.seismic import SeismicCurationParams, SeismicInputs, as_str, validate_seismic_store
+from schemas.seismic import SeismicCurationParams, SeismicInputs, as_str
 
 pytestmark = pytest.mark.integration
 

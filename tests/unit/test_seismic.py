@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from pipeline.seismic.signal import (
-    batched_log_spectrogram,
-    detrend_linear,
-    event_split,
-    preprocess_batch,
-    rotate_to_zne,
-    station_event_labels,
-    travel_time_table,
-)
+from pipeline.seismic.labels import event_split, station_event_labels
+from pipeline.seismic.signal import batched_log_spectrogram, detrend_linear, preprocess_batch, rotate_to_zne
+from pipeline.seismic.traveltimes import travel_time_table
 
 
 def test_batched_spectrogram_equals_scipy() -> None:
