@@ -6,7 +6,6 @@ import glob as _glob
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = "1.0"
@@ -125,11 +124,3 @@ class SeismicInputs(BaseModel):
             events=Path(events),
             picks=None if picks is None else Path(picks),
         )
-
-
-def as_str(values: object) -> np.ndarray:
-    """Any string array (numpy U, StringDType as zarr v3 returns, object) as a numpy U array."""
-    arr = np.asarray(values)
-    if arr.size == 0:
-        return np.zeros(arr.shape, dtype="<U1")
-    return np.array([str(v) for v in arr.ravel().tolist()], dtype=str).reshape(arr.shape)

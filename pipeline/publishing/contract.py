@@ -13,10 +13,9 @@ import numpy as np
 import xarray as xr
 
 from pipeline.errors import MissingInputError
-from pipeline.publishing.zarr_io import open_store
+from pipeline.publishing.zarr_io import as_str, open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import SCHEMA_VERSION as SEISMIC_SCHEMA_VERSION
-from schemas.seismic import as_str
 
 HSI_REQUIRED_ATTRS = (
     "schema_version",

@@ -34,6 +34,7 @@ from pipeline.io.waveforms import EVENT_COLUMNS, Reject
 from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import (
     ZARR_FORMAT,
+    as_str,
     compressor,
     open_store,
     swap_into_place,
@@ -44,7 +45,7 @@ from pipeline.seismic.labels import event_split
 from pipeline.seismic.signal import CHANNELS
 from pipeline.seismic.windows import SeismicMetadata
 from pipeline.version import code_version
-from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SCHEMA_VERSION, SeismicCurationParams, as_str
+from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SCHEMA_VERSION, SeismicCurationParams
 
 REJECT_COLUMNS = ("trace_id", "reason", "detail", "source_file")
 

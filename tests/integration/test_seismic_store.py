@@ -14,14 +14,14 @@ from store_digests import store_digest
 
 from pipeline.errors import InputError
 from pipeline.publishing.contract import validate_seismic_store
-from pipeline.publishing.zarr_io import open_store
+from pipeline.publishing.zarr_io import as_str, open_store
 from pipeline.seismic.batch import windowed_samples
 from pipeline.seismic.curate import curate_seismic
 from pipeline.seismic.store import SeismicStoreWriter
 from pipeline.seismic.traveltimes import travel_time_table
 from pipeline.seismic.windows import extract_segments, load_metadata
 from pipeline.synthetic.seismic_network import SeismicNetwork, generate_seismic_network
-from schemas.seismic import SeismicCurationParams, SeismicInputs, as_str
+from schemas.seismic import SeismicCurationParams, SeismicInputs
 
 pytestmark = pytest.mark.integration
 
