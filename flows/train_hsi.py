@@ -15,7 +15,7 @@ from schemas.training import HSITrainConfig
 def train_hsi_task(config: HSITrainConfig) -> dict[str, Any]:
     """Run :func:`models.training.loop.train_hsi`; returns the JSON-ready metrics plus the run folder and summary."""
     from models.runs import summary_markdown, to_jsonable
-    from models.training.loop import train_hsi
+    from models.training.hsi import train_hsi
 
     result = train_hsi(config)
     return {

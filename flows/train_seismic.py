@@ -15,7 +15,7 @@ from schemas.training import SeismicTrainConfig
 def train_seismic_task(config: SeismicTrainConfig) -> dict[str, Any]:
     """Run :func:`models.training.loop.train_seismic`; returns the JSON-ready metrics plus the run folder and summary."""
     from models.runs import summary_markdown, to_jsonable
-    from models.training.loop import train_seismic
+    from models.training.seismic import train_seismic
 
     result = train_seismic(config)
     return {

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.geo import bearing_deg, haversine_km
+from pipeline.errors import DataSelectionError
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -96,7 +99,9 @@ def hsi_from_dataset(ds: xr.Dataset, modalities: Sequence[str] | None = None) ->
     mods = list(modalities) if modalities is not None else all_mods
     missing = [m for m in mods if m not in all_mods]
     if missing:
-        raise ValueError(f"modalities {missing} not in the store ({all_mods})")
+        raise DataSelectionError(
+            f"modalities {missing} not in the store ({all_mods})", fix="pick stored modalities"
+        )
     present = np.asarray(ds["present"].values, dtype=bool)  # [N, M_all]
     n = present.shape[0]
     dims = [int(ds[m].shape[1]) for m in mods]
@@ -142,10 +147,14 @@ def stratified_label_split(labels: np.ndarray, fraction: float, seed: int) -> tu
 
     Per class ``round(fraction · n_c)`` samples stay labelled (at least one when the class has
     any samples and ``fraction > 0``); the rest are the unlabelled pool. Both index arrays are
-    sorted; together they are exactly ``0 … len(labels) − 1``.
+    sorted; together they are exactly ``0 … len(labels) − 1``. The one labelled-subset draw of
+    the product: the trainers and :class:`pipeline.publishing.torch_data.HSISampleDataset`
+    both use it, so the same seed and fraction label the same samples (numpy only).
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        raise DataSelectionError(
+            f"label_fraction must lie in (0, 1], got {fraction}", fix="give a label fraction in (0, 1]"
+        )
     labels = np.asarray(labels)
     if fraction == 1.0:
         return np.arange(labels.size), np.zeros(0, np.int64)
@@ -351,24 +360,6 @@ def hsi_to_dataset(data: HSIData) -> xr.Dataset:
     return xr.Dataset(dvars, coords=coords, attrs=attrs)
 
 
-_R_KM = 6378.1
-
-
-def _bearing_deg(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    """Initial bearing (deg, [0, 360)) from point 1 to point 2 on a sphere."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dl = np.radians(lon2 - lon1)
-    y = np.sin(dl) * np.cos(p2)
-    x = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dl)
-    return np.degrees(np.arctan2(y, x)) % 360.0
-
-
-def _distance_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
-    return 2 * _R_KM * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
-
-
 def synthetic_seismic(
     n_events: int = 40,
     stations_per_event: int = 6,
@@ -395,8 +386,9 @@ def synthetic_seismic(
     ev_idx = np.repeat(np.arange(n_events), k)
     st_idx = np.concatenate([rng.choice(n_stations, k, replace=False) for _ in range(n_events)])
     slat, slon, elat, elon = st_lat[st_idx], st_lon[st_idx], ev_lat[ev_idx], ev_lon[ev_idx]
-    dist = _distance_km(slat, slon, elat, elon)
-    baz = _bearing_deg(slat, slon, elat, elon)
+    pts = [torch.from_numpy(a) for a in (slat, slon, elat, elon)]
+    dist = haversine_km(pts[0], pts[1], pts[2], pts[3]).numpy()
+    baz = bearing_deg(pts[0], pts[1], pts[2], pts[3]).numpy()
     n = dist.size
     t = np.arange(n_time)[None, :]
     onset = 1.0 + (n_time - 3.0) * np.clip(dist / 300.0, 0, 1)[:, None]

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from models.data import synthetic_hsi
+from models.emin import emin_hsi, masked_ce
 from models.nets import Hydra
-from models.training.loop import emin_hsi, masked_ce, train_hsi
+from models.training.hsi import train_hsi
 from models.training.stacked import (
     StackedAdam,
     StackedHydra,

@@ -21,14 +21,9 @@ from models.data import (
     synthetic_seismic,
 )
 from models.runs import RUN_FILES, load_checkpoint, load_model
-from models.training.loop import (
-    EarlyStopper,
-    event_grouped_order,
-    predict_hsi,
-    teacher_vector,
-    train_hsi,
-    train_seismic,
-)
+from models.training.hsi import predict_hsi, teacher_vector, train_hsi
+from models.training.loop import EarlyStopper
+from models.training.seismic import event_grouped_order, train_seismic
 from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 HSI = synthetic_hsi(n=400, seed=1, separation=1.5)
