@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data import synthetic_hsi, synthetic_seismic
 from models.nets import SMALL_VGG, VGG_CFGS, Hydra, VGGRegressor, shared_parameters
+from models.synthetic import synthetic_hsi, synthetic_seismic
 from models.training.hsi import hsi_epoch
 from models.training.loop import resolve_device
 from models.training.seismic import seismic_epoch

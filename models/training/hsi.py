@@ -47,6 +47,7 @@ __all__ = [
     "hsi_epoch",
     "hsi_meta",
     "hsi_metrics",
+    "hsi_split",
     "predict_hsi",
     "prepare_hsi",
     "teacher_vector",

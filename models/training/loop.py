@@ -205,7 +205,7 @@ def optimise(
 ) -> Tensor:
     """One optimiser step on the mixed loss (:func:`mix`); returns detached (loss, supervised, EMIN, α).
 
-    ``opt`` is a ``torch.optim.Optimizer`` or :class:`models.training.stacked.StackedAdam`;
+    ``opt`` is a ``torch.optim.Optimizer`` or :class:`models.training.stacked_hydra.StackedAdam`;
     stacked losses ``[K]`` are summed for the backward (separable per trial) and give ``[K, 4]``.
     """
     loss, a = mix(sup, emin, alpha, shared, normalization, mgda=mgda)
