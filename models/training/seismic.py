@@ -220,6 +220,14 @@ def seismic_split(config: SeismicTrainConfig, data: SeismicData) -> SeismicSplit
     )
 
 
+def _targets(config: SeismicTrainConfig, data: SeismicData) -> tuple[Tensor, Tensor | None]:
+    """The regression target ``[N, 3]`` (scaled distance, sin, cos) and, for student–teacher, the teacher traces."""
+    target = torch.stack([data.distance_km / config.distance_scale_km, data.sin_baz, data.cos_baz], dim=1)
+    if config.mode != "student-teacher":
+        return target, None
+    return target, torch.tensor([s == config.teacher_sensor for s in data.sensor_type], device=data.x.device)
+
+
 def _metrics(
     config: SeismicTrainConfig,
     split: SeismicSplit,
@@ -272,12 +280,7 @@ def train_seismic(config: SeismicTrainConfig, data: SeismicData | None = None) -
         mean, std = data.channel_stats(torch.from_numpy(split.labelled).to(device))
         data = data.standardise(mean, std)
         scale, chunk = config.distance_scale_km, config.eval_chunk
-        target = torch.stack([data.distance_km / scale, data.sin_baz, data.cos_baz], dim=1)
-        teacher_all = (
-            torch.tensor([s == config.teacher_sensor for s in data.sensor_type], device=device)
-            if config.mode == "student-teacher"
-            else None
-        )
+        target, teacher_all = _targets(config, data)
         model = build_seismic_model(config).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         schedule = alpha_schedule(config)

@@ -24,7 +24,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("seed", "fraction"), [(0, 0.3), (5, 0.1), (11, 0.5)])
 def test_torch_dataset_and_trainer_label_the_same_samples(store: Path, seed: int, fraction: float) -> None:
     cfg = HSITrainConfig(
-        store=str(store), mode="ssl", label_fraction=fraction, seed=seed, val_fold=4, test_fold=5, device="cpu"
+        store=str(store),
+        mode="ssl",
+        label_fraction=fraction,
+        seed=seed,
+        val_fold=4,
+        test_fold=5,
+        device="cpu",
     )
     split = hsi_split(cfg, load_hsi(store))
     ds = HSISampleDataset(store, folds=[1, 2, 3], label_fraction=fraction, seed=seed)
