@@ -12,8 +12,8 @@ single and stacked runs: ``α·supervised + (1 − α)·EMIN`` with α fixed or 
 The trainers built on it are :mod:`models.training.hsi`, :mod:`models.training.seismic` and
 :mod:`models.training.stacked`. Modes (``config.mode``) and α strategies (``config.alpha``)
 are described in :class:`schemas.training.TrainConfig`; this package imports neither
-pydantic, xarray nor matplotlib at import time, so :mod:`bench.train` can reuse the step code
-with torch alone.
+pydantic (only ``pydantic_core``, via :mod:`models.runs`), xarray nor matplotlib at import
+time, so :mod:`bench.train` can reuse the step code with torch alone.
 """
 
 from __future__ import annotations
