@@ -378,10 +378,12 @@ def build_hsi_model(
     config: HSITrainConfig, in_dims: Sequence[int], n_classes: int, names: Sequence[str]
 ) -> nn.Module:
     """Hydra (default) or per-modality MLPs as configured."""
-    common = {"dropout": config.dropout, "batchnorm": config.batchnorm, "names": names}
+    drop, bn, hid = config.dropout, config.batchnorm, config.hidden
     if config.net == "hydra":
-        return Hydra(in_dims, n_classes, width=config.width, hidden=config.hidden, **common)  # type: ignore[arg-type]
-    return PerModalityMLPs(in_dims, n_classes, hidden=config.hidden, **common)  # type: ignore[arg-type]
+        return Hydra(
+            in_dims, n_classes, width=config.width, hidden=hid, dropout=drop, batchnorm=bn, names=names
+        )
+    return PerModalityMLPs(in_dims, n_classes, hidden=hid, dropout=drop, batchnorm=bn, names=names)
 
 
 def build_seismic_model(config: SeismicTrainConfig) -> VGGRegressor:

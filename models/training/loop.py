@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EarlyStopper",
+    "Optimiser",
     "TrainResult",
     "alpha_schedule",
     "autocast_for",
@@ -160,6 +161,16 @@ class TrainResult:
     run_dir: Path | None = None
 
 
+class Optimiser(Protocol):
+    """What :func:`optimise` needs: ``torch.optim.Optimizer`` or :class:`models.training.stacked_hydra.StackedAdam`."""
+
+    def zero_grad(self) -> None:
+        """Drop the gradients."""
+
+    def step(self) -> object:
+        """Apply one update."""
+
+
 def mix(
     sup: Tensor,
     emin: Tensor,
@@ -194,7 +205,7 @@ def mix(
 
 
 def optimise(
-    opt: Any,
+    opt: Optimiser,
     sup: Tensor,
     emin: Tensor,
     alpha: float | Tensor | None,
@@ -205,8 +216,7 @@ def optimise(
 ) -> Tensor:
     """One optimiser step on the mixed loss (:func:`mix`); returns detached (loss, supervised, EMIN, α).
 
-    ``opt`` is a ``torch.optim.Optimizer`` or :class:`models.training.stacked_hydra.StackedAdam`;
-    stacked losses ``[K]`` are summed for the backward (separable per trial) and give ``[K, 4]``.
+    Stacked losses ``[K]`` are summed for the backward (separable per trial) and give ``[K, 4]``.
     """
     loss, a = mix(sup, emin, alpha, shared, normalization, mgda=mgda)
     opt.zero_grad()
