@@ -25,10 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data import synthetic_hsi
 from models.nets import Hydra
-from models.training.loop import hsi_epoch, resolve_device
-from models.training.stacked import StackedAdam, StackedHydra, stacked_hsi_epoch
+from models.synthetic import synthetic_hsi
+from models.training.hsi import hsi_epoch
+from models.training.loop import resolve_device
+from models.training.stacked import stacked_hsi_epoch
+from models.training.stacked_hydra import StackedAdam, StackedHydra
 
 BANDS = (66, 62, 70, 110, 120, 130)
 

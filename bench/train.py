@@ -19,9 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data import synthetic_hsi, synthetic_seismic
-from models.nets import VGG_CFGS, Hydra, VGGRegressor
-from models.training.loop import SMALL_VGG, hsi_epoch, resolve_device, seismic_epoch, shared_parameters
+from models.nets import SMALL_VGG, VGG_CFGS, Hydra, VGGRegressor, shared_parameters
+from models.synthetic import synthetic_hsi, synthetic_seismic
+from models.training.hsi import hsi_epoch
+from models.training.loop import resolve_device
+from models.training.seismic import seismic_epoch
 
 BANDS = (66, 62, 70, 110, 120, 130)
 

@@ -89,7 +89,7 @@ def train_trials_task(configs: list[HSITrainConfig], cv_folds: int, stacked: boo
     (``cv_folds = 0``: the configs as given, e.g. the final seed re-runs).
     """
     from models.data import load_hsi
-    from models.training.loop import train_hsi
+    from models.training.hsi import train_hsi
     from models.training.stacked import train_hsi_stacked
 
     data = load_hsi(configs[0].store)

@@ -1,4 +1,4 @@
-"""Prefect flows ``train-hsi`` and ``train-seismic``: thin wrappers of the trainers in :mod:`models.training`.
+"""Prefect flows ``train-hsi`` and ``train-seismic``: thin wrappers of :mod:`models.training.hsi` and :mod:`models.training.seismic`.
 
 Both flows run one task that trains, write the run folder, log the headline metric and
 publish the run's markdown summary as an artifact.
@@ -30,16 +30,16 @@ def _train(trainer: Callable[[Any], Any], config: Any) -> dict[str, Any]:
 
 @task(name="train-hsi-model", cache_policy=NO_CACHE)
 def train_hsi_task(config: HSITrainConfig) -> dict[str, Any]:
-    """Run :func:`models.training.loop.train_hsi`."""
-    from models.training.loop import train_hsi
+    """Run :func:`models.training.hsi.train_hsi`."""
+    from models.training.hsi import train_hsi
 
     return _train(train_hsi, config)
 
 
 @task(name="train-seismic-model", cache_policy=NO_CACHE)
 def train_seismic_task(config: SeismicTrainConfig) -> dict[str, Any]:
-    """Run :func:`models.training.loop.train_seismic`."""
-    from models.training.loop import train_seismic
+    """Run :func:`models.training.seismic.train_seismic`."""
+    from models.training.seismic import train_seismic
 
     return _train(train_seismic, config)
 

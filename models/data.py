@@ -5,6 +5,7 @@ and zero padding, ``mask [M, N]`` bool (the store's ``present``), ``labels [N]``
 ``folds [N]``. Seismic (``docs/seismic.md``): ``x [N, 3, freq, time]`` float32 plus per-trace
 targets, station/event coordinates, an integer event index, the sensor type and the split.
 Both demo datasets fit in memory many times over; training indexes these tensors directly.
+Synthetic datasets (and their store layout) for tests and benchmarks: :mod:`models.synthetic`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pipeline.errors import DataSelectionError
+
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -26,14 +29,10 @@ __all__ = [
     "HSIData",
     "SeismicData",
     "hsi_from_dataset",
-    "hsi_to_dataset",
     "load_hsi",
     "load_seismic",
     "seismic_from_dataset",
-    "seismic_to_dataset",
     "stratified_label_split",
-    "synthetic_hsi",
-    "synthetic_seismic",
 ]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -96,7 +95,9 @@ def hsi_from_dataset(ds: xr.Dataset, modalities: Sequence[str] | None = None) ->
     mods = list(modalities) if modalities is not None else all_mods
     missing = [m for m in mods if m not in all_mods]
     if missing:
-        raise ValueError(f"modalities {missing} not in the store ({all_mods})")
+        raise DataSelectionError(
+            f"modalities {missing} not in the store ({all_mods})", fix="pick stored modalities"
+        )
     present = np.asarray(ds["present"].values, dtype=bool)  # [N, M_all]
     n = present.shape[0]
     dims = [int(ds[m].shape[1]) for m in mods]
@@ -142,10 +143,14 @@ def stratified_label_split(labels: np.ndarray, fraction: float, seed: int) -> tu
 
     Per class ``round(fraction · n_c)`` samples stay labelled (at least one when the class has
     any samples and ``fraction > 0``); the rest are the unlabelled pool. Both index arrays are
-    sorted; together they are exactly ``0 … len(labels) − 1``.
+    sorted; together they are exactly ``0 … len(labels) − 1``. The one labelled-subset draw of
+    the product: the trainers and :class:`pipeline.publishing.torch_data.HSISampleDataset`
+    both use it, so the same seed and fraction label the same samples (numpy only).
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+        raise DataSelectionError(
+            f"label_fraction must lie in (0, 1], got {fraction}", fix="give a label fraction in (0, 1]"
+        )
     labels = np.asarray(labels)
     if fraction == 1.0:
         return np.arange(labels.size), np.zeros(0, np.int64)
@@ -259,202 +264,3 @@ def load_seismic(
     with xr.open_zarr(str(path)) as ds:
         data = seismic_from_dataset(ds, max_traces)
     return data.to(device)
-
-
-# --------------------------------------------------------------------------------------------
-# Synthetic datasets (tests, benchmarks): torch + numpy only
-# --------------------------------------------------------------------------------------------
-
-
-def synthetic_hsi(
-    n: int = 600,
-    in_dims: Sequence[int] = (12, 9, 15),
-    n_classes: int = 4,
-    *,
-    seed: int = 0,
-    p_present: float = 0.7,
-    separation: float = 1.0,
-    n_folds: int = 5,
-    modalities: Sequence[str] | None = None,
-) -> HSIData:
-    """An easy HSI-like problem: class-dependent spectra per modality plus noise, random absences.
-
-    Every sample has at least one present modality; folds are stratified round-robin per class.
-    ``separation`` scales the distance between class means (noise has unit scale).
-    """
-    rng = np.random.default_rng(seed)
-    m = len(in_dims)
-    d_max = max(in_dims)
-    labels = rng.integers(0, n_classes, n)
-    mask = rng.random((m, n)) < p_present
-    mask[rng.integers(0, m, n), np.arange(n)] = True
-    x = np.zeros((m, n, d_max), np.float32)
-    for i, d in enumerate(in_dims):
-        centres = rng.normal(0.0, separation, (n_classes, d))
-        x[i, :, :d] = centres[labels] + rng.normal(0.0, 1.0, (n, d))
-    x[~mask] = 0.0
-    folds = np.zeros(n, np.int64)
-    for c in range(n_classes):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        folds[idx] = np.arange(idx.size) % n_folds + 1
-    names = (
-        list(modalities)
-        if modalities is not None
-        else [f"{'VNIR' if i < m // 2 else 'SWIR'}{i + 1}" for i in range(m)]
-    )
-    return HSIData(
-        x=torch.from_numpy(x),
-        mask=torch.from_numpy(mask),
-        labels=torch.from_numpy(labels.astype(np.int64)),
-        folds=torch.from_numpy(folds),
-        sample_id=torch.arange(n),
-        modalities=names,
-        in_dims=[int(d) for d in in_dims],
-        class_names=[f"class{c}" for c in range(n_classes)],
-        sensor_types={nm: nm.rstrip("0123456789") for nm in names},
-    )
-
-
-def _str_array(values: Sequence[str]) -> np.ndarray:
-    """Variable-length strings (numpy StringDType), as the published stores hold them."""
-    from numpy.dtypes import StringDType
-
-    return np.array(list(values), dtype=StringDType())
-
-
-def hsi_to_dataset(data: HSIData) -> xr.Dataset:
-    """An xarray Dataset in the published HSI layout (``docs/format.md``) from :class:`HSIData`."""
-    import xarray as xr
-
-    x = data.x.cpu().numpy()
-    mask = data.mask.cpu().numpy()
-    dvars: dict[str, Any] = {"present": (("sample", "modality"), mask.T.copy())}
-    for i, (name, d) in enumerate(zip(data.modalities, data.in_dims, strict=True)):
-        arr = x[i, :, :d].copy()
-        arr[~mask[i]] = np.nan
-        dvars[name] = (("sample", f"band_{name}"), arr)
-    labels = data.labels.cpu().numpy()
-    coords = {
-        "sample_id": ("sample", data.sample_id.cpu().numpy()),
-        "label": ("sample", labels.astype(np.int16)),
-        "label_name": ("sample", _str_array([data.class_names[k] for k in labels])),
-        "fold": ("sample", data.folds.cpu().numpy().astype(np.int8)),
-        "modality": ("modality", _str_array(data.modalities)),
-    }
-    attrs = {
-        "emin_kind": "hsi_samples",
-        "schema_version": "1.0",
-        "class_names": list(data.class_names),
-        "modalities": list(data.modalities),
-        "sensor_types": dict(data.sensor_types),
-    }
-    return xr.Dataset(dvars, coords=coords, attrs=attrs)
-
-
-_R_KM = 6378.1
-
-
-def _bearing_deg(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    """Initial bearing (deg, [0, 360)) from point 1 to point 2 on a sphere."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dl = np.radians(lon2 - lon1)
-    y = np.sin(dl) * np.cos(p2)
-    x = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dl)
-    return np.degrees(np.arctan2(y, x)) % 360.0
-
-
-def _distance_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
-    return 2 * _R_KM * np.arcsin(np.sqrt(np.clip(h, 0, 1)))
-
-
-def synthetic_seismic(
-    n_events: int = 40,
-    stations_per_event: int = 6,
-    *,
-    n_stations: int = 30,
-    n_freq: int = 8,
-    n_time: int = 16,
-    seed: int = 0,
-    p_3c: float = 0.4,
-    noise: float = 0.1,
-) -> SeismicData:
-    """A learnable seismic-like set: the S-onset time encodes distance, 3C N/E amplitudes encode BAZ.
-
-    Stations and events lie around (40 N, 112 W); each event is seen by ``stations_per_event``
-    random stations. 1C traces have N/E exactly 0. Splits by event: 70/15/15 % train/val/test.
-    """
-    rng = np.random.default_rng(seed)
-    st_lat = 40.0 + rng.uniform(-1.0, 1.0, n_stations)
-    st_lon = -112.0 + rng.uniform(-1.2, 1.2, n_stations)
-    st_3c = rng.random(n_stations) < p_3c
-    ev_lat = 40.0 + rng.uniform(-1.0, 1.0, n_events)
-    ev_lon = -112.0 + rng.uniform(-1.2, 1.2, n_events)
-    k = min(stations_per_event, n_stations)
-    ev_idx = np.repeat(np.arange(n_events), k)
-    st_idx = np.concatenate([rng.choice(n_stations, k, replace=False) for _ in range(n_events)])
-    slat, slon, elat, elon = st_lat[st_idx], st_lon[st_idx], ev_lat[ev_idx], ev_lon[ev_idx]
-    dist = _distance_km(slat, slon, elat, elon)
-    baz = _bearing_deg(slat, slon, elat, elon)
-    n = dist.size
-    t = np.arange(n_time)[None, :]
-    onset = 1.0 + (n_time - 3.0) * np.clip(dist / 300.0, 0, 1)[:, None]
-    bump = np.exp(-0.5 * ((t - onset) / 1.0) ** 2)  # [n, T]
-    fshape = np.linspace(1.0, 0.3, n_freq)[None, :, None]
-    x = np.zeros((n, 3, n_freq, n_time), np.float32)
-    x[:, 0] = 1.0 + bump[:, None, :] * fshape
-    is3c = st_3c[st_idx]
-    rad = np.radians(baz)
-    x[:, 1] = 1.0 + (np.cos(rad)[:, None, None] * bump[:, None, :]) * fshape
-    x[:, 2] = 1.0 + (np.sin(rad)[:, None, None] * bump[:, None, :]) * fshape
-    x += rng.normal(0.0, noise, x.shape).astype(np.float32)
-    x[~is3c, 1:] = 0.0
-    u = rng.random(n_events)
-    ev_split = np.where(u < 0.7, 0, np.where(u < 0.85, 1, 2))
-    ev_split[:3] = [0, 1, 2]
-    sensor = ["3C" if b else "1C" for b in is3c]
-    return SeismicData(
-        x=torch.from_numpy(x),
-        distance_km=torch.from_numpy(dist.astype(np.float32)),
-        sin_baz=torch.from_numpy(np.sin(rad).astype(np.float32)),
-        cos_baz=torch.from_numpy(np.cos(rad).astype(np.float32)),
-        baz_deg=torch.from_numpy(baz.astype(np.float32)),
-        station_lat=torch.from_numpy(slat),
-        station_lon=torch.from_numpy(slon),
-        event_lat=torch.from_numpy(elat),
-        event_lon=torch.from_numpy(elon),
-        event_index=torch.from_numpy(ev_idx.astype(np.int64)),
-        is_3c=torch.from_numpy(is3c),
-        split=torch.from_numpy(ev_split[ev_idx].astype(np.int64)),
-        event_ids=[f"ev{i:04d}" for i in range(n_events)],
-        sensor_type=sensor,
-    )
-
-
-def seismic_to_dataset(data: SeismicData) -> xr.Dataset:
-    """An xarray Dataset in the seismic store layout (``docs/seismic.md``) from :class:`SeismicData`."""
-    import xarray as xr
-
-    names = {v: k for k, v in SPLIT_CODES.items()}
-    n, _, nf, nt = data.x.shape
-    coords: dict[str, Any] = {
-        "channel": ("channel", _str_array(["Z", "N", "E"])),
-        "freq": ("freq", np.arange(nf, dtype=np.float32)),
-        "time": ("time", np.arange(nt, dtype=np.float32)),
-        "trace_id": ("trace", _str_array([f"t{i}" for i in range(n)])),
-        "event_id": ("trace", _str_array([data.event_ids[i] for i in data.event_index.tolist()])),
-        "sensor_type": ("trace", _str_array(data.sensor_type)),
-        "split": ("trace", _str_array([names[int(s)] for s in data.split.tolist()])),
-        "distance_km": ("trace", data.distance_km.cpu().numpy().astype(np.float64)),
-        "back_azimuth_deg": ("trace", data.baz_deg.cpu().numpy().astype(np.float64)),
-        "sin_baz": ("trace", data.sin_baz.cpu().numpy().astype(np.float64)),
-        "cos_baz": ("trace", data.cos_baz.cpu().numpy().astype(np.float64)),
-        "station_latitude": ("trace", data.station_lat.cpu().numpy()),
-        "station_longitude": ("trace", data.station_lon.cpu().numpy()),
-        "event_latitude": ("trace", data.event_lat.cpu().numpy()),
-        "event_longitude": ("trace", data.event_lon.cpu().numpy()),
-    }
-    spec = ("trace", "channel", "freq", "time")
-    attrs = {"emin_kind": "seismic_spectrograms", "schema_version": "1.0"}
-    return xr.Dataset({"spectrogram": (spec, data.x.cpu().numpy())}, coords=coords, attrs=attrs)

@@ -26,16 +26,22 @@ import math
 from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from models.geo import REPORT_EARTH_RADIUS_KM, location_from_prediction
 
 Reduction = Literal["mean", "none"]
 
 __all__ = [
     "EventCentres",
+    "emin_hsi",
     "event_centres",
     "gaussian_emin",
     "gaussian_entropy",
+    "masked_ce",
     "seismic_emin",
+    "seismic_emin_loss",
     "student_teacher_emin",
 ]
 
@@ -87,7 +93,10 @@ def gaussian_emin(preds: Tensor, mask: Tensor, *, reduction: Reduction = "mean")
 
 
 def gaussian_entropy(var: Tensor, eps: float = 1e-12) -> Tensor:
-    """Differential entropy ``½·log(2πe·σ²)`` of a Gaussian with variance ``var`` (for reporting).
+    """Differential entropy ``½·log(2πe·σ²)`` of a Gaussian with variance ``var`` (public API, for reporting).
+
+    Not used by the trainers (EMIN minimises the variance, which is monotonic in this entropy);
+    kept for analyses that report entropies rather than variances.
 
     ``var`` is clamped at ``eps`` so a zero variance gives a finite (very
     negative) entropy instead of ``-inf``.
@@ -124,6 +133,22 @@ def student_teacher_emin(
     dev = torch.where(s3, x_s - centre, zero)
     msd = (dev * dev).sum(dim=0) / n_s.clamp(min=1).to(preds.dtype).unsqueeze(-1)
     return _reduce(msd.mean(dim=-1), (n_t >= 1) & (n_s >= 1), reduction)
+
+
+def masked_ce(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """Mean cross entropy over the (modality, sample) pairs where ``mask`` is True (0 if none)."""
+    n_mod, batch, n_cls = logits.shape
+    ce = F.cross_entropy(logits.reshape(n_mod * batch, n_cls), labels.repeat(n_mod), reduction="none")
+    ce = torch.where(mask.reshape(-1), ce, torch.zeros((), dtype=ce.dtype, device=ce.device))
+    return ce.sum() / mask.sum().clamp(min=1).to(ce.dtype)
+
+
+def emin_hsi(logits: Tensor, mask: Tensor, teacher: Tensor | None = None) -> Tensor:
+    """EMIN on the softmax probabilities of the present modalities (student–teacher if given)."""
+    probs = torch.softmax(logits, dim=-1)
+    if teacher is None:
+        return gaussian_emin(probs, mask)
+    return student_teacher_emin(probs, mask, teacher)
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,3 +354,26 @@ def seismic_emin(
     n_use = torch.zeros_like(c.n_members).scatter_add(0, c.inverse, use.long())
     per_event = total / n_use.clamp(min=1).to(lat_r.dtype)
     return _reduce(per_event, valid_event, reduction)
+
+
+def seismic_emin_loss(
+    out: Tensor,
+    station_lat: Tensor,
+    station_lon: Tensor,
+    event_index: Tensor,
+    *,
+    distance_scale_km: float,
+    is_teacher: Tensor | None = None,
+    centre: Literal["median", "mean"] = "median",
+) -> Tensor:
+    """Seismic EMIN on the locations implied by ``out [B, 3]`` (scaled distance, sin, cos).
+
+    :func:`seismic_emin` is in radians²; it is multiplied by ``(R / distance_scale_km)²`` so
+    that it is in the same units as the scaled distance target.
+    """
+    o = out.double()
+    lat, lon = location_from_prediction(
+        station_lat, station_lon, o[:, 0] * distance_scale_km, o[:, 1], o[:, 2]
+    )
+    var = seismic_emin(lat, lon, event_index, is_teacher=is_teacher, centre=centre)
+    return (var * (REPORT_EARTH_RADIUS_KM / distance_scale_km) ** 2).to(out.dtype)

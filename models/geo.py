@@ -22,11 +22,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-EARTH_RADIUS_KM = 6378.1
+#: The sphere radius of the report's geodesy (6378.1 km, ≈ the equatorial radius); the one
+#: radius of :mod:`models` (location errors, EMIN, synthetic data). Not the 6371 km mean radius.
+REPORT_EARTH_RADIUS_KM = 6378.1
 
 __all__ = [
-    "EARTH_RADIUS_KM",
+    "REPORT_EARTH_RADIUS_KM",
     "baz_from_sincos",
+    "bearing_deg",
     "destination",
     "haversine_km",
     "location_from_prediction",
@@ -67,7 +70,7 @@ def destination(
     lon_deg: Tensor | float,
     baz_deg: Tensor | float,
     dist_km: Tensor | float,
-    radius_km: float = EARTH_RADIUS_KM,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
 ) -> tuple[Tensor, Tensor]:
     """Point reached from ``(lat, lon)`` after ``dist_km`` along bearing ``baz_deg`` on a sphere.
 
@@ -109,7 +112,7 @@ def haversine_km(
     lon1: Tensor | float,
     lat2: Tensor | float,
     lon2: Tensor | float,
-    radius_km: float = EARTH_RADIUS_KM,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
 ) -> Tensor:
     """Great-circle distance (km) between two points on the sphere (location error).
 
@@ -136,7 +139,7 @@ def location_from_prediction(
     sin_baz: Tensor,
     cos_baz: Tensor,
     *,
-    radius_km: float = EARTH_RADIUS_KM,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
 ) -> tuple[Tensor, Tensor]:
     """Event ``(lat_deg, lon_deg)`` from a network's (distance, sin BAZ, cos BAZ) at a station.
 
@@ -147,3 +150,15 @@ def location_from_prediction(
     s_lat, s_lon, dist, s, c = _tensors(station_lat_deg, station_lon_deg, dist_km, sin_baz, cos_baz)
     theta = _safe_atan2(s, c)
     return destination(s_lat, s_lon, torch.rad2deg(theta), dist, radius_km)
+
+
+def bearing_deg(
+    lat1: Tensor | float, lon1: Tensor | float, lat2: Tensor | float, lon2: Tensor | float
+) -> Tensor:
+    """Initial bearing (degrees, ``[0, 360)``) from point 1 to point 2 on the sphere."""
+    a_lat, a_lon, b_lat, b_lon = _tensors(lat1, lon1, lat2, lon2)
+    p1, p2 = torch.deg2rad(a_lat), torch.deg2rad(b_lat)
+    dl = torch.deg2rad(b_lon - a_lon)
+    y = torch.sin(dl) * torch.cos(p2)
+    x = torch.cos(p1) * torch.sin(p2) - torch.sin(p1) * torch.cos(p2) * torch.cos(dl)
+    return torch.remainder(torch.rad2deg(torch.atan2(y, x)), 360.0)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from models.emin import event_centres
-from models.geo import EARTH_RADIUS_KM, destination, haversine_km
+from models.geo import REPORT_EARTH_RADIUS_KM, destination, haversine_km
 
 ArrayLike = Tensor | np.ndarray
 
@@ -173,7 +173,7 @@ def location_error_km(
     true_lat: ArrayLike,
     true_lon: ArrayLike,
     *,
-    radius_km: float = EARTH_RADIUS_KM,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
 ) -> np.ndarray:
     """Great-circle distance (km) between predicted and true locations (degrees in)."""
     a = _t(pred_lat).double()
@@ -216,7 +216,7 @@ def seismic_metrics(
     sensor_type: Sequence[Any] | np.ndarray | Tensor | None = None,
     distance_bins_km: Sequence[float] = DEFAULT_DISTANCE_BINS_KM,
     event_ids: ArrayLike | None = None,
-    radius_km: float = EARTH_RADIUS_KM,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
 ) -> dict[str, Any]:
     """Single-station location metrics (report section 4.4–4.6), all per trace ``[B]``.
 

@@ -8,6 +8,10 @@ absent sample changes neither the outputs of present ones nor the running
 statistics. Outputs are still produced for absent entries (finite values,
 shape ``[M, B, C]``) and **must be masked downstream** (the EMIN losses and
 :mod:`models.metrics` take the same mask).
+
+Factories: :func:`build_hsi_model` and :func:`build_seismic_model` build the network a training
+config describes (the trainers and :func:`models.runs.load_model` share them);
+:func:`forward_hsi` and :func:`shared_parameters` are what the HSI step needs of either net.
 """
 
 from __future__ import annotations
@@ -15,19 +19,28 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from schemas.training import HSITrainConfig, SeismicTrainConfig
+
 __all__ = [
+    "SMALL_VGG",
     "VGG_CFGS",
     "Hydra",
     "MaskedBatchNorm1d",
     "ModalityMLP",
     "PerModalityMLPs",
     "VGGRegressor",
+    "build_hsi_model",
+    "build_seismic_model",
+    "forward_hsi",
     "pack_modalities",
+    "shared_parameters",
 ]
 
 ModalityInputs = Sequence[Tensor] | Mapping[str, Tensor]
@@ -291,6 +304,8 @@ VGG_CFGS: dict[str, tuple[int | str, ...]] = {
         *(512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
     ),
 }
+#: A light VGG-style stack for CPU demos (``arch="small"``); the report used VGG16.
+SMALL_VGG: tuple[int | str, ...] = (32, "M", 64, "M", 128, "M", 128, "M")
 
 
 class VGGRegressor(nn.Module):
@@ -352,3 +367,42 @@ class VGGRegressor(nn.Module):
     def split(cls, out: Tensor) -> dict[str, Tensor]:
         """Name the output columns: ``{"distance": [B], "sin_baz": [B], "cos_baz": [B]}``."""
         return {name: out[:, i] for i, name in enumerate(cls.OUTPUTS)}
+
+
+# --------------------------------------------------------------------------------------------
+# Factories: the network a training config describes
+# --------------------------------------------------------------------------------------------
+
+
+def build_hsi_model(
+    config: HSITrainConfig, in_dims: Sequence[int], n_classes: int, names: Sequence[str]
+) -> nn.Module:
+    """Hydra (default) or per-modality MLPs as configured."""
+    drop, bn, hid = config.dropout, config.batchnorm, config.hidden
+    if config.net == "hydra":
+        return Hydra(
+            in_dims, n_classes, width=config.width, hidden=hid, dropout=drop, batchnorm=bn, names=names
+        )
+    return PerModalityMLPs(in_dims, n_classes, hidden=hid, dropout=drop, batchnorm=bn, names=names)
+
+
+def build_seismic_model(config: SeismicTrainConfig) -> VGGRegressor:
+    """VGG-style regressor on 3-channel spectrograms (``arch="small"`` or a VGG config)."""
+    cfg = SMALL_VGG if config.arch == "small" else VGG_CFGS[config.arch]
+    return VGGRegressor(3, cfg=cfg, head_hidden=config.head_hidden, dropout=config.dropout)
+
+
+def shared_parameters(model: nn.Module) -> list[Tensor]:
+    """Parameters MGDA balances: Hydra's backbone + head; every parameter of other models."""
+    if isinstance(model, Hydra):
+        return [*model.backbone.parameters(), *model.head.parameters()]
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def forward_hsi(model: nn.Module, x: Tensor, mask: Tensor) -> Tensor:
+    """Logits ``[M, B, C]`` from packed ``x [M, B, D_max]`` for Hydra or per-modality MLPs."""
+    if isinstance(model, PerModalityMLPs):
+        dims = [net.in_dim for net in model.nets]
+        return model([x[m, :, :d] for m, d in enumerate(dims)], mask)
+    out: Tensor = model(x, mask)
+    return out

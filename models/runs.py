@@ -11,18 +11,20 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from pydantic_core import to_jsonable_python
 from torch import nn
 
-if TYPE_CHECKING:
-    from models.training.loop import TrainResult
+from models.nets import build_hsi_model, build_seismic_model
+from pipeline.errors import InputError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "RUN_FILES",
+    "RunRecord",
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
@@ -36,23 +38,33 @@ CHECKPOINT_FORMAT = 1
 RUN_FILES = ("config.json", "metrics.json", "history.csv", "checkpoint.pt", "learning_curves.png")
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy/tensor → lists/floats, NaN/inf → None, paths → str."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
+class RunRecord(Protocol):
+    """What a run folder is written from (:class:`models.training.loop.TrainResult` is one)."""
+
+    model: nn.Module
+    config: Any  # a pydantic training config
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    meta: dict[str, Any]
+    extras: dict[str, Any]
+    run_dir: Path | None
+
+
+def _array_to_list(obj: Any) -> Any:
+    """Tensors and numpy arrays/scalars as Python lists/numbers (``to_jsonable_python``'s fallback)."""
     if isinstance(obj, torch.Tensor):
-        return to_jsonable(obj.detach().cpu().tolist())
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, np.ndarray | np.generic):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types: numpy/tensor → lists/floats, NaN/inf → None, paths → str, keys → str.
+
+    ``pydantic_core.to_jsonable_python`` with ``inf_nan_mode="null"`` and a fallback for arrays.
+    """
+    return to_jsonable_python(obj, fallback=_array_to_list, inf_nan_mode="null")
 
 
 def _plain_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -72,14 +84,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(..., weights_only=True)`` onto the CPU."""
     ckpt: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: unknown checkpoint format {ckpt.get('format')!r}")
+        raise InputError(
+            f"unknown checkpoint format {ckpt.get('format')!r}",
+            path=path,
+            fix=f"give a checkpoint.pt written by this version (format {CHECKPOINT_FORMAT})",
+        )
     return ckpt
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the trained network of a checkpoint (or run folder); returns ``(model, checkpoint)``."""
-    from models.training.loop import build_hsi_model, build_seismic_model
-    from schemas.training import HSITrainConfig, SeismicTrainConfig
+    from schemas.training import HSITrainConfig, SeismicTrainConfig  # pydantic only when loading
 
     p = Path(path)
     ckpt = load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)
@@ -199,7 +214,7 @@ def plot_location_cdf(path: Path, extras: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def save_run(result: TrainResult, out_dir: Path) -> Path:
+def save_run(result: RunRecord, out_dir: Path) -> Path:
     """Write the run folder for ``result`` into ``out_dir`` (created; files overwritten)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     config = to_jsonable(result.config.model_dump(mode="json"))
@@ -220,7 +235,7 @@ def save_run(result: TrainResult, out_dir: Path) -> Path:
     return out_dir
 
 
-def summary_markdown(result: TrainResult) -> str:
+def summary_markdown(result: RunRecord) -> str:
     """A short markdown report of a run (the flows publish it as a Prefect artifact)."""
     m = result.metrics
     lines = [

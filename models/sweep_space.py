@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.errors import DataSelectionError
 from schemas.training import HSITrainConfig
 
 if TYPE_CHECKING:
@@ -89,5 +90,8 @@ def cv_configs(config: HSITrainConfig, cv_folds: int = 4, n_folds: int = 5) -> l
     the held-out one; ``cv_folds=1`` validates on fold 1 only (quick runs).
     """
     if not 1 <= cv_folds <= n_folds - 1:
-        raise ValueError(f"cv_folds must lie in 1 … {n_folds - 1}, got {cv_folds}")
+        raise DataSelectionError(
+            f"cv_folds must lie in 1 … {n_folds - 1}, got {cv_folds}",
+            fix=f"validate on 1 to {n_folds - 1} folds (fold {n_folds} is the test fold)",
+        )
     return [config.model_copy(update={"val_fold": f, "test_fold": n_folds}) for f in range(1, cv_folds + 1)]

@@ -3,28 +3,31 @@
 α strategies (report sections 3.3, 3.6): a fixed value, a value sampled once
 per run, a supervised-then-EMIN fine-tuning schedule, and MGDA (Sener &
 Koltun, 2018), which picks α every step as the min-norm convex combination
-of the two gradients on the shared parameters. :func:`min_norm_weights`
-solves the same problem exactly for K > 2 objectives.
+of the two gradients on the shared parameters. :func:`mgda_alpha` is the one MGDA of the
+code base: it takes one pair of flat gradients ``[P]`` (a single run) or K pairs ``[K, P]``
+(K stacked trials, :mod:`models.training.stacked`) and returns α ``[]`` / ``[K]``.
+:func:`min_norm_weights` (public API, not used by the trainers) solves the min-norm problem
+exactly for K > 2 objectives.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from pipeline.errors import TrainingConfigError
+
 Normalization = Literal["none", "l2", "loss", "loss+"]
 
 __all__ = [
-    "AlphaStrategy",
     "FinetuneSchedule",
     "FixedAlpha",
-    "MGDAAlpha",
     "SampledAlpha",
     "combine",
     "flat_grad",
@@ -39,12 +42,6 @@ def combine(l_ce: Tensor, l_emin: Tensor, alpha: float | Tensor) -> Tensor:
     return alpha * l_ce + (1.0 - alpha) * l_emin
 
 
-class AlphaStrategy(Protocol):
-    """Anything that gives the CE weight α for an epoch (MGDA is per step, see :class:`MGDAAlpha`)."""
-
-    def __call__(self, epoch: int) -> float: ...
-
-
 @dataclass(frozen=True)
 class FixedAlpha:
     """The same α every epoch."""
@@ -53,7 +50,11 @@ class FixedAlpha:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.value <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {self.value}")
+            raise TrainingConfigError(
+                f"alpha must lie in [0, 1], got {self.value}",
+                field="alpha_value",
+                fix="give a CE weight in [0, 1]",
+            )
 
     def __call__(self, epoch: int) -> float:
         """α for ``epoch`` (constant)."""
@@ -74,11 +75,17 @@ def sample_alpha(
     (give at most one; with neither, torch's global RNG is used).
     """
     if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
+        raise TrainingConfigError(
+            f"need 0 <= low <= high <= 1, got low={low}, high={high}",
+            field="alpha_low",
+            fix="choose 0 <= alpha_low <= alpha_high <= 1",
+        )
     if generator is not None and rng is not None:
         raise ValueError("give either a torch generator or a numpy rng, not both")
     if log_uniform and low <= 0.0:
-        raise ValueError("log-uniform sampling needs low > 0")
+        raise TrainingConfigError(
+            "log-uniform sampling needs low > 0", field="alpha_low", fix="set alpha_low > 0"
+        )
     u = float(rng.random()) if rng is not None else float(torch.rand((), generator=generator).item())
     if log_uniform:
         return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
@@ -126,37 +133,48 @@ class FinetuneSchedule:
         return self.before if epoch < self.switch_epoch else self.after
 
 
-def flat_grad(loss: Tensor, params: Iterable[Tensor], *, retain_graph: bool = True) -> Tensor:
+def flat_grad(
+    loss: Tensor, params: Iterable[Tensor], *, retain_graph: bool = True, trials: int | None = None
+) -> Tensor:
     """Gradient of ``loss`` w.r.t. ``params`` flattened into one vector (zeros for unused params).
 
-    ``retain_graph=True`` by default so a second objective's gradient (and
-    the final backward of the combined loss) can reuse the graph.
+    ``trials=K``: the parameters are stacked along a leading trial dimension and ``loss`` is a
+    sum over trials; the result is one row per trial, ``[K, P]``. ``retain_graph=True`` by
+    default so a second objective's gradient (and the final backward of the combined loss)
+    can reuse the graph.
     """
     ps = [p for p in params if p.requires_grad]
     if not ps:
         raise ValueError("no parameter requires grad")
     grads = torch.autograd.grad(loss, ps, retain_graph=retain_graph, allow_unused=True)
-    flat = [(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(ps, grads, strict=True)]
-    return torch.cat(flat)
+    shape = (-1,) if trials is None else (trials, -1)
+    flat = [(torch.zeros_like(p) if g is None else g).reshape(shape) for p, g in zip(ps, grads, strict=True)]
+    return torch.cat(flat, dim=-1)
 
 
 def _normaliser(g: Tensor, loss: Tensor | float | None, normalization: Normalization) -> Tensor:
-    """Scale that Sener & Koltun divide a task gradient by (their ``gradient_normalizers``)."""
-    one = torch.ones((), dtype=g.dtype, device=g.device)
+    """Scale that Sener & Koltun divide a task gradient by (their ``gradient_normalizers``).
+
+    ``g`` is float64 ``[..., P]``; the result has shape ``[...]`` (one scale per gradient row).
+    """
+    norm = torch.linalg.vector_norm(g, dim=-1)
     if normalization == "none":
-        return one
+        return torch.ones_like(norm)
     tiny = torch.finfo(g.dtype).tiny
-    norm = torch.linalg.vector_norm(g)
     if normalization == "l2":
         return norm.clamp(min=tiny)
     if loss is None:
         raise ValueError(f"normalization={normalization!r} needs the loss values l_ce and l_emin")
-    lval = torch.as_tensor(loss, dtype=g.dtype, device=g.device).detach().abs()
+    lval = torch.as_tensor(loss, device=g.device).detach().to(g.dtype).abs()
     if normalization == "loss":
         return lval.clamp(min=tiny)
     if normalization == "loss+":
         return (lval * norm).clamp(min=tiny)
-    raise ValueError(f"normalization must be 'none', 'l2', 'loss' or 'loss+', got {normalization!r}")
+    raise TrainingConfigError(
+        f"normalization must be 'none', 'l2', 'loss' or 'loss+', got {normalization!r}",
+        field="mgda_normalization",
+        fix="use one of none, l2, loss, loss+",
+    )
 
 
 def mgda_alpha(
@@ -177,48 +195,26 @@ def mgda_alpha(
 
     and 0.5 when ``g1 = g2`` (every α is optimal). As in the reference
     implementation the weight found on normalised gradients is then applied
-    to the raw losses. Returns a detached 0-d tensor (float64 is used for
-    the dot products), on the gradients' device.
+    to the raw losses. Batched: gradients ``[P]`` give a 0-d α, gradients
+    ``[K, P]`` (one row per stacked trial, losses ``[K]``) give α ``[K]``,
+    row by row the same formula. Returns a detached tensor (float64 is used
+    for the dot products) of ``g_ce``'s dtype, on the gradients' device.
     """
-    g1 = g_ce.detach().reshape(-1).double()
-    g2 = g_emin.detach().reshape(-1).double()
-    if g1.shape != g2.shape:
-        raise ValueError(f"gradients differ in size: {g1.numel()} vs {g2.numel()}")
-    g1 = g1 / _normaliser(g1, l_ce, normalization)
-    g2 = g2 / _normaliser(g2, l_emin, normalization)
+    if g_ce.dim() > 2 or g_ce.shape != g_emin.shape:
+        raise ValueError(
+            f"gradients must both be [P] or [K, P], got {tuple(g_ce.shape)} vs {tuple(g_emin.shape)}"
+        )
+    g1 = g_ce.detach().double()
+    g2 = g_emin.detach().double()
+    g1 = g1 / _normaliser(g1, l_ce, normalization).unsqueeze(-1)
+    g2 = g2 / _normaliser(g2, l_emin, normalization).unsqueeze(-1)
     diff = g1 - g2
-    denom = torch.dot(diff, diff)
-    num = torch.dot(-diff, g2)
-    scale = torch.dot(g1, g1) + torch.dot(g2, g2)
+    denom = (diff * diff).sum(dim=-1)
+    num = (-diff * g2).sum(dim=-1)
+    scale = (g1 * g1).sum(dim=-1) + (g2 * g2).sum(dim=-1)
     degenerate = denom <= 1e-30 * scale.clamp(min=torch.finfo(torch.float64).tiny)
     alpha = torch.where(degenerate, torch.full_like(denom, 0.5), num / torch.where(degenerate, 1.0, denom))
     return alpha.clamp(0.0, 1.0).to(g_ce.dtype)
-
-
-@dataclass
-class MGDAAlpha:
-    """Per-step MGDA α on the shared parameters (report section 3.3).
-
-    Call :meth:`step` with the two losses after the forward pass; it returns
-    the combined loss ready for ``backward()`` and records α in
-    :attr:`history`.
-    """
-
-    params: Sequence[Tensor]
-    normalization: Normalization = "none"
-    history: list[float] = field(default_factory=list)
-
-    def alpha(self, l_ce: Tensor, l_emin: Tensor) -> Tensor:
-        """MGDA α for the current step (keeps the graph for the combined backward)."""
-        g_ce = flat_grad(l_ce, self.params, retain_graph=True)
-        g_emin = flat_grad(l_emin, self.params, retain_graph=True)
-        return mgda_alpha(g_ce, g_emin, self.normalization, l_ce, l_emin)
-
-    def step(self, l_ce: Tensor, l_emin: Tensor) -> Tensor:
-        """Combined loss ``α·l_ce + (1 − α)·l_emin`` with this step's MGDA α (α is a constant)."""
-        a = self.alpha(l_ce, l_emin)
-        self.history.append(float(a))
-        return combine(l_ce, l_emin, a)
 
 
 def _solve_affine(gram: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Typed training configurations (pydantic) shared by :mod:`models.training.loop`, the flows and the CLI.
+"""Typed training configurations (pydantic) shared by :mod:`models.training`, the flows and the CLI.
 
 Every field is a plain JSON type, so a config round-trips through
 ``config.json``, Prefect parameters and checkpoints (``weights_only=True``).
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.errors import TrainingConfigError
 
 Mode = Literal["baseline", "emin", "student-teacher", "finetune", "ssl"]
 AlphaKind = Literal["fixed", "sampled", "mgda"]
@@ -57,7 +59,9 @@ class TrainConfig(BaseModel):
     @model_validator(mode="after")
     def _check_alpha_range(self) -> TrainConfig:
         if self.alpha_low > self.alpha_high:
-            raise ValueError("alpha_low must be <= alpha_high")
+            raise TrainingConfigError(
+                "alpha_low must be <= alpha_high", field="alpha_low", fix="give alpha_low <= alpha_high"
+            )
         return self
 
     @property

@@ -46,7 +46,8 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
 def _execute(config: Any, use_prefect: bool) -> str:
     """Train via the flow or directly; returns the markdown summary."""
     from models.runs import summary_markdown
-    from models.training.loop import train_hsi, train_seismic
+    from models.training.hsi import train_hsi
+    from models.training.seismic import train_seismic
     from schemas.training import HSITrainConfig
 
     if isinstance(config, HSITrainConfig):

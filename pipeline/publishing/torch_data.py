@@ -19,6 +19,7 @@ import torch
 import xarray as xr
 from torch.utils.data import Dataset
 
+from models.data import stratified_label_split
 from pipeline.errors import DataSelectionError
 
 #: Label of a sample whose label is hidden by ``label_fraction`` (torch's CrossEntropy ignore_index).
@@ -50,15 +51,9 @@ def _store_of(source: str | Path | xr.Dataset) -> str:
 
 
 def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask keeping round(fraction·n_c) (≥ 1) samples of every class c, seeded."""
-    if not 0.0 < fraction <= 1.0:
-        raise DataSelectionError(f"label_fraction must be in (0, 1], got {fraction}")
+    """Boolean mask of the labelled samples: :func:`models.data.stratified_label_split` (the trainers' draw)."""
     keep = np.zeros(labels.size, dtype=bool)
-    rng = np.random.default_rng(seed)
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        k = max(1, round(fraction * members.size))
-        keep[rng.permutation(members)[:k]] = True
+    keep[stratified_label_split(labels, fraction, seed)[0]] = True
     return keep
 
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from flows.sweep import SweepParams, sweep_flow
-from models.data import hsi_to_dataset, synthetic_hsi
+from models.synthetic import hsi_to_dataset, synthetic_hsi
 
 
 @pytest.fixture(scope="module")

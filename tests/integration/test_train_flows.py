@@ -10,8 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from flows.cli.train import register
-from models.data import hsi_to_dataset, seismic_to_dataset, synthetic_hsi, synthetic_seismic
 from models.runs import RUN_FILES
+from models.synthetic import hsi_to_dataset, seismic_to_dataset, synthetic_hsi, synthetic_seismic
 from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,9 @@ import torch
 from obspy.geodetics import gps2dist_azimuth
 
 from models.geo import (
-    EARTH_RADIUS_KM,
+    REPORT_EARTH_RADIUS_KM as EARTH_RADIUS_KM,
+)
+from models.geo import (
     baz_from_sincos,
     destination,
     haversine_km,

@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import synthetic_hsi
+from models.emin import emin_hsi, masked_ce
 from models.nets import Hydra
-from models.training.loop import emin_hsi, masked_ce, train_hsi
-from models.training.stacked import (
-    StackedAdam,
-    StackedHydra,
-    check_stackable,
-    stacked_losses,
-    train_hsi_stacked,
-)
+from models.synthetic import synthetic_hsi
+from models.training.hsi import train_hsi
+from models.training.stacked import check_stackable, stacked_losses, train_hsi_stacked
+from models.training.stacked_hydra import StackedAdam, StackedHydra
 from schemas.training import HSITrainConfig
 
 

@@ -11,24 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.data import (
-    hsi_from_dataset,
-    hsi_to_dataset,
-    seismic_from_dataset,
-    seismic_to_dataset,
-    stratified_label_split,
-    synthetic_hsi,
-    synthetic_seismic,
-)
+from models.data import hsi_from_dataset, seismic_from_dataset, stratified_label_split
 from models.runs import RUN_FILES, load_checkpoint, load_model
-from models.training.loop import (
-    EarlyStopper,
-    event_grouped_order,
-    predict_hsi,
-    teacher_vector,
-    train_hsi,
-    train_seismic,
-)
+from models.synthetic import hsi_to_dataset, seismic_to_dataset, synthetic_hsi, synthetic_seismic
+from models.training.hsi import predict_hsi, teacher_vector, train_hsi
+from models.training.loop import EarlyStopper
+from models.training.seismic import event_grouped_order, train_seismic
 from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 HSI = synthetic_hsi(n=400, seed=1, separation=1.5)
