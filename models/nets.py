@@ -91,12 +91,17 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
 
 
 class _MLPBody(nn.Module):
-    """``[Linear → (Masked)BatchNorm → ReLU → Dropout] × L`` with an optional row mask for the BN."""
+    """``[Linear → (Masked)BatchNorm → ReLU → Dropout] × L`` with an optional row mask for the BN.
+
+    With BatchNorm the linear layers have no bias: BN subtracts the batch mean, so such a
+    bias has an exactly zero gradient, and Adam would turn its round-off into ±lr steps that
+    shift the running mean (and so the eval-mode outputs) differently from run to run.
+    """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], *, dropout: float, batchnorm: bool) -> None:
         super().__init__()
         dims = [in_dim, *hidden]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.linears = nn.ModuleList(nn.Linear(a, b, bias=not batchnorm) for a, b in itertools.pairwise(dims))
         self.norms = nn.ModuleList(MaskedBatchNorm1d(b) if batchnorm else nn.Identity() for b in dims[1:])
         self.drop = nn.Dropout(dropout)
         self.out_dim = dims[-1]

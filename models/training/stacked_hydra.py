@@ -74,8 +74,9 @@ class StackedHydra(nn.Module):
         self.bn_biases = nn.ParameterList()
         for a, b in itertools.pairwise(self.layer_dims):
             self.weights.append(nn.Parameter(torch.zeros(k, a, b)))
-            self.biases.append(nn.Parameter(torch.zeros(k, b)))
-            if batchnorm:
+            if not batchnorm:  # as in Hydra: no bias right before BatchNorm
+                self.biases.append(nn.Parameter(torch.zeros(k, b)))
+            else:
                 self.bn_weights.append(nn.Parameter(torch.ones(k, b)))
                 self.bn_biases.append(nn.Parameter(torch.zeros(k, b)))
         self.head_weight = nn.Parameter(torch.zeros(k, self.layer_dims[-1], n_classes))
@@ -131,7 +132,8 @@ class StackedHydra(nn.Module):
                 for i, lin in enumerate(m.backbone.linears):
                     assert isinstance(lin, nn.Linear)
                     out.weights[i][k, : lin.in_features, : lin.out_features] = lin.weight.T
-                    out.biases[i][k, : lin.out_features] = lin.bias
+                    if lin.bias is not None:
+                        out.biases[i][k, : lin.out_features] = lin.bias
                     norm = m.backbone.norms[i]
                     if out.batchnorm:
                         assert isinstance(norm, nn.BatchNorm1d)
@@ -166,7 +168,8 @@ class StackedHydra(nn.Module):
                 lin = hyd.backbone.linears[i]
                 assert isinstance(lin, nn.Linear)
                 lin.weight.copy_(self.weights[i][k, :a, :b].T)
-                lin.bias.copy_(self.biases[i][k, :b])
+                if lin.bias is not None:
+                    lin.bias.copy_(self.biases[i][k, :b])
                 if self.batchnorm:
                     norm = hyd.backbone.norms[i]
                     assert isinstance(norm, nn.BatchNorm1d)
@@ -252,7 +255,11 @@ class StackedHydra(nn.Module):
         h = self._dropout(self._mask_units(0, F.relu(h)))
         rows = mask.reshape(k, n_mod * batch)
         for i in range(len(self.weights)):
-            h = torch.baddbmm(self.biases[i].unsqueeze(1), h, self.weights[i])
+            h = (
+                torch.bmm(h, self.weights[i])
+                if self.batchnorm
+                else torch.baddbmm(self.biases[i].unsqueeze(1), h, self.weights[i])
+            )
             if self.batchnorm:
                 h = self._norm(i, h, rows)
             h = self._dropout(self._mask_units(i + 1, F.relu(h)))

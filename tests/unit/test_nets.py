@@ -171,7 +171,9 @@ def _reference_hydra(
         hs.append(np.maximum(h, 0.0))
     pres = mask.numpy()
     for i in range(2):
-        hs = [h @ sd[f"backbone.linears.{i}.weight"].T + sd[f"backbone.linears.{i}.bias"] for h in hs]
+        hs = [
+            h @ sd[f"backbone.linears.{i}.weight"].T + sd.get(f"backbone.linears.{i}.bias", 0.0) for h in hs
+        ]
         if train:  # batch statistics over the present rows of all modalities together
             rows = np.concatenate([h[pres[m]] for m, h in enumerate(hs)])
             mean, var = rows.mean(0), rows.var(0)
