@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.publishing.zarr_io import array_digest
+from pipeline.checksums import array_digest
 
 
 def store_digest(path: str | Path) -> dict[str, str]:
