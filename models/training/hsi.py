@@ -25,6 +25,7 @@ from models.nets import build_hsi_model, forward_hsi, shared_parameters
 from models.runs import save_run
 from models.training.loop import (
     EarlyStopper,
+    EpochCallback,
     TrainResult,
     alpha_schedule,
     autocast_for,
@@ -258,7 +259,9 @@ def hsi_metrics(
     }
 
 
-def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResult:
+def train_hsi(
+    config: HSITrainConfig, data: HSIData | None = None, *, on_epoch: EpochCallback | None = None
+) -> TrainResult:
     """Train an HSI fusion classifier as configured; write the run folder when ``config.out_dir``."""
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -295,7 +298,7 @@ def train_hsi(config: HSITrainConfig, data: HSIData | None = None) -> TrainResul
 
         history = fit_epochs(
             model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
-            run_epoch=run_epoch, validate=validate, supervised="ce", score="val_macro_accuracy",
+            run_epoch=run_epoch, validate=validate, supervised="ce", score="val_macro_accuracy", on_epoch=on_epoch,
         )  # fmt: skip
 
         val = evaluate_hsi(model, data, split.val_idx, chunk=chunk, amp=config.amp)

@@ -283,6 +283,11 @@ def epoch_row(
     }
 
 
+#: Called once per finished epoch with (epoch index, planned epochs, that epoch's history row):
+#: progress bars, per-epoch log lines and progress artifacts hang off this.
+EpochCallback = Callable[[int, int, dict[str, float]], None]
+
+
 def fit_epochs(
     model: nn.Module,
     stopper: EarlyStopper,
@@ -294,12 +299,14 @@ def fit_epochs(
     validate: Callable[[], dict[str, float]],
     supervised: str,
     score: str,
+    on_epoch: EpochCallback | None = None,
 ) -> list[dict[str, float]]:
     """The epoch loop of every trainer: train, validate, record, stop early, restore the best.
 
     ``run_epoch(alpha)`` trains one epoch (``alpha=None``: MGDA) and returns the device tensor
     of epoch means ``[loss, <supervised>, emin, alpha]``; ``validate()`` returns the history's
-    validation columns, ``score`` among them (what ``stopper`` watches).
+    validation columns, ``score`` among them (what ``stopper`` watches); ``on_epoch`` is
+    called after every epoch's row is recorded.
     """
     history: list[dict[str, float]] = []
     for epoch in range(epochs):
@@ -309,6 +316,8 @@ def fit_epochs(
         train_time = time.perf_counter() - t_epoch  # one host sync per epoch, just above
         val = validate()
         history.append(epoch_row(epoch, means, supervised, val, train_time, n_train))
+        if on_epoch is not None:
+            on_epoch(epoch, epochs, history[-1])
         stopper.update(val[score], epoch, model)
         if stopper.should_stop:
             break

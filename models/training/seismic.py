@@ -25,6 +25,7 @@ from models.nets import build_seismic_model, shared_parameters
 from models.runs import save_run
 from models.training.loop import (
     EarlyStopper,
+    EpochCallback,
     TrainResult,
     alpha_schedule,
     autocast_for,
@@ -270,7 +271,9 @@ def _metrics(
     }
 
 
-def train_seismic(config: SeismicTrainConfig, data: SeismicData | None = None) -> TrainResult:
+def train_seismic(
+    config: SeismicTrainConfig, data: SeismicData | None = None, *, on_epoch: EpochCallback | None = None
+) -> TrainResult:
     """Train a single-station location CNN as configured; write the run folder when ``config.out_dir``."""
     start = time.perf_counter()
     device = resolve_device(config.device)
@@ -311,7 +314,7 @@ def train_seismic(config: SeismicTrainConfig, data: SeismicData | None = None) -
 
         history = fit_epochs(
             model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
-            run_epoch=run_epoch, validate=validate, supervised="mse", score="val_location_error_km_median",
+            run_epoch=run_epoch, validate=validate, supervised="mse", score="val_location_error_km_median", on_epoch=on_epoch,
         )  # fmt: skip
 
         eval_idx = split.test_idx if split.test_idx.numel() else split.val_idx

@@ -242,3 +242,20 @@ def test_seismic_learns_and_beats_predict_the_mean(tmp_path: Path) -> None:
         assert (tmp_path / "s" / name).exists(), name
     _model, ckpt = load_model(tmp_path / "s")
     assert ckpt["meta"]["channel_mean"].shape == (3,)
+
+
+def test_on_epoch_is_called_once_per_epoch_with_its_history_row() -> None:
+    """The progress hook: one call per finished epoch, in order, with the row that history keeps."""
+    from models.synthetic import synthetic_hsi
+    from models.training.hsi import train_hsi
+    from schemas.training import HSITrainConfig
+
+    calls: list[tuple[int, int, dict[str, float]]] = []
+    config = HSITrainConfig(
+        store="unused", epochs=4, patience=None, batch_size=64, device="cpu", width=8, hidden=[8]
+    )
+    result = train_hsi(
+        config, synthetic_hsi(n=200, seed=1), on_epoch=lambda e, n, row: calls.append((e, n, row))
+    )
+    assert [(e, n) for e, n, _ in calls] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    assert [row for _, _, row in calls] == result.history
