@@ -1,4 +1,4 @@
-"""Training loops (models/train.py), data packing (models/data.py) and run folders (models/runs.py)."""
+"""Training loops (models/training/), data packing (models/data.py) and run folders (models/runs.py)."""
 
 from __future__ import annotations
 
