@@ -17,7 +17,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pipeline/ models/ schemas/
+	$(BIN)/mypy pipeline/ models/ schemas/ experiments/
 
 install: $(BIN)/.installed
 

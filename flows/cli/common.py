@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 import yaml
 from pydantic import ValidationError
@@ -51,7 +50,7 @@ class EminGroup(TyperGroup):
     whether run from the shell or from ``typer.testing.CliRunner``.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (EminError, ValidationError) as exc:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.cli import datasets as cli_datasets
+from flows.cli import experiment as cli_experiment
 from flows.cli import seismic as cli_seismic
 from flows.cli import serve as cli_serve
 from flows.cli import sweep as cli_sweep
@@ -40,6 +41,7 @@ cli_seismic.register(synth_app, curate_app)
 cli_datasets.register(app)
 cli_train.register(app)
 cli_sweep.register(app)
+cli_experiment.register(app)
 cli_serve.register(app)
 out_console = Console(soft_wrap=True)
 

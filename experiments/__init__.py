@@ -1,0 +1,1 @@
+"""The report's experiments on any published dataset: specs, runner, paired statistics, reports."""

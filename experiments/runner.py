@@ -1,0 +1,343 @@
+"""Run an experiment: every arm × grid cell × seed is a run folder; resumable; results as a table.
+
+A run is keyed by (resolved config, dataset version, code version): a re-run of the same
+experiment finds finished runs by key and trains only the missing or failed ones. A run
+trains into ``runs/<name>.tmp-*`` and is renamed into place when its metrics are written,
+so a killed experiment leaves no half run that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.spec import BudgetName, ExperimentSpec, RunPlan
+from experiments.stats import PairedComparison, holm, paired_comparison
+from pipeline.errors import InputError
+from pipeline.version import code_version
+
+__all__ = [
+    "ExperimentResult",
+    "RunOutcome",
+    "compare",
+    "evaluate_findings",
+    "execute_run",
+    "flatten_metrics",
+    "prepare",
+    "resolve_dataset",
+    "run_experiment",
+    "run_key",
+]
+
+STORE_KINDS = {"hsi": "hsi_samples", "seismic": "seismic_spectrograms"}
+DONE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The store an experiment trains on: its path, version id and attributes."""
+
+    store: str
+    version: str
+    attrs: dict[str, Any]
+
+
+def resolve_dataset(dataset: str, kind: str, *, root: str | None = None) -> Dataset:
+    """A published name (latest version) or a store path, checked to be a store of ``kind``."""
+    from pipeline.publishing.registry import resolve
+    from pipeline.publishing.versions import default_root
+    from pipeline.publishing.zarr_io import open_store
+
+    if Path(dataset).exists():
+        store = str(Path(dataset).resolve())
+        manifest = Path(store).parent / "manifest.json"
+        version = json.loads(manifest.read_text())["version"] if manifest.exists() else _store_digest(store)
+    else:
+        version, folder = resolve(dataset, root=root or default_root())
+        store = f"{folder}/data.zarr"
+    try:
+        attrs = dict(open_store(store).attrs)
+    except Exception as exc:  # any zarr/xarray failure: not a store we can read
+        raise InputError(
+            f"cannot open as a Zarr store: {exc}", path=store, fix="give a curated store"
+        ) from exc
+    found = attrs.get("emin_kind")
+    if found != STORE_KINDS[kind]:
+        raise InputError(
+            f"a {kind} experiment needs a {STORE_KINDS[kind]!r} store, this one is {found!r}",
+            path=store,
+            fix=f"give a {kind} dataset (emin datasets list)",
+        )
+    return Dataset(store=store, version=version, attrs=attrs)
+
+
+def _store_digest(store: str) -> str:
+    """Version of an unpublished store: digest of its metadata documents (content ids live there)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(store).rglob("zarr.json")):
+        h.update(p.read_bytes())
+    return "path-" + h.hexdigest()[:12]
+
+
+def run_key(plan: RunPlan, dataset_version: str) -> str:
+    """Key of one run: its resolved config (not where it is written), the data and the code."""
+    cfg = plan.config.model_dump(mode="json", exclude={"out_dir", "store"})
+    payload = json.dumps({"config": cfg, "data": dataset_version, "code": code_version()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _cell_label(cell: dict[str, Any]) -> str:
+    return "-".join(f"{k}{v}" for k, v in cell.items()) or "all"
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Every numeric leaf of metrics.json as ``a.b.c`` columns (lists and text are left out)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten_metrics(value, f"{name}.")
+        elif isinstance(value, int | float):  # bool is an int
+            out[name] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One finished (or failed) run, as a row of results.csv."""
+
+    arm: str
+    cell: dict[str, Any]
+    seed: int
+    key: str
+    run_dir: str
+    status: str
+    metrics: dict[str, float]
+    error: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "arm": self.arm,
+            **{f"factor.{k}": v for k, v in self.cell.items()},
+            "seed": self.seed,
+            "key": self.key,
+            "status": self.status,
+            "run_dir": self.run_dir,
+            "error": self.error,
+            **self.metrics,
+        }
+
+
+def execute_run(plan: RunPlan, run_dir: str, key: str, device: str) -> RunOutcome:
+    """Train one run into a temporary sibling, rename it into place; errors become a failed row."""
+    final = Path(run_dir)
+    if (final / DONE).exists():
+        return _outcome(plan, final, key, "cached")
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    config = plan.config.model_copy(update={"out_dir": str(tmp), "device": device})
+    try:
+        if plan.config.__class__.__name__ == "HSITrainConfig":
+            from models.training.hsi import train_hsi
+
+            train_hsi(config)  # type: ignore[arg-type]
+        else:
+            from models.training.seismic import train_seismic
+
+            train_seismic(config)  # type: ignore[arg-type]
+        if final.exists():  # a stale failed attempt of ours: replaced only by a finished run
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except Exception as exc:  # one failed run must not stop the experiment; it is reported
+        shutil.rmtree(tmp, ignore_errors=True)
+        return RunOutcome(plan.arm, plan.cell, plan.seed, key, str(final), "failed", {}, repr(exc)[:500])
+    return _outcome(plan, final, key, "trained")
+
+
+def _outcome(plan: RunPlan, folder: Path, key: str, status: str) -> RunOutcome:
+    metrics = json.loads((folder / DONE).read_text())
+    return RunOutcome(plan.arm, plan.cell, plan.seed, key, str(folder), status, flatten_metrics(metrics))
+
+
+def prepare(
+    spec: ExperimentSpec, budget: BudgetName, *, store: str | None, seeds: int | None, out_root: str | Path
+) -> tuple[Dataset, Path, list[tuple[RunPlan, str, str]]]:
+    """Check the spec against its store and lay out the experiment folder and every run's key."""
+    data = resolve_dataset(store or spec.dataset, spec.kind)
+    plans = spec.plan(budget, store=data.store, seeds=seeds)
+    ident = hashlib.sha256(
+        json.dumps(
+            {"spec": spec.model_dump(mode="json"), "budget": budget, "seeds": sorted({p.seed for p in plans}),
+             "data": data.version}, sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]  # fmt: skip
+    folder = Path(out_root) / spec.name / f"{budget}-{ident}"
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    for stale in (folder / "runs").glob("*.tmp-*"):  # killed runs of this experiment (ours by name)
+        shutil.rmtree(stale, ignore_errors=True)
+    (folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+    jobs = []
+    for plan in plans:
+        key = run_key(plan, data.version)
+        name = f"{plan.arm}-{_cell_label(plan.cell)}-s{plan.seed}-{key}"
+        jobs.append((plan, str(folder / "runs" / name), key))
+    return data, folder, jobs
+
+
+MapFn = Callable[[Callable[..., RunOutcome], Sequence[tuple[RunPlan, str, str]]], list[RunOutcome]]
+
+
+def serial_map(fn: Callable[..., RunOutcome], jobs: Sequence[tuple[RunPlan, str, str]]) -> list[RunOutcome]:
+    """Run the jobs one after another in this process."""
+    return [fn(*job) for job in jobs]
+
+
+@dataclass
+class ExperimentResult:
+    """Everything an experiment produced (also written under ``folder``)."""
+
+    spec: ExperimentSpec
+    budget: str
+    folder: Path
+    dataset: Dataset
+    results: pd.DataFrame
+    comparisons: list[PairedComparison]
+    cells: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+    wall_time_s: float
+    device: str
+
+
+def _pairs(
+    results: pd.DataFrame, a: str, b: str
+) -> Iterable[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]]:
+    """(cell, rows of a, rows of b) for every cell of ``b`` whose shared factors ``a`` has too."""
+    factors = [c for c in results.columns if c.startswith("factor.")]
+    ra, rb = results[results.arm == a], results[results.arm == b]
+    fa = [f for f in factors if ra[f].notna().any()] if len(ra) else []
+    fb = [f for f in factors if rb[f].notna().any()] if len(rb) else []
+    group_by = sorted(set(fa) | set(fb))
+    cells = results[group_by].drop_duplicates().to_dict("records") if group_by else [{}]
+    for cell in cells:
+        sel_a = ra
+        sel_b = rb
+        for f, v in cell.items():
+            if f in fa:
+                sel_a = sel_a[sel_a[f] == v]
+            if f in fb:
+                sel_b = sel_b[sel_b[f] == v]
+        if len(sel_a) and len(sel_b):
+            yield {str(k).removeprefix("factor."): v for k, v in cell.items()}, sel_a, sel_b
+
+
+def compare(
+    spec: ExperimentSpec, results: pd.DataFrame
+) -> tuple[list[PairedComparison], list[dict[str, Any]]]:
+    """Every comparison × metric × cell, paired by seed, Holm-corrected across the experiment."""
+    ok = results[results.status != "failed"]
+    comps: list[PairedComparison] = []
+    cells: list[dict[str, Any]] = []
+    for c in spec.comparisons:
+        for cell, ra, rb in _pairs(ok, c.a, c.b):
+            seeds = sorted(set(ra.seed) & set(rb.seed))
+            for metric in c.metrics:
+                if metric not in ok.columns:
+                    raise InputError(
+                        f"comparison {c.a} vs {c.b}: no metric {metric!r} in the results",
+                        fix=f"use one of: {', '.join(sorted(k for k in ok.columns if '.' in k)[:40])} ...",
+                    )
+                va = ra.set_index("seed").loc[seeds, metric].tolist()
+                vb = rb.set_index("seed").loc[seeds, metric].tolist()
+                comps.append(paired_comparison(metric, c.a, va, c.b, vb))
+                cells.append(cell)
+    adjusted = holm([x.p_wilcoxon for x in comps])
+    comps = [PairedComparison(**{**x.__dict__, "p_holm": p}) for x, p in zip(comps, adjusted, strict=True)]
+    return comps, cells
+
+
+def evaluate_findings(
+    spec: ExperimentSpec, comps: list[PairedComparison], cells: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each of the report's findings: holds / does not hold / inconclusive, with the numbers."""
+    out = []
+    for f in spec.findings:
+        hits = [
+            (c, cell) for c, cell in zip(comps, cells, strict=True)
+            if c.arm_a == f.a and c.arm_b == f.b and c.metric == f.metric
+            and all(str(cell.get(k)) == str(v) for k, v in f.cell.items())
+        ]  # fmt: skip
+        verdicts = [_verdict(f.expect, c) for c, _ in hits]
+        if not hits:
+            verdict = "inconclusive"
+        elif all(v == verdicts[0] for v in verdicts):
+            verdict = verdicts[0]
+        else:
+            verdict = "mixed: " + ", ".join(
+                f"{_cell_label(cell)} {v}" for (_, cell), v in zip(hits, verdicts, strict=True)
+            )
+        out.append({
+            "claim": f.claim, "report_says": f.report_says, "metric": f.metric, "a": f.a, "b": f.b,
+            "verdict": verdict, "evidence": [c.sentence() + (f" ({_cell_label(cell)})" if cell else "") for c, cell in hits],
+        })  # fmt: skip
+    return out
+
+
+def _verdict(expect: str, c: PairedComparison) -> str:
+    if c.n_seeds < 2 or math.isnan(c.mean_diff):
+        return "inconclusive"
+    if expect == "equal":
+        return "does not hold" if c.significant else "holds"
+    lower = c.mean_diff < 0
+    if not c.significant:
+        return "inconclusive"
+    return "holds" if lower == (expect == "b_lower") else "does not hold"
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    budget: BudgetName = "demo",
+    store: str | None = None,
+    seeds: int | None = None,
+    out_root: str | Path = "experiments_out",
+    device: str = "auto",
+    map_fn: MapFn = serial_map,
+) -> ExperimentResult:
+    """Run (or resume) ``spec`` at ``budget``; write results.csv, comparisons.csv and the report."""
+    from experiments.report import write_report
+
+    start = time.perf_counter()
+    data, folder, jobs = prepare(spec, budget, store=store, seeds=seeds, out_root=out_root)
+    outcomes = map_fn(lambda plan, run_dir, key: execute_run(plan, run_dir, key, device), jobs)
+    results = pd.DataFrame([o.row() for o in outcomes])
+    results.to_csv(folder / "results.csv", index=False)
+    comps, cells = compare(spec, results)
+    rows = [
+        {**c.as_row(), **{f"cell.{k}": v for k, v in cell.items()}}
+        for c, cell in zip(comps, cells, strict=True)
+    ]
+    pd.DataFrame(rows).to_csv(folder / "comparisons.csv", index=False)
+    findings = evaluate_findings(spec, comps, cells)
+    pd.DataFrame(
+        [{**f, "evidence": " | ".join(f["evidence"])} for f in findings],
+        columns=["claim", "report_says", "metric", "a", "b", "verdict", "evidence"],
+    ).to_csv(folder / "findings.csv", index=False)
+    import torch
+
+    used = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    result = ExperimentResult(
+        spec, budget, folder, data, results, comps, cells, findings,
+        wall_time_s=time.perf_counter() - start, device=f"{used} ({platform.processor() or platform.machine()})",
+    )  # fmt: skip
+    write_report(result)
+    return result

@@ -1,0 +1,203 @@
+"""Experiment specs as data (YAML): dataset, base config, arms, grid, seeds, comparisons, budgets.
+
+A spec is checked whole before any training starts: an arm or grid key that is not a field of
+the training config, a comparison naming a missing arm, no seeds, or a store of the wrong kind
+is an :class:`~pipeline.errors.InputError` naming the spec file and the fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import InputError
+from schemas.training import HSITrainConfig, SeismicTrainConfig, TrainConfig
+
+__all__ = [
+    "PRESET_DIR",
+    "Budget",
+    "Comparison",
+    "ExperimentSpec",
+    "Finding",
+    "GridFactor",
+    "RunPlan",
+    "list_presets",
+    "load_spec",
+]
+
+PRESET_DIR = Path(__file__).with_name("presets")
+BudgetName = Literal["smoke", "demo", "report"]
+Expectation = Literal["equal", "b_lower", "b_higher"]
+
+
+class Budget(BaseModel):
+    """How much to spend: seeds and config overrides (epochs, patience, widths …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: int = Field(5, ge=1, description="number of seeds (0 … seeds−1)")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class GridFactor(BaseModel):
+    """A factor crossed with the arms it applies to (all arms when ``arms`` is empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: list[Any] = Field(min_length=1)
+    arms: list[str] = Field(default_factory=list)
+
+
+class Comparison(BaseModel):
+    """Arm ``b`` against arm ``a`` on ``metrics``, paired by seed within each grid cell."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: str
+    b: str
+    metrics: list[str] = Field(min_length=1)
+
+
+class Finding(BaseModel):
+    """One of the report's findings, and the comparison that tests it here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: str
+    a: str
+    b: str
+    metric: str
+    expect: Expectation = Field(description="equal: no real difference; b_lower/b_higher: b is lower/higher")
+    cell: dict[str, Any] = Field(default_factory=dict, description="grid cell it is about (default: every)")
+    report_says: str = ""
+
+
+class ExperimentSpec(BaseModel):
+    """One experiment (report 3.3–3.7, 4.5–4.6) as data; see ``experiments/presets/``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    title: str = ""
+    kind: Literal["hsi", "seismic"]
+    dataset: str = Field(description="published dataset name or store path (CLI --store overrides)")
+    base: dict[str, Any] = Field(default_factory=dict)
+    arms: dict[str, dict[str, Any]] = Field(min_length=1)
+    grid: dict[str, GridFactor] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=list, description="explicit seeds (else the budget's count)")
+    comparisons: list[Comparison] = Field(default_factory=list)
+    budgets: dict[BudgetName, Budget] = Field(default_factory=dict)
+    findings: list[Finding] = Field(default_factory=list)
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _plain_lists(cls, grid: Any) -> Any:
+        if isinstance(grid, dict):
+            return {k: {"values": v} if isinstance(v, list) else v for k, v in grid.items()}
+        return grid
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        fields = set(self.config_class().model_fields) - {"store", "seed", "out_dir"}
+        problems: list[str] = []
+        for where, keys in [
+            ("base", self.base),
+            *((f"arm {a!r}", o) for a, o in self.arms.items()),
+            ("grid", self.grid),
+            *((f"budget {b!r}", bud.overrides) for b, bud in self.budgets.items()),
+        ]:
+            unknown = sorted(set(keys) - fields)
+            if unknown:
+                problems.append(f"{where}: unknown training setting(s) {unknown}")
+        for name, factor in self.grid.items():
+            missing = sorted(set(factor.arms) - set(self.arms))
+            if missing:
+                problems.append(f"grid {name!r} names missing arm(s) {missing}")
+        pairs = [(c.a, c.b) for c in self.comparisons] + [(f.a, f.b) for f in self.findings]
+        for a, b in pairs:
+            missing = sorted({a, b} - set(self.arms))
+            if missing:
+                problems.append(f"comparison {a!r} vs {b!r} names missing arm(s) {missing}")
+        if self.seeds == [] and "seeds" in self.model_fields_set:
+            problems.append("seeds is empty: give at least one seed (two or more for a verdict)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def config_class(self) -> type[TrainConfig]:
+        """The training config class of this experiment's kind."""
+        return HSITrainConfig if self.kind == "hsi" else SeismicTrainConfig
+
+    def seeds_for(self, budget: BudgetName) -> list[int]:
+        """Explicit seeds, else 0 … n−1 for the budget's count."""
+        return (
+            list(self.seeds) if self.seeds else list(range(self.budgets.get(budget, Budget(seeds=5)).seeds))
+        )
+
+    def plan(self, budget: BudgetName, *, store: str, seeds: int | None = None) -> list[RunPlan]:
+        """Every run: arm × its grid cells × seed, each with its resolved config."""
+        seed_list = list(range(seeds)) if seeds is not None else self.seeds_for(budget)
+        if not seed_list:
+            raise InputError(f"experiment {self.name}: no seeds", fix="give --seeds N (N >= 2)")
+        overrides = self.budgets.get(budget, Budget(seeds=5)).overrides
+        plans: list[RunPlan] = []
+        for arm, arm_over in self.arms.items():
+            factors = {k: f.values for k, f in self.grid.items() if not f.arms or arm in f.arms}
+            for combo in itertools.product(*factors.values()):
+                cell = dict(zip(factors, combo, strict=True))
+                for seed in seed_list:
+                    fields = {**self.base, **overrides, **arm_over, **cell, "store": store, "seed": seed}
+                    try:
+                        config = self.config_class().model_validate(fields)
+                        assert isinstance(config, HSITrainConfig | SeismicTrainConfig)
+                    except ValidationError as exc:
+                        raise InputError(
+                            f"experiment {self.name}, arm {arm!r}, cell {cell}: invalid settings\n{exc}",
+                            fix="correct the arm/grid/budget settings of the spec",
+                        ) from exc
+                    plans.append(RunPlan(arm=arm, cell=cell, seed=seed, config=config))
+        return plans
+
+
+class RunPlan(BaseModel):
+    """One run of an experiment: which arm, grid cell and seed, and its resolved config."""
+
+    arm: str
+    cell: dict[str, Any]
+    seed: int
+    config: HSITrainConfig | SeismicTrainConfig
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (``experiments/presets/*.yaml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> ExperimentSpec:
+    """A preset by name (``hsi-2``) or a spec file; every problem is an InputError naming the file."""
+    path = Path(name_or_path)
+    if not path.exists():
+        preset = PRESET_DIR / f"{name_or_path}.yaml"
+        if not preset.exists():
+            raise InputError(
+                f"no experiment spec {str(name_or_path)!r}",
+                fix=f"give a spec file, or one of the presets: {', '.join(list_presets())}",
+            )
+        path = preset
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", path=path, fix="fix the YAML syntax") from exc
+    if not isinstance(raw, dict):
+        raise InputError("an experiment spec is a YAML mapping", path=path, fix="see experiments/presets/")
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise InputError(
+            f"invalid experiment spec: {lines}", path=path, fix="see experiments/presets/"
+        ) from exc
