@@ -122,11 +122,15 @@ def test_resume_after_a_kill_runs_exactly_the_missing_runs(stores: dict[str, Pat
     proc = subprocess.Popen([sys.executable, str(script)], env=env, cwd=ROOT)
     runs = tmp_path / "out" / "hsi-3"
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(runs.rglob("metrics.json"))) < 3:
-        time.sleep(0.2)
+
+    def finished_runs() -> set[str]:
+        return {p.parent.name for p in runs.rglob("metrics.json") if ".tmp-" not in p.parent.name}
+
+    while time.time() < deadline and len(finished_runs()) < 3:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = {p.parent.name for p in runs.rglob("metrics.json") if ".tmp-" not in p.parent.name}
+    finished = finished_runs()
     assert 3 <= len(finished) < 18
     result = run_experiment(
         load_spec("hsi-3"), budget="smoke", store=str(stores["hsi"]), out_root=tmp_path / "out", device="cpu"
