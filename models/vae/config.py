@@ -43,6 +43,9 @@ class VAETrainConfig(BaseModel):
     batch_size: int = Field(256, ge=2)
     lr: float = Field(2e-3, gt=0.0)
     cross_lr: float = Field(2e-3, gt=0.0)
+    init_em_iters: int = Field(20, ge=0, description="full-batch EM iterations of the mixture at init")
+    reseed_dead: bool = Field(True, description="split the heaviest cluster into empty ones (EM repair)")
+    dead_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="empty = EM mass < this × mean mass")
     em_every: int = Field(1, ge=1, description="EM update of mu_c every N batches (0 < N)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "cpu"

@@ -26,6 +26,7 @@ __all__ = [
     "kl_diag_gaussians",
     "kmeans",
     "latent_elbo_terms",
+    "latent_expected_log_lik",
     "marginal_cluster_posterior",
     "mixture_moments",
     "product_of_experts",
@@ -111,6 +112,14 @@ def latent_elbo_terms(
     e_log_pc = (gamma * (log_pi.unsqueeze(0) - log_gamma)).sum(-1)
     entropy = 0.5 * (1.0 + LOG_2PI + logvar).sum(-1)
     return e_log_pz + e_log_pc + entropy
+
+
+def latent_expected_log_lik(mu: Tensor, logvar: Tensor, mu_c: Tensor, logvar_c: Tensor) -> Tensor:
+    """``E_{N(mu, var)}[log N(Z; mu_c, var_c)]`` for every cluster, ``[B, C]`` (closed form)."""
+    var = torch.exp(logvar).unsqueeze(1)
+    diff2 = (mu.unsqueeze(1) - mu_c.unsqueeze(0)) ** 2
+    terms = LOG_2PI + logvar_c.unsqueeze(0) + (var + diff2) * torch.exp(-logvar_c).unsqueeze(0)
+    return -0.5 * terms.sum(-1)
 
 
 def mixture_moments(weights: Tensor, means: Tensor, variances: Tensor) -> tuple[Tensor, Tensor]:

@@ -34,13 +34,21 @@ from models.runs import to_jsonable
 from models.train import resolve_device, train_context
 from models.vae.config import VAETrainConfig
 from models.vae.data import VAEData, load_vae_data
-from models.vae.gaussians import StreamingMeans, kmeans
+from models.vae.gaussians import StreamingMeans, gaussian_log_prob, kmeans, latent_expected_log_lik
 from models.vae.library import SpectralLibrary, read_library_csv
 from models.vae.metrics import cluster_accuracy, cluster_label_map, linear_probe, masked_rmse
 from models.vae.model import MultimodalVAE, inverse_softplus
 from pipeline.errors import InputError
 
-__all__ = ["CHECKPOINT_NAME", "VAEResult", "evaluate_vae", "load_vae", "save_vae_run", "train_vae"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "VAEResult",
+    "evaluate_vae",
+    "load_vae",
+    "reseed_dead_clusters",
+    "save_vae_run",
+    "train_vae",
+]
 
 CHECKPOINT_NAME = "model.pt"
 CHECKPOINT_FORMAT = 1
@@ -133,33 +141,104 @@ def _posterior_means(model: MultimodalVAE, x: Tensor, mask: Tensor, idx: Tensor)
 
 
 @torch.no_grad()
-def _init_mixture(model: MultimodalVAE, x: Tensor, mask: Tensor, idx: Tensor, seed: int) -> None:
-    """k-means of the latent means → mu_c, var_c, pi; NNLS of cluster spectra → abundances."""
+def _init_mixture(
+    model: MultimodalVAE, x: Tensor, mask: Tensor, idx: Tensor, seed: int, em_iters: int = 20
+) -> None:
+    """Initialise the mixture with the encoders frozen: k-means of the training latent means,
+    then ``em_iters`` full-batch EM iterations of the ELBO in the mixture parameters.
+
+    E-step: the ELBO-optimal ``q(c|X) ∝ pi_c exp(E_q[log p(Z|c)] + sum_physics log p(X_m|c))``
+    (VaDE's ``p(c|Z)`` replaces it only once the encoders train). M-step: ``pi``, ``mu_c``,
+    ``var_c`` (weighted moments), abundances by NNLS on the responsibility-weighted cluster
+    mean spectra (the exact minimiser under ``a >= 0``) and the physics decoder variances.
+    """
     mu, lv = _posterior_means(model, x, mask, idx)
-    centres, assign = kmeans(mu, model.n_clusters, seed=seed)
-    model.mu_c.copy_(centres.to(model.mu_c))
-    counts = torch.bincount(assign, minlength=model.n_clusters).to(mu.dtype)
-    model.pi_logits.copy_(torch.log(counts.clamp_min(1.0) / counts.sum()))
-    if model.logvar_c.requires_grad:
-        for c in range(model.n_clusters):
-            sel = assign == c
-            if int(sel.sum()) > 1:
-                v = mu[sel].var(0) + torch.exp(lv[sel]).mean(0)
-                model.logvar_c[c] = torch.log(v.clamp_min(1e-3))
-    if model.physics is None:
-        return
-    xs = model.clean(x[:, idx], mask[:, idx])
+    mu, lv = mu.double(), lv.double()
+    _, assign = kmeans(mu, model.n_clusters, seed=seed)
+    r = torch.nn.functional.one_hot(assign, model.n_clusters).double()  # [N, C]
+    xs = model.clean(x[:, idx], mask[:, idx]).double()
     ms = mask[:, idx]
-    for c in range(model.n_clusters):
-        rows_a, rows_b = [], []
-        for i in model.physics.modalities:
-            sel = ms[i] & (assign == c)
-            if bool(sel.any()):
-                rows_a.append(model.physics.library(i).T.double().cpu().numpy())
-                rows_b.append(xs[i, sel, : model.in_dims[i]].double().mean(0).cpu().numpy())
-        if rows_a:
-            a, _ = nnls(np.concatenate(rows_a), np.concatenate(rows_b))
-            model.physics.raw_abundance[c] = inverse_softplus(torch.as_tensor(a + 1e-3, dtype=torch.float32))
+    phys = [] if model.physics is None else model.physics.modalities
+    for it in range(em_iters + 1):
+        # M-step
+        mass = r.sum(0).clamp_min(1e-6)
+        model.pi_logits.copy_(torch.log(mass / mass.sum()).to(model.pi_logits))
+        mu_c = (r.T @ mu) / mass.unsqueeze(-1)
+        model.mu_c.copy_(mu_c.to(model.mu_c))
+        if model.logvar_c.requires_grad:
+            second = (r.T @ (torch.exp(lv) + mu**2)) / mass.unsqueeze(-1) - mu_c**2
+            model.logvar_c.copy_(torch.log(second.clamp_min(1e-3)).to(model.logvar_c))
+        if model.physics is not None:
+            for c in range(model.n_clusters):
+                rows_a, rows_b = [], []
+                for i in phys:
+                    w = r[:, c] * ms[i].double()
+                    if float(w.sum()) > 1e-6:
+                        rows_a.append(model.physics.library(i).T.double().cpu().numpy())
+                        xm = (w.unsqueeze(-1) * xs[i, :, : model.in_dims[i]]).sum(0) / w.sum()
+                        rows_b.append(xm.cpu().numpy())
+                if rows_a:
+                    a, _ = nnls(np.concatenate(rows_a), np.concatenate(rows_b))
+                    model.physics.raw_abundance[c] = inverse_softplus(
+                        torch.as_tensor(a + 1e-4, dtype=torch.float32)
+                    ).to(model.physics.raw_abundance)
+            for i in phys:
+                d = model.in_dims[i]
+                e = model.physics.means(i).double()  # [C, D]
+                res2 = (xs[i, :, :d].unsqueeze(1) - e.unsqueeze(0)) ** 2  # [N, C, D]
+                w = r * ms[i].double().unsqueeze(-1)
+                v = (w.unsqueeze(-1) * res2).sum((0, 1)) / w.sum().clamp_min(1e-6)
+                model.dec_logvar[i, :d] = torch.log(v.clamp_min(model.min_var * 1.01)).to(model.dec_logvar)
+        if it == em_iters:
+            break
+        # E-step
+        logr = model.log_pi.double().unsqueeze(0) + latent_expected_log_lik(
+            mu, lv, model.mu_c.double(), model.logvar_c.double()
+        )
+        for i in phys:
+            assert model.physics is not None
+            d = model.in_dims[i]
+            ll = gaussian_log_prob(
+                xs[i, :, :d].unsqueeze(1),
+                model.physics.means(i).double().unsqueeze(0),
+                model.dec_var_logs(i).double(),
+            ).sum(-1)
+            logr = logr + torch.where(
+                ms[i].unsqueeze(-1), ll, torch.zeros((), dtype=ll.dtype, device=ll.device)
+            )
+        r = torch.softmax(logr, dim=-1)
+
+
+@torch.no_grad()
+def reseed_dead_clusters(model: MultimodalVAE, mass: Tensor, fraction: float) -> list[int]:
+    """Split the heaviest cluster into every cluster whose EM mass is below ``fraction`` × the
+    mean mass (the usual empty-cluster repair of k-means/EM): the dead cluster takes the heavy
+    one's mean shifted by +½ sigma along its widest latent axis (the heavy one moves by −½
+    sigma), its variances, half its weight and its abundances. Returns the re-seeded clusters."""
+    mass = mass.detach().double().cpu()
+    if float(mass.sum()) <= 0:
+        return []
+    dead = [int(c) for c in torch.nonzero(mass < fraction * mass.mean()).flatten()]
+    moved: list[int] = []
+    for c in dead:
+        big = int(mass.argmax())
+        if big == c:
+            continue
+        sd = torch.exp(0.5 * model.logvar_c[big])
+        axis = int(sd.argmax())
+        shift = torch.zeros_like(sd)
+        shift[axis] = 0.5 * sd[axis]
+        model.mu_c[c] = model.mu_c[big] + shift
+        model.mu_c[big] = model.mu_c[big] - shift
+        model.logvar_c[c] = model.logvar_c[big]
+        half = model.pi_logits[big] - math.log(2.0)
+        model.pi_logits[big] = half
+        model.pi_logits[c] = half
+        if model.physics is not None:
+            model.physics.raw_abundance[c] = model.physics.raw_abundance[big]
+        mass[big] = mass[c] = mass[big] / 2
+        moved.append(c)
+    return moved
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +338,7 @@ def train_vae(
             return loss, {}
 
         _fit_phase("warmup", config.warmup_epochs, warm, config.lr, warm_step, train_idx, bs, g, history)
-        _init_mixture(model, x, mask, train_idx, config.seed)
+        _init_mixture(model, x, mask, train_idx, config.seed, config.init_em_iters)
 
         em = StreamingMeans(n_clusters, config.latent_dim, device)
         step = {"n": 0}
@@ -274,6 +353,16 @@ def train_vae(
             loss = -out["elbo"].mean()
             return loss, {"recon": -out["recon"].detach().mean(), "latent": -out["latent"].detach().mean()}
 
+        epoch_no = {"n": 0}
+        reseeded: list[int] = []
+
+        def joint_epoch_start() -> None:
+            # empty-cluster repair from the previous epoch's EM mass (first 3/4 of the epochs)
+            if config.reseed_dead and 0 < epoch_no["n"] < 0.75 * config.epochs:
+                reseeded.extend(reseed_dead_clusters(model, em.mass, config.dead_fraction))
+            epoch_no["n"] += 1
+            em.reset()
+
         _fit_phase(
             "joint",
             config.epochs,
@@ -284,7 +373,7 @@ def train_vae(
             bs,
             g,
             history,
-            on_epoch_start=em.reset,
+            on_epoch_start=joint_epoch_start,
         )
 
         cross = list(model.cross_encoders.parameters())
@@ -306,6 +395,7 @@ def train_vae(
             "n_train": int(train_idx.numel()),
             "n_test": int(test_idx.numel()),
             "wall_time_s": time.perf_counter() - t_start,
+            "n_reseeded_clusters": len(reseeded),
             "final_loss": {
                 ph: next((r["loss"] for r in reversed(history) if r["phase"] == ph), None)
                 for ph in ("warmup", "joint", "cross")
