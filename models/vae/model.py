@@ -27,6 +27,7 @@ from models.vae.gaussians import (
     gmm_responsibilities,
     kl_diag_gaussians,
     latent_elbo_terms,
+    latent_expected_log_lik,
     marginal_cluster_posterior,
     mixture_moments,
     product_of_experts,
@@ -239,6 +240,26 @@ class MultimodalVAE(nn.Module):
     def cluster_probs(self, mu: Tensor, logvar: Tensor) -> Tensor:
         """``p(c | X)`` with ``Z`` integrated out (:func:`marginal_cluster_posterior`)."""
         return marginal_cluster_posterior(mu, logvar, self.log_pi, self.mu_c, self.logvar_c)
+
+    def elbo_optimal_cluster_probs(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The ELBO-optimal ``q(c|X) ∝ pi_c exp(E_q[log p(Z|c)] + sum_physics log p(X_m|c))``, ``[B, C]``.
+
+        Equal to VaDE's estimate up to the physics experts' own evidence, which ``p(c|Z)`` only
+        sees through the encoders; without physics modalities it is ``p(c|Z)`` averaged in log space.
+        """
+        mu, logvar = self.posterior(x, mask)
+        logr = self.log_pi.unsqueeze(0) + latent_expected_log_lik(mu, logvar, self.mu_c, self.logvar_c)
+        if self.physics is not None:
+            xc = self.clean(x, mask)
+            for i in self.physics.modalities:
+                d = self.in_dims[i]
+                ll = gaussian_log_prob(
+                    xc[i, :, :d].unsqueeze(1), self.physics.means(i).unsqueeze(0), self.dec_var_logs(i)
+                ).sum(-1)
+                logr = logr + torch.where(
+                    mask[i].unsqueeze(-1), ll, torch.zeros((), dtype=ll.dtype, device=ll.device)
+                )
+        return torch.softmax(logr, dim=-1)
 
     # ------------------------------------------------------------------ likelihood
     def recon_log_lik(

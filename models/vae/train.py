@@ -458,6 +458,9 @@ def evaluate_vae(
         "fused": cluster_accuracy(clusters_all[te], y_te),
         "fused_train": cluster_accuracy(clusters_all[tr], labels[tr]),
     }
+    if model.physics is not None:
+        (p_opt,) = run(lambda xb, mb: (model.elbo_optimal_cluster_probs(xb, mb),), test_idx)
+        acc["fused_elbo_optimal"] = cluster_accuracy(p_opt.argmax(1), y_te)
     _, _, p_cross = run(lambda xb, mb: model.cross_posterior(xb, mb), test_idx)
     acc["cross_fused"] = cluster_accuracy(p_cross.argmax(1), y_te)
     per_mod: dict[str, Any] = {}

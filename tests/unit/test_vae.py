@@ -30,11 +30,13 @@ from models.vae.gaussians import (
     StreamingMeans,
     kl_diag_gaussians,
     latent_elbo_terms,
+    latent_expected_log_lik,
     marginal_cluster_posterior,
     mixture_moments,
     product_of_experts,
 )
 from models.vae.metrics import cluster_accuracy
+from models.vae.train import reseed_dead_clusters
 from pipeline.errors import InputError, MissingInputError, SchemaError
 
 torch.set_num_threads(1)
@@ -381,3 +383,56 @@ def test_load_vae_data_reads_store_with_wavelengths(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.hsi.mask.numpy(), h.mask.numpy())
     with pytest.raises(MissingInputError):
         load_vae_data(tmp_path / "missing.zarr")
+
+
+def test_expected_cluster_log_likelihood_matches_monte_carlo() -> None:
+    g = torch.Generator().manual_seed(11)
+    mu, lv = (
+        torch.randn(1, 3, generator=g, dtype=torch.float64),
+        0.3 * torch.randn(1, 3, generator=g, dtype=torch.float64),
+    )
+    mu_c, lv_c = (
+        torch.randn(2, 3, generator=g, dtype=torch.float64),
+        0.3 * torch.randn(2, 3, generator=g, dtype=torch.float64),
+    )
+    closed = latent_expected_log_lik(mu, lv, mu_c, lv_c)[0]
+    torch.manual_seed(3)
+    z = Normal(mu[0], torch.exp(0.5 * lv[0])).sample((300_000,))
+    for c in range(2):
+        s = Normal(mu_c[c], torch.exp(0.5 * lv_c[c])).log_prob(z).sum(-1)
+        assert abs(float(s.mean()) - float(closed[c])) < 5 * float(s.std()) / math.sqrt(s.numel())
+
+
+def test_reseed_dead_cluster_splits_the_heaviest() -> None:
+    model = MultimodalVAE([3], latent_dim=2, n_clusters=3, hidden=4)
+    with torch.no_grad():
+        model.mu_c.copy_(torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0]]))
+        model.logvar_c.copy_(torch.log(torch.tensor([[1.0, 4.0], [1.0, 1.0], [1.0, 1.0]])))
+    moved = reseed_dead_clusters(model, torch.tensor([100.0, 0.0, 50.0]), 0.2)
+    assert moved == [1]
+    torch.testing.assert_close(model.mu_c[0], torch.tensor([0.0, -1.0]))  # -1/2 sigma along the wide axis
+    torch.testing.assert_close(model.mu_c[1], torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(model.pi_logits[0], model.pi_logits[1])
+
+
+def test_physics_expert_recovers_true_abundances() -> None:
+    """Data drawn from x = a_c S + noise (known a_c >= 0): the fitted abundances match a_c
+    after the Hungarian cluster → class map (independent ground truth)."""
+    rng = np.random.default_rng(0)
+    wl = np.linspace(400, 2400, 30)
+    lib = np.stack([np.exp(-(((wl - m) / 300) ** 2)) for m in (600, 1300, 2000)])
+    truth = np.array([[0.8, 0.1, 0.0], [0.0, 0.6, 0.3], [0.2, 0.0, 0.9]])
+    y = rng.integers(0, 3, 240)
+    x = truth[y] @ lib + rng.normal(0, 0.01, (240, 30))
+    data = VAEData.from_arrays([x[:, :15], x[:, 15:]], y, wavelengths=[wl[:15], wl[15:]])
+    res = train_vae(
+        _tiny_config(decoder="physics", epochs=5),
+        data=data,
+        library=SpectralLibrary(wl, lib, ["a", "b", "c"]),
+    )
+    ab = np.asarray(res.metrics["abundances"])
+    assert (ab >= 0).all()
+    cmap = {int(k): res.metrics["class_names"].index(v) for k, v in res.metrics["cluster_to_label"].items()}
+    for c, lab in cmap.items():
+        np.testing.assert_allclose(ab[c], truth[lab], atol=0.03)
+    assert res.metrics["clustering_accuracy"]["fused_elbo_optimal"] == 1.0
