@@ -35,6 +35,10 @@ class VAETrainConfig(BaseModel):
     decoder: DecoderKind = "mlp"
     decoder_overrides: dict[str, DecoderKind] = Field(default_factory=dict)
     library_csv: str | None = Field(None, description="wavelength_nm + one column per endmember")
+    physics_scale: bool = Field(
+        False,
+        description="physics expert x = s * sum_k a_ck s_k with a per-sample brightness s (least squares)",
+    )
     learn_cluster_var: bool = Field(True, description="learn var_c (VaDE); False = var_c = 1 (paper)")
     min_var: float = Field(1e-4, gt=0.0, description="floor of the decoder variances")
     warmup_epochs: int = Field(10, ge=0)

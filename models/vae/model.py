@@ -144,6 +144,7 @@ class MultimodalVAE(nn.Module):
         libraries: Sequence[np.ndarray | Tensor | None] | None = None,
         learn_cluster_var: bool = True,
         min_var: float = 1e-4,
+        physics_scale: bool = False,
     ) -> None:
         super().__init__()
         self.in_dims = [int(d) for d in in_dims]
@@ -154,6 +155,7 @@ class MultimodalVAE(nn.Module):
         self.decoder_kinds = list(decoders) if decoders is not None else ["mlp"] * m
         self.min_var = float(min_var)
         self.hidden = int(hidden)
+        self.physics_scale = bool(physics_scale)
         enc = {"mlp": MLPEncoder, "conv": ConvEncoder}[encoder]
         self.encoders = nn.ModuleList(enc(d, hidden, latent_dim) for d in self.in_dims)
         self.cross_encoders = nn.ModuleList(enc(d, hidden, latent_dim) for d in self.in_dims)
@@ -193,6 +195,7 @@ class MultimodalVAE(nn.Module):
             "decoders": self.decoder_kinds,
             "learn_cluster_var": bool(self.logvar_c.requires_grad),
             "min_var": self.min_var,
+            "physics_scale": self.physics_scale,
             "n_endmembers": 0 if self.physics is None else int(self.physics.raw_abundance.shape[1]),
         }
 
@@ -241,6 +244,23 @@ class MultimodalVAE(nn.Module):
         """``p(c | X)`` with ``Z`` integrated out (:func:`marginal_cluster_posterior`)."""
         return marginal_cluster_posterior(mu, logvar, self.log_pi, self.mu_c, self.logvar_c)
 
+    def physics_log_lik(self, i: int, xi: Tensor) -> tuple[Tensor, Tensor]:
+        """``log N(x; s_c E_c, var)`` summed over bands, ``[B, C]``, and the brightness scales
+        ``s [B, C]``: 1, or with ``physics_scale`` the closed-form weighted least-squares
+        ``s_c = max(0, <x, E_c>_w / <E_c, E_c>_w)`` (``w = 1/var``; illumination profiled out)."""
+        assert self.physics is not None
+        means = self.physics.means(i)  # [C, D]
+        lv = self.dec_var_logs(i)
+        if self.physics_scale:
+            w = torch.exp(-lv)
+            num = (xi * w) @ means.T  # [B, C]
+            den = ((means**2) * w).sum(-1).clamp_min(1e-12)  # [C]
+            scale = (num / den).clamp_min(0.0)
+        else:
+            scale = torch.ones(xi.shape[0], means.shape[0], dtype=xi.dtype, device=xi.device)
+        ll = gaussian_log_prob(xi.unsqueeze(1), scale.unsqueeze(-1) * means.unsqueeze(0), lv).sum(-1)
+        return ll, scale
+
     def elbo_optimal_cluster_probs(self, x: Tensor, mask: Tensor) -> Tensor:
         """The ELBO-optimal ``q(c|X) ∝ pi_c exp(E_q[log p(Z|c)] + sum_physics log p(X_m|c))``, ``[B, C]``.
 
@@ -253,9 +273,7 @@ class MultimodalVAE(nn.Module):
             xc = self.clean(x, mask)
             for i in self.physics.modalities:
                 d = self.in_dims[i]
-                ll = gaussian_log_prob(
-                    xc[i, :, :d].unsqueeze(1), self.physics.means(i).unsqueeze(0), self.dec_var_logs(i)
-                ).sum(-1)
+                ll, _ = self.physics_log_lik(i, xc[i, :, :d])
                 logr = logr + torch.where(
                     mask[i].unsqueeze(-1), ll, torch.zeros((), dtype=ll.dtype, device=ll.device)
                 )
@@ -276,8 +294,7 @@ class MultimodalVAE(nn.Module):
             lv = self.dec_var_logs(i)
             if self.decoder_kinds[i] == "physics" and not mlp_only:
                 assert self.physics is not None
-                means = self.physics.means(i)  # [C, D]
-                ll_c = gaussian_log_prob(xi.unsqueeze(1), means.unsqueeze(0), lv).sum(-1)  # [B, C]
+                ll_c, _ = self.physics_log_lik(i, xi)  # [B, C]
                 ll = (gamma * ll_c).sum(-1)
             else:
                 ll = gaussian_log_prob(xi, self.decoders[i](z), lv).sum(-1)
@@ -336,24 +353,59 @@ class MultimodalVAE(nn.Module):
         return mean, v, p
 
     @torch.no_grad()
-    def generate(self, target: int, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def generate(
+        self, target: int, x: Tensor, mask: Tensor, route: str = "moe", n_samples: int = 32
+    ) -> tuple[Tensor, Tensor]:
         """Predict modality ``target`` from the present modalities in ``mask`` (``target`` itself
         is ignored). Returns mean and variance ``[B, D_target]``.
 
-        Physics expert: mixture of the cluster experts with weights ``p(c | X_present)``,
-        mean ``sum_c w_c E_c`` and variance ``var + sum_c w_c (E_c - mean)^2`` (closed form).
-        MLP decoder: ``f(E[Z])`` at the cross-modal posterior mean, variance the decoder's.
+        ``route="moe"`` (default): the mixture of the cluster experts with weights
+        ``w_c = p(c | X_present)`` (cross-modal encoders), in closed form: mean
+        ``sum_c w_c E_c`` and variance ``var + sum_c w_c (E_c - mean)^2``, where ``E_c`` is the
+        physics expert's cluster spectrum or the MLP decoder at the cluster centre ``f(mu_c)``.
+        ``route="sample"`` (MLP decoders only; physics modalities always use ``moe``): moments
+        of ``f(Z)`` over ``n_samples`` seeded draws of ``Z`` from the cross-modal mixture.
         """
         m = mask.clone()
         m[target] = False
-        mean_z, _, p = self.cross_posterior(x, m)
+        _, _, p = self.cross_posterior(x, m)
         var_noise = torch.exp(self.dec_var_logs(target)).expand(x.shape[1], -1)
-        if self.decoder_kinds[target] == "physics":
-            assert self.physics is not None
-            means = self.physics.means(target).unsqueeze(0)  # [1, C, D]
+        if route == "moe" or self.decoder_kinds[target] == "physics":
+            means = self.cluster_spectra(target).unsqueeze(0)  # [1, C, D]
+            if self.decoder_kinds[target] == "physics" and self.physics_scale:
+                means = means * self.brightness(x, m).unsqueeze(-1)  # [B, C, D]
             mean, v = mixture_moments(p, means, var_noise.unsqueeze(1))
             return mean, v
-        return self.decoders[target](mean_z), var_noise
+        if route != "sample":
+            raise ValueError(f"unknown route {route!r} (moe or sample)")
+        mu_m, lv_m = self.encode(x, m, cross=True)
+        g = torch.Generator(device=x.device)
+        g.manual_seed(0)
+        w = m.T.to(mu_m.dtype)  # [B, M]
+        w = torch.where(w.sum(1, keepdim=True) > 0, w, torch.ones_like(w))
+        ar = torch.arange(x.shape[1], device=x.device)
+        draws = []
+        for _ in range(n_samples):
+            pick = torch.multinomial(w, 1, generator=g).squeeze(1)  # expert per sample
+            mu_s, lv_s = mu_m[pick, ar], lv_m[pick, ar]
+            eps = torch.randn(mu_s.shape, generator=g, dtype=mu_s.dtype, device=mu_s.device)
+            draws.append(self.decoders[target](mu_s + torch.exp(0.5 * lv_s) * eps))
+        f = torch.stack(draws)
+        return f.mean(0), f.var(0, unbiased=False) + var_noise
+
+    @torch.no_grad()
+    def brightness(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Per-sample, per-cluster scale ``[B, C]`` for a generated physics modality: the mean of
+        the present physics modalities' least-squares scales (1 where none is present)."""
+        xc = self.clean(x, mask)
+        total = torch.zeros(x.shape[1], self.n_clusters, dtype=x.dtype, device=x.device)
+        count = torch.zeros(x.shape[1], 1, dtype=x.dtype, device=x.device)
+        for i in [] if self.physics is None else self.physics.modalities:
+            _, s = self.physics_log_lik(i, xc[i, :, : self.in_dims[i]])
+            here = mask[i].unsqueeze(-1)
+            total = total + torch.where(here, s, torch.zeros((), dtype=s.dtype, device=s.device))
+            count = count + here.to(x.dtype)
+        return torch.where(count > 0, total / count.clamp_min(1.0), torch.ones_like(total))
 
     @torch.no_grad()
     def cluster_spectra(self, target: int) -> Tensor:

@@ -34,7 +34,7 @@ from models.runs import to_jsonable
 from models.train import resolve_device, train_context
 from models.vae.config import VAETrainConfig
 from models.vae.data import VAEData, load_vae_data
-from models.vae.gaussians import StreamingMeans, gaussian_log_prob, kmeans, latent_expected_log_lik
+from models.vae.gaussians import StreamingMeans, kmeans, latent_expected_log_lik
 from models.vae.library import SpectralLibrary, read_library_csv
 from models.vae.metrics import cluster_accuracy, cluster_label_map, linear_probe, masked_rmse
 from models.vae.model import MultimodalVAE, inverse_softplus
@@ -184,8 +184,9 @@ def _init_mixture(
                     ).to(model.physics.raw_abundance)
             for i in phys:
                 d = model.in_dims[i]
-                e = model.physics.means(i).double()  # [C, D]
-                res2 = (xs[i, :, :d].unsqueeze(1) - e.unsqueeze(0)) ** 2  # [N, C, D]
+                _, sc = model.physics_log_lik(i, xs[i, :, :d].to(model.dec_logvar))
+                e = sc.double().unsqueeze(-1) * model.physics.means(i).double().unsqueeze(0)  # [N, C, D]
+                res2 = (xs[i, :, :d].unsqueeze(1) - e) ** 2  # [N, C, D]
                 w = r * ms[i].double().unsqueeze(-1)
                 v = (w.unsqueeze(-1) * res2).sum((0, 1)) / w.sum().clamp_min(1e-6)
                 model.dec_logvar[i, :d] = torch.log(v.clamp_min(model.min_var * 1.01)).to(model.dec_logvar)
@@ -198,11 +199,7 @@ def _init_mixture(
         for i in phys:
             assert model.physics is not None
             d = model.in_dims[i]
-            ll = gaussian_log_prob(
-                xs[i, :, :d].unsqueeze(1),
-                model.physics.means(i).double().unsqueeze(0),
-                model.dec_var_logs(i).double(),
-            ).sum(-1)
+            ll = model.physics_log_lik(i, xs[i, :, :d].to(model.dec_logvar))[0].double()
             logr = logr + torch.where(
                 ms[i].unsqueeze(-1), ll, torch.zeros((), dtype=ll.dtype, device=ll.device)
             )
@@ -317,6 +314,7 @@ def train_vae(
             libraries=libs,
             learn_cluster_var=config.learn_cluster_var,
             min_var=config.min_var,
+            physics_scale=config.physics_scale,
         ).to(device)
         model.set_input_stats(band_mean.to(device), band_std.to(device))
         with torch.no_grad():
@@ -530,6 +528,11 @@ def evaluate_vae(
         every = torch.ones(target.shape[0], dtype=torch.bool, device=dev)
         rmse[name] = {
             "model": masked_rmse(mean, target, every),
+            "model_sampled": masked_rmse(
+                model.generate(j, x[:, sel_idx], mask[:, sel_idx], route="sample")[0], target, every
+            )
+            if model.decoder_kinds[j] == "mlp"
+            else None,
             "mean_spectrum_baseline": masked_rmse(base, target, every),
             "mean_predicted_std": float(var.sqrt().mean()),
             "coverage_2sigma": float(((mean - target).abs() <= 2 * var.sqrt()).double().mean()),

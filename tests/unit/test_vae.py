@@ -436,3 +436,28 @@ def test_physics_expert_recovers_true_abundances() -> None:
     for c, lab in cmap.items():
         np.testing.assert_allclose(ab[c], truth[lab], atol=0.03)
     assert res.metrics["clustering_accuracy"]["fused_elbo_optimal"] == 1.0
+
+
+def test_physics_brightness_scale_matches_weighted_least_squares() -> None:
+    rng = np.random.default_rng(2)
+    lib = np.abs(rng.normal(size=(2, 7)))
+    model = MultimodalVAE(
+        [7], latent_dim=2, n_clusters=3, hidden=4, decoders=["physics"], libraries=[lib], physics_scale=True
+    ).double()
+    with torch.no_grad():
+        model.dec_logvar[0] = torch.as_tensor(rng.normal(size=7) * 0.5 - 3)
+    x = torch.as_tensor(np.abs(rng.normal(size=(4, 7))))
+    with torch.no_grad():
+        ll, scale = model.physics_log_lik(0, x)
+    e = model.physics.means(0).detach().numpy()  # type: ignore[union-attr]
+    w = np.exp(-model.dec_var_logs(0).detach().numpy())
+    for b in range(4):
+        for c in range(3):
+            s_ref = np.linalg.lstsq((e[c] * np.sqrt(w))[:, None], x[b].numpy() * np.sqrt(w), rcond=None)[0][0]
+            assert float(scale[b, c]) == pytest.approx(max(s_ref, 0.0), rel=1e-9)
+            ref = (
+                Normal(torch.as_tensor(max(s_ref, 0.0) * e[c]), torch.as_tensor(1 / np.sqrt(w)))
+                .log_prob(x[b])
+                .sum()
+            )
+            assert float(ll[b, c]) == pytest.approx(float(ref), rel=1e-9)
