@@ -41,6 +41,7 @@ class VAETrainConfig(BaseModel):
     )
     learn_cluster_var: bool = Field(True, description="learn var_c (VaDE); False = var_c = 1 (paper)")
     min_var: float = Field(1e-4, gt=0.0, description="floor of the decoder variances")
+    min_var_overrides: dict[str, float] = Field(default_factory=dict, description="per-modality floors")
     warmup_epochs: int = Field(10, ge=0)
     epochs: int = Field(40, ge=0)
     cross_epochs: int = Field(20, ge=0)

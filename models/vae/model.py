@@ -143,7 +143,7 @@ class MultimodalVAE(nn.Module):
         decoders: Sequence[str] | None = None,
         libraries: Sequence[np.ndarray | Tensor | None] | None = None,
         learn_cluster_var: bool = True,
-        min_var: float = 1e-4,
+        min_var: float | Sequence[float] = 1e-4,
         physics_scale: bool = False,
     ) -> None:
         super().__init__()
@@ -153,7 +153,10 @@ class MultimodalVAE(nn.Module):
         self.latent_dim = latent_dim
         self.n_clusters = n_clusters
         self.decoder_kinds = list(decoders) if decoders is not None else ["mlp"] * m
-        self.min_var = float(min_var)
+        mv = [float(min_var)] * m if isinstance(min_var, int | float) else [float(v) for v in min_var]
+        if len(mv) != m:
+            raise ValueError(f"min_var needs one value per modality ({m}), got {len(mv)}")
+        self.min_var = mv
         self.hidden = int(hidden)
         self.physics_scale = bool(physics_scale)
         enc = {"mlp": MLPEncoder, "conv": ConvEncoder}[encoder]
@@ -212,7 +215,7 @@ class MultimodalVAE(nn.Module):
 
     def dec_var_logs(self, m: int) -> Tensor:
         """Floored decoder log-variance of modality ``m``, ``[D_m]``."""
-        floor = math.log(self.min_var)
+        floor = math.log(self.min_var[m])
         return floor + F.softplus(self.dec_logvar[m, : self.in_dims[m]] - floor)
 
     @staticmethod

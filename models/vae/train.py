@@ -189,7 +189,7 @@ def _init_mixture(
                 res2 = (xs[i, :, :d].unsqueeze(1) - e) ** 2  # [N, C, D]
                 w = r * ms[i].double().unsqueeze(-1)
                 v = (w.unsqueeze(-1) * res2).sum((0, 1)) / w.sum().clamp_min(1e-6)
-                model.dec_logvar[i, :d] = torch.log(v.clamp_min(model.min_var * 1.01)).to(model.dec_logvar)
+                model.dec_logvar[i, :d] = torch.log(v.clamp_min(model.min_var[i] * 1.01)).to(model.dec_logvar)
         if it == em_iters:
             break
         # E-step
@@ -295,6 +295,12 @@ def train_vae(
     libs, lib_names = _libraries(config, data, kinds, library)
     train_idx, test_idx, test_fold = _splits(data, config.test_fold)
     n_clusters = config.n_clusters or len(hsi.class_names)
+    unknown = sorted(set(config.min_var_overrides) - set(data.modalities))
+    if unknown:
+        raise InputError(
+            f"min_var_overrides names unknown modalities {unknown}", fix=f"use {data.modalities}"
+        )
+    min_vars = [config.min_var_overrides.get(m, config.min_var) for m in data.modalities]
     x = hsi.x.to(device)
     mask = hsi.mask.to(device)
     train_idx, test_idx = train_idx.to(device), test_idx.to(device)
@@ -313,12 +319,13 @@ def train_vae(
             decoders=kinds,
             libraries=libs,
             learn_cluster_var=config.learn_cluster_var,
-            min_var=config.min_var,
+            min_var=min_vars,
             physics_scale=config.physics_scale,
         ).to(device)
         model.set_input_stats(band_mean.to(device), band_std.to(device))
         with torch.no_grad():
-            model.dec_logvar.copy_(torch.log((band_std.to(device) ** 2).clamp_min(config.min_var * 2)))
+            floors = torch.tensor(min_vars, device=device).unsqueeze(-1)
+            model.dec_logvar.copy_(torch.log(torch.maximum(band_std.to(device) ** 2, 2 * floors)))
         g = _gen(config.seed, device)
         bs = config.batch_size
 
