@@ -461,3 +461,12 @@ def test_physics_brightness_scale_matches_weighted_least_squares() -> None:
                 .sum()
             )
             assert float(ll[b, c]) == pytest.approx(float(ref), rel=1e-9)
+
+
+def test_conv_encoder_and_em_every_run() -> None:
+    res = train_vae(
+        _tiny_config(encoder="conv", em_every=2, warmup_epochs=1, epochs=2, cross_epochs=1), data=_tiny_data()
+    )
+    assert res.model.architecture()["encoder"] == "conv"
+    assert all(math.isfinite(r["loss"]) for r in res.history)
+    assert 0.0 <= res.metrics["clustering_accuracy"]["fused"] <= 1.0
