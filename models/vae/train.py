@@ -672,6 +672,3 @@ def load_vae(path: str | Path) -> tuple[MultimodalVAE, dict[str, Any]]:
     model.eval()
     return model, ckpt
 
-
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None
