@@ -671,4 +671,3 @@ def load_vae(path: str | Path) -> tuple[MultimodalVAE, dict[str, Any]]:
     model.load_state_dict(state)
     model.eval()
     return model, ckpt
-
