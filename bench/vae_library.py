@@ -18,18 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from models.vae.library import SpectralLibrary, write_library_csv
-from pipeline.synthetic import _HR, _POOL_NAMES, _library
+from pipeline.synthetic.hsi_layout import HR_GRID_NM
+from pipeline.synthetic.spectra import POOL_NAMES, library
 
 
 def demo_library(step_nm: int = 5) -> SpectralLibrary:
     """Pool-mean earthlib spectra of the demo scene, every ``step_nm`` nm."""
-    lib = _library()
-    wl = np.asarray(_HR, dtype=np.float64)
+    lib = library()
+    wl = np.asarray(HR_GRID_NM, dtype=np.float64)
     keep = np.arange(0, wl.size, max(1, step_nm))
     spectra = np.stack(
         [lib.spectra[s : s + n].mean(0)[keep] for s, n in zip(lib.starts, lib.counts, strict=True)]
     )
-    return SpectralLibrary(wavelength_nm=wl[keep], spectra=spectra, names=[str(p) for p in _POOL_NAMES])
+    return SpectralLibrary(wavelength_nm=wl[keep], spectra=spectra, names=[str(p) for p in POOL_NAMES])
 
 
 def main() -> None:

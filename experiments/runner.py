@@ -321,12 +321,20 @@ def run_experiment(
     outcomes = map_fn(lambda plan, run_dir, key: execute_run(plan, run_dir, key, device), jobs)
     results = pd.DataFrame([o.row() for o in outcomes])
     results.to_csv(folder / "results.csv", index=False)
+    failed = results[results.status == "failed"]
+    if len(failed) == len(results):
+        raise InputError(
+            f"every run of {spec.name} failed; the first: {failed.error.iloc[0]}",
+            path=folder / "results.csv",
+            fix="read the error column of results.csv, fix the spec or the store and re-run",
+        )
     comps, cells = compare(spec, results)
     rows = [
         {**c.as_row(), **{f"cell.{k}": v for k, v in cell.items()}}
         for c, cell in zip(comps, cells, strict=True)
     ]
-    pd.DataFrame(rows).to_csv(folder / "comparisons.csv", index=False)
+    columns = [*PairedComparison.__dataclass_fields__, "significant"]
+    pd.DataFrame(rows, columns=None if rows else columns).to_csv(folder / "comparisons.csv", index=False)
     findings = evaluate_findings(spec, comps, cells)
     pd.DataFrame(
         [{**f, "evidence": " | ".join(f["evidence"])} for f in findings],

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from experiments.runner import ExperimentResult, RunOutcome, execute_run, run_experiment
+from experiments.runner import ExperimentResult, MapFn, RunOutcome, execute_run, run_experiment
 from experiments.spec import RunPlan, load_spec
 from flows.runners import gpu_resources, gpu_task_options, make_task_runner
 
@@ -29,14 +29,16 @@ def train_run_task(plan: RunPlan, run_dir: str, key: str, device: str) -> RunOut
     return execute_run(plan, run_dir, key, device)
 
 
-def _task_map(
-    gpu: bool,
-) -> Callable[[Callable[..., RunOutcome], Sequence[tuple[RunPlan, str, str]]], list[RunOutcome]]:
-    """Fan the runs out as Prefect tasks on the flow's task runner."""
+def _task_map(gpu: bool, parallel: bool) -> MapFn:
+    """Fan the runs out as Prefect tasks: submitted to the Dask runner when ``parallel``, else
+    one task after another in this process (a thread pool would train every run at once,
+    fighting over the cores and sharing matplotlib, which is not thread-safe)."""
 
     def run(_: Callable[..., RunOutcome], jobs: Sequence[tuple[RunPlan, str, str]]) -> list[RunOutcome]:
         runner = train_run_task.with_options(**gpu_task_options()) if gpu else train_run_task
         device = "cuda" if gpu else "auto"
+        if not parallel:
+            return [runner(plan, run_dir, key, device) for plan, run_dir, key in jobs]
         with gpu_resources() if gpu else contextlib.nullcontext():
             futures = [runner.submit(plan, run_dir, key, device) for plan, run_dir, key in jobs]
         return [f.result() for f in futures]
@@ -74,7 +76,12 @@ def experiment_flow(
 
     def runs() -> ExperimentResult:
         return run_experiment(
-            spec, budget=budget, store=store, seeds=seeds, out_root=out_root, map_fn=_task_map(gpu)
+            spec,
+            budget=budget,
+            store=store,
+            seeds=seeds,
+            out_root=out_root,
+            map_fn=_task_map(gpu, parallel=cluster is not None or workers >= 2),
         )
 
     result = flow(name="experiment-runs", task_runner=runner)(runs)()

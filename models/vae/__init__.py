@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from models.vae.config import VAETrainConfig
 from models.vae.data import VAEData, load_vae_data
+from models.vae.evaluate import evaluate_vae
 from models.vae.library import SpectralLibrary, read_library_csv, resample_library, write_library_csv
 from models.vae.model import MultimodalVAE
-from models.vae.train import VAEResult, evaluate_vae, load_vae, save_vae_run, train_vae
+from models.vae.result import VAEResult
+from models.vae.train import load_vae, save_vae_run, train_vae
 
 __all__ = [
     "MultimodalVAE",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from models.vae.train import VAEResult
+    from models.vae.result import VAEResult
 
 __all__ = ["PLOT_FILES", "save_plots"]
 

@@ -26,7 +26,7 @@ class Library:
     names: tuple[tuple[str, ...], ...]  # earthlib NAMEs per pool
 
 
-_POOL_NAMES = (*CLASS_NAMES, "background soil", "background npv", "background vegetation")
+POOL_NAMES = (*CLASS_NAMES, "background soil", "background npv", "background vegetation")
 SOIL, NPV, VEG = len(CLASS_NAMES), len(CLASS_NAMES) + 1, len(CLASS_NAMES) + 2
 
 
@@ -85,7 +85,7 @@ def library() -> Library:
         where(level2 == "npv"),
         _evenly(where(level2 == "vegetation"), 48),
     ]
-    for name, p in zip(_POOL_NAMES, pools, strict=True):
+    for name, p in zip(POOL_NAMES, pools, strict=True):
         if len(p) == 0:
             raise RuntimeError(
                 f"earthlib has no spectra for the {name!r} pool; is earthlib >= 1.1 installed?"

@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
-from models.data import hsi_to_dataset, synthetic_hsi
+from models.synthetic import hsi_to_dataset, synthetic_hsi
 from models.vae import (
     MultimodalVAE,
     SpectralLibrary,
