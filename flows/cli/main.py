@@ -24,6 +24,7 @@ from flows.cli import seismic as cli_seismic
 from flows.cli import serve as cli_serve
 from flows.cli import sweep as cli_sweep
 from flows.cli import train as cli_train
+from flows.cli import vae as cli_vae
 from flows.cli.common import (
     ClusterOption,
     WorkersOption,
@@ -41,7 +42,7 @@ app.add_typer(synth_app, name="synth")
 app.add_typer(curate_app, name="curate")
 cli_seismic.register(synth_app, curate_app)
 cli_datasets.register(app)
-cli_train.register(app)
+cli_vae.register(cli_train.register(app))
 cli_sweep.register(app)
 cli_experiment.register(app)
 cli_serve.register(app)

@@ -63,8 +63,8 @@ def _execute(config: Any, use_prefect: bool) -> str:
     return summary_markdown(train_seismic(config))
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``train`` sub-app with ``hsi`` and ``seismic`` commands to ``app``."""
+def register(app: typer.Typer) -> typer.Typer:
+    """Add the ``train`` sub-app with ``hsi`` and ``seismic`` commands to ``app``; returns it."""
     train_app = command_group("Train EMIN fusion models (Prefect flows train-hsi / train-seismic).")
     app.add_typer(train_app, name="train")
 
@@ -127,3 +127,5 @@ def register(app: typer.Typer) -> None:
             "label_fraction": label_fraction, "max_traces": max_traces, "seed": seed, "device": device,
         }  # fmt: skip
         _run("seismic", fields, param or [], out, use_prefect)
+
+    return train_app

@@ -7,13 +7,13 @@ Public API (for ``emin train vae`` and a Prefect flow): :class:`VAETrainConfig`,
 
 from __future__ import annotations
 
-from models.vae.config import VAETrainConfig
 from models.vae.data import VAEData, load_vae_data
 from models.vae.evaluate import evaluate_vae
 from models.vae.library import SpectralLibrary, read_library_csv, resample_library, write_library_csv
 from models.vae.model import MultimodalVAE
 from models.vae.result import VAEResult
 from models.vae.train import load_vae, save_vae_run, train_vae
+from schemas.vae import VAETrainConfig
 
 __all__ = [
     "MultimodalVAE",

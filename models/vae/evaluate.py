@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.vae.config import VAETrainConfig
 from models.vae.data import VAEData
 from models.vae.gaussians import kmeans
 from models.vae.metrics import cluster_accuracy, cluster_label_map, linear_probe, masked_rmse
 from models.vae.model import MultimodalVAE
+from schemas.vae import VAETrainConfig
 
 CHECKPOINT_FORMAT = 1
 

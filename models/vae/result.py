@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.vae.config import VAETrainConfig
 from models.vae.model import MultimodalVAE
+from schemas.vae import VAETrainConfig
 
 CHECKPOINT_FORMAT = 1
 

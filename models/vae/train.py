@@ -31,7 +31,6 @@ from torch import Tensor
 
 from models.runs import to_jsonable
 from models.training.loop import resolve_device, train_context
-from models.vae.config import VAETrainConfig
 from models.vae.data import VAEData, load_vae_data
 from models.vae.evaluate import evaluate_vae
 from models.vae.gaussians import StreamingMeans, kmeans, latent_expected_log_lik
@@ -39,6 +38,7 @@ from models.vae.library import SpectralLibrary, read_library_csv
 from models.vae.model import MultimodalVAE, inverse_softplus
 from models.vae.result import VAEResult
 from pipeline.errors import InputError
+from schemas.vae import VAETrainConfig
 
 __all__ = [
     "CHECKPOINT_NAME",
