@@ -30,7 +30,11 @@ def _size(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``publish``, ``datasets`` and ``export`` command groups to ``app``."""
+    """Add the ``publish``, ``datasets`` and ``export`` command groups to ``app``.
+
+    Long on purpose: it only holds the typer command functions (each short), defined in one
+    closure so the sub-app stays local to this module.
+    """
     publish_app = command_group("Maintain the dataset root (versioned, immutable datasets).")
     datasets_app = command_group("Find and inspect published datasets.")
     export_app = command_group("Export published datasets to other tools' formats.")

@@ -16,7 +16,11 @@ _out = Console(soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``experiment`` sub-app to ``app``."""
+    """Add the ``experiment`` sub-app to ``app``.
+
+    Long on purpose: it only holds the typer command functions (each short), defined in one
+    closure so the sub-app stays local to this module.
+    """
     exp_app = command_group("The report's experiments on any published dataset (Prefect flow `experiment`).")
     app.add_typer(exp_app, name="experiment")
 

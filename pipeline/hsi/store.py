@@ -40,7 +40,11 @@ def assemble_dataset(
     *,
     provenance: dict[str, object],
 ) -> tuple[xr.Dataset, xr.Dataset]:
-    """Step 8 and packaging: drop points absent everywhere (to rejects), assign folds, build the store."""
+    """Step 8 and packaging: drop points absent everywhere (to rejects), assign folds, build the store.
+
+    A little over 80 lines: it is one straight sequence of array assemblies (one per store
+    variable, in the order of docs/format.md), which reads best in one place.
+    """
     rngs = seed_streams(params.seed)
     modalities = [e.name for e in extractions]
     status = np.stack([e.status for e in extractions], axis=1)  # [n, M]

@@ -183,6 +183,8 @@ SEISMIC_TRACE_COORDS = {
 def validate_seismic_store(path: str | Path) -> list[str]:
     """Every way the store at ``path`` breaks the seismic contract (empty list = valid).
 
+    A little over 80 lines: one check per contract clause of docs/format.md, in its order.
+
     One flat list of independent checks (attrs, dims, dtypes, coords, labels, splits, rejects),
     in the order docs/seismic.md lists them; splitting it would only scatter that list.
     """
