@@ -110,7 +110,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model, ckpt
 
 
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    """``history.csv``: one row per epoch, the union of every row's columns in first-seen order."""
     cols: list[str] = []
     for row in history:
         cols += [c for c in row if c not in cols]
@@ -220,7 +221,7 @@ def save_run(result: RunRecord, out_dir: Path) -> Path:
     config = to_jsonable(result.config.model_dump(mode="json"))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps(to_jsonable(result.metrics), indent=2) + "\n")
-    _write_history(out_dir / "history.csv", result.history)
+    write_history(out_dir / "history.csv", result.history)
     save_checkpoint(out_dir / "checkpoint.pt", result.model, config, result.meta)
     kind = result.metrics["kind"]
     val_key = "val_macro_accuracy" if kind == "hsi" else "val_location_error_km_median"

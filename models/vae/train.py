@@ -29,7 +29,7 @@ import torch
 from scipy.optimize import nnls
 from torch import Tensor
 
-from models.runs import to_jsonable
+from models.runs import to_jsonable, write_history
 from models.training.loop import resolve_device, train_context
 from models.vae.data import VAEData, load_vae_data
 from models.vae.evaluate import evaluate_vae
@@ -407,25 +407,8 @@ def train_vae(
 
 
 # --------------------------------------------------------------------------------------------
-# evaluation
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
 # run folder and checkpoint
 # --------------------------------------------------------------------------------------------
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    import csv
-
-    cols: list[str] = []
-    for row in history:
-        cols += [c for c in row if c not in cols]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        w.writerows(history)
 
 
 def save_vae_run(result: VAEResult, out_dir: Path) -> Path:
@@ -434,7 +417,7 @@ def save_vae_run(result: VAEResult, out_dir: Path) -> Path:
     config = to_jsonable(result.config.model_dump(mode="json"))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps(to_jsonable(result.metrics), indent=2) + "\n")
-    _write_history(out_dir / "history.csv", result.history)
+    write_history(out_dir / "history.csv", result.history)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     torch.save(
         {"format": CHECKPOINT_FORMAT, "kind": "vae", "model": state, "config": config, "meta": result.meta},
