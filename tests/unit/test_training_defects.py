@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.data import HSIData
 from models.nets import Hydra, VGGRegressor
 from models.runs import load_model
 from models.synthetic import synthetic_hsi, synthetic_seismic
@@ -19,6 +20,9 @@ from models.training.hsi import train_hsi
 from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 HSI = synthetic_hsi(n=400, seed=1, separation=1.5)
+#: Separable enough that validation accuracy saturates at 1.0 within a few epochs: later epochs
+#: can never beat that first 1.0, so "restore the best" silently picks an early epoch.
+EASY = synthetic_hsi(n=400, seed=1, separation=4.0)
 SEIS = synthetic_seismic(n_events=12, stations_per_event=6, seed=2, p_3c=0.5)
 
 
@@ -30,13 +34,13 @@ def _cfg(**kw: object) -> HSITrainConfig:
     return HSITrainConfig.model_validate(base | kw)
 
 
-def _numpy_fused_eval(run_dir: Path, fold: int) -> tuple[float, float]:
+def _numpy_fused_eval(run_dir: Path, fold: int, data: HSIData = EASY) -> tuple[float, float]:
     """Fused macro accuracy and mean cross-modality variance on ``fold``, recomputed in numpy from the checkpoint."""
     model, ckpt = load_model(run_dir)
     meta = ckpt["meta"]
-    sel = np.flatnonzero(HSI.folds.numpy() == fold)
-    x = HSI.x[:, sel].numpy().astype(np.float64)
-    mask = HSI.mask[:, sel].numpy()
+    sel = np.flatnonzero(data.folds.numpy() == fold)
+    x = data.x[:, sel].numpy().astype(np.float64)
+    mask = data.mask[:, sel].numpy()
     if "band_mean" in meta:
         x = (x - meta["band_mean"].numpy()[:, None]) / meta["band_std"].numpy()[:, None]
         x[~mask] = 0.0
@@ -46,7 +50,7 @@ def _numpy_fused_eval(run_dir: Path, fold: int) -> tuple[float, float]:
     p = e / e.sum(axis=-1, keepdims=True)  # [M, B, C]
     n = mask.sum(axis=0)
     fused = (p * mask[..., None]).sum(axis=0) / n[:, None]
-    y = HSI.labels.numpy()[sel]
+    y = data.labels.numpy()[sel]
     pred = fused.argmax(axis=1)
     acc = float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
     dev = (p - fused[None]) * mask[..., None]
@@ -58,8 +62,9 @@ def _numpy_fused_eval(run_dir: Path, fold: int) -> tuple[float, float]:
 
 
 def test_finetune_keeps_post_switch_weights_and_reports_them(tmp_path: Path) -> None:
-    cfg = _cfg(mode="finetune", switch_epoch=4, finetune_alpha=0.0, out_dir=str(tmp_path / "ft"))
-    r = train_hsi(cfg, HSI)
+    cfg = _cfg(mode="finetune", switch_epoch=4, finetune_alpha=0.0, lr=1e-2, out_dir=str(tmp_path / "ft"))
+    r = train_hsi(cfg, EASY)
+    assert max(h["val_macro_accuracy"] for h in r.history[: cfg.switch_epoch]) == 1.0  # the trap is set
     m = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     restored = m.get("restored_epoch", m["best_epoch"])
     assert restored >= cfg.switch_epoch  # the EMIN fine-tuning was not thrown away
@@ -82,8 +87,10 @@ def test_finetune_keeps_post_switch_weights_and_reports_them(tmp_path: Path) -> 
 
 
 def test_no_early_stopping_means_last_epoch_weights(tmp_path: Path) -> None:
-    cfg = _cfg(mode="emin", alpha_value=0.02, epochs=6, out_dir=str(tmp_path / "r"))
-    r = train_hsi(cfg, HSI)
+    cfg = _cfg(mode="emin", alpha_value=0.02, epochs=6, lr=1e-2, out_dir=str(tmp_path / "r"))
+    r = train_hsi(cfg, EASY)
+    first_best = [h["val_macro_accuracy"] for h in r.history].index(1.0)
+    assert first_best < len(r.history) - 1  # the trap is set
     _, var = _numpy_fused_eval(tmp_path / "r", fold=4)
     assert var == pytest.approx(r.history[-1]["val_variance"], rel=1e-4)
     assert r.metrics["restored_epoch"] == len(r.history) - 1 and r.metrics["restore"] == "last"
