@@ -43,6 +43,14 @@ MODE_SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
+def _one_budget(fraction: float, count: int | None, name: str) -> None:
+    """A label budget is a fraction or a count, not both."""
+    if count is not None and fraction != 1.0:
+        raise TrainingConfigError(
+            f"give label_fraction or {name}, not both", field=name, fix=f"drop label_fraction or {name}"
+        )
+
+
 class TrainConfig(BaseModel):
     """Settings common to HSI and seismic training.
 
@@ -222,6 +230,11 @@ class HSITrainConfig(TrainConfig):
     trace_every: int = Field(1, ge=1, description="trace every N epochs")
     eval_chunk: int = Field(8192, ge=1)
 
+    @model_validator(mode="after")
+    def _check_budget(self) -> HSITrainConfig:
+        _one_budget(self.label_fraction, self.labelled_per_class, "labelled_per_class")
+        return self
+
     @property
     def effective_normalise(self) -> str:
         """``zscore`` or ``none``."""
@@ -257,6 +270,11 @@ class SeismicTrainConfig(TrainConfig):
     batch_size: int = Field(64, ge=2)
     epochs: int = Field(20, ge=1)
     eval_chunk: int = Field(512, ge=1)
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> SeismicTrainConfig:
+        _one_budget(self.label_fraction, self.labelled_events, "labelled_events")
+        return self
 
     @property
     def effective_centre(self) -> str:

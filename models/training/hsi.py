@@ -29,6 +29,7 @@ from models.metrics import (
 )
 from models.nets import build_hsi_model, forward_hsi, shared_parameters
 from models.runs import save_run
+from models.training.hsi_outputs import ProbeTracer, chain_hooks, eval_summary, test_predictions
 from models.training.loop import (
     EarlyStopper,
     EpochCallback,
@@ -279,68 +280,6 @@ def hsi_metrics(
     return out
 
 
-def _summary(ev: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation as it goes into metrics.json (no logits, no confusion array)."""
-    keep = ("classification", "variance_mean", "variance_median", "variance_p95", "variance_distribution")
-    return {k: ev[k] for k in keep}
-
-
-def _predictions(data: HSIData, idx: Tensor, ev: dict[str, Any]) -> dict[str, np.ndarray]:
-    """``predictions.npz``: per-sample softmax of the evaluated set (what ``emin fuse`` reads)."""
-    return {
-        "sample_id": data.sample_id[idx].cpu().numpy(),
-        "probs": torch.softmax(ev["logits"], dim=-1).cpu().numpy().astype(np.float32),
-        "mask": data.mask[:, idx].cpu().numpy(),
-        "labels": data.labels[idx].cpu().numpy(),
-        "modalities": np.asarray(data.modalities),
-        "class_names": np.asarray(data.class_names),
-    }
-
-
-class _Tracer:
-    """Fig. 9 traces: per-modality softmax of ``k`` fixed test samples every ``every`` epochs."""
-
-    def __init__(self, config: HSITrainConfig, model: nn.Module, data: HSIData, test_idx: Tensor) -> None:
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, 3]))
-        n = int(test_idx.numel())
-        pick = np.sort(rng.permutation(n)[: min(config.trace_samples, n)])
-        self.idx = test_idx[torch.from_numpy(pick).to(test_idx.device)]
-        self.model, self.data, self.config = model, data, config
-        self.epochs: list[int] = []
-        self.probs: list[np.ndarray] = []
-
-    def __call__(self, epoch: int, epochs: int, row: dict[str, float]) -> None:
-        if epoch % self.config.trace_every and epoch != epochs - 1:
-            return
-        logits = predict_hsi(self.model, self.data, self.idx, amp=self.config.amp)
-        self.epochs.append(epoch)
-        self.probs.append(torch.softmax(logits, dim=-1).cpu().numpy())
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """``traces.npz`` content."""
-        return {
-            "epochs": np.asarray(self.epochs, np.int64),
-            "probs": np.stack(self.probs) if self.probs else np.zeros((0,)),
-            "mask": self.data.mask[:, self.idx].cpu().numpy(),
-            "sample_id": self.data.sample_id[self.idx].cpu().numpy(),
-            "labels": self.data.labels[self.idx].cpu().numpy(),
-            "modalities": np.asarray(self.data.modalities),
-        }
-
-
-def _chain(*hooks: EpochCallback | None) -> EpochCallback | None:
-    """One epoch hook calling each given hook in turn."""
-    live = [h for h in hooks if h is not None]
-    if not live:
-        return None
-
-    def call(epoch: int, epochs: int, row: dict[str, float]) -> None:
-        for h in live:
-            h(epoch, epochs, row)
-
-    return call
-
-
 def train_hsi(
     config: HSITrainConfig, data: HSIData | None = None, *, on_epoch: EpochCallback | None = None
 ) -> TrainResult:
@@ -362,7 +301,13 @@ def train_hsi(
         gen = seeded_generator(device, config.seed)
         stopper = EarlyStopper("max", config.patience)
         n_train, bs, chunk = int(split.train_idx.numel()), config.batch_size, config.eval_chunk
-        tracer = _Tracer(config, model, data, split.test_idx) if config.trace_samples else None
+        tracer = (
+            ProbeTracer(
+                config, data, split.test_idx, lambda idx: predict_hsi(model, data, idx, amp=config.amp)
+            )
+            if config.trace_samples
+            else None
+        )
 
         def run_epoch(alpha_e: float | None) -> Tensor:
             perm = epoch_order(n_train, gen, device)
@@ -387,14 +332,14 @@ def train_hsi(
         def on_switch(epoch: int) -> None:
             before.update(
                 epoch=epoch - 1,
-                val=_summary(evaluate(split.val_idx)),
-                test=_summary(evaluate(split.test_idx)),
+                val=eval_summary(evaluate(split.val_idx)),
+                test=eval_summary(evaluate(split.test_idx)),
             )
 
         fit = fit_epochs(
             model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
             run_epoch=run_epoch, validate=validate, supervised="ce", score="val_macro_accuracy",
-            on_epoch=_chain(tracer, on_epoch), restore=config.effective_restore,
+            on_epoch=chain_hooks(tracer, on_epoch), restore=config.effective_restore,
             switch_epoch=switch_epoch_of(config), on_switch=on_switch,
         )  # fmt: skip
 
@@ -410,11 +355,11 @@ def train_hsi(
             "switch_epoch": fit.switch_epoch,
         }
         metrics["before_switch"] = before or None
-        metrics["final"] = {"epoch": fit.restored_epoch, "val": _summary(val), "test": _summary(test)}
+        metrics["final"] = {"epoch": fit.restored_epoch, "val": eval_summary(val), "test": eval_summary(test)}
         metrics["test_confusion"] = test["confusion"].tolist()
         extras: dict[str, Any] = {
             "confusion": test["confusion"],
-            "predictions": _predictions(data, split.test_idx, test),
+            "predictions": test_predictions(data, split.test_idx, test),
             "labelled_ids": {
                 "labelled_sample_id": data.sample_id.cpu()[torch.from_numpy(split.labelled)].tolist()
             },
