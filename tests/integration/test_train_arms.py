@@ -162,3 +162,28 @@ def test_cli_independent_settings_and_preset(stores: dict[str, Path], tmp_path: 
     s = json.loads((out / "settings.json").read_text())
     assert s["patience"] == 500 and s["normalise"] == "none" and s["emin"] == "gaussian"
     assert s["modalities"] == ["VNIR1", "SWIR2"] and s["labelled_per_class"] == 4 and s["restore"] == "best"
+
+
+def test_per_sensor_checkpoint_round_trip(stores: dict[str, Path], tmp_path: Path) -> None:
+    import torch
+
+    from models.data import load_seismic
+    from models.runs import load_model
+    from models.seismic_nets import PerSensorRegressor, forward_seismic, sensor_groups
+
+    cfg = SeismicTrainConfig(
+        store=str(stores["seismic"]), mode="student-teacher", epochs=1, batch_size=16, head_hidden=[8],
+        device="cpu", patience=None, out_dir=str(tmp_path / "st"),
+    )  # fmt: skip
+    r = train_seismic(cfg)
+    model, ckpt = load_model(tmp_path / "st")
+    assert isinstance(model, PerSensorRegressor) and model.sensors == ckpt["meta"]["sensors"] == ["1C", "3C"]
+    data = load_seismic(stores["seismic"])
+    mean, std = ckpt["meta"]["channel_mean"], ckpt["meta"]["channel_std"]
+    x = data.standardise(mean, std).x
+    group = sensor_groups(data.sensor_type, model.sensors)
+    r.model.eval()
+    with torch.no_grad():
+        assert torch.equal(forward_seismic(model, x, group), forward_seismic(r.model, x, group))
+    s = json.loads((tmp_path / "st" / "settings.json").read_text())
+    assert s["networks"] == "per-sensor" and s["centre"] == "median" and s["restore"] == "last"
