@@ -55,11 +55,16 @@ class SweepParams(BaseModel):
     parallel: int = Field(1, ge=1, description="tasks in flight at once")
     stack: int = Field(1, ge=1, description="trials trained at once per task (models.training.stacked)")
     sampler_seed: int | None = 0
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler")
     space: SweepSpace = Field(default_factory=SweepSpace)
     base: dict[str, Any] = Field(default_factory=dict, description="other HSITrainConfig fields")
     workers: int = Field(1, ge=1, description=">= 2: a local Dask cluster of that many processes")
     cluster: str | None = Field(None, description="address of an existing Dask scheduler")
     gpu: bool = Field(False, description="trials request a GPU worker resource on Dask")
+
+    def effective_space(self) -> SweepSpace:
+        """The space searched: ``space`` less the parameters fixed in ``base`` (``--param dropout=0``)."""
+        return self.space.without(self.base)
 
     def base_config(self) -> HSITrainConfig:
         """The fixed part of every trial's config (no run folder: trials write no files)."""
@@ -121,7 +126,7 @@ def _ask_group(
         if fixed:
             study.enqueue_trial(fixed, skip_if_exists=False)
         trial = study.ask()
-        cfg = suggest_config(trial, base, params.space)
+        cfg = suggest_config(trial, base, params.effective_space())
         trials.append(trial)
         configs.append(cfg)
         if i == 0 and params.stack > 1:
@@ -154,7 +159,11 @@ def sweep_trials_flow(params: SweepParams) -> dict[str, Any]:
     out = Path(params.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=params.sampler_seed)
+    sampler = (
+        optuna.samplers.RandomSampler(seed=params.sampler_seed)
+        if params.sampler == "random"
+        else optuna.samplers.TPESampler(seed=params.sampler_seed)
+    )
     study = optuna.create_study(
         study_name=params.study_name, storage=_storage(out), load_if_exists=True,
         direction="maximize", sampler=sampler,
@@ -220,7 +229,7 @@ def _final_seeds(
         prev = json.loads(path.read_text())
         if prev.get("trial") == best.number and len(prev.get("seeds", [])) == params.final_seeds:
             return dict(prev)
-    cfg = config_from_params(base, best.params)
+    cfg = config_from_params(base, best.params, params.effective_space())
     configs = [
         cfg.model_copy(update={"seed": s, "val_fold": 4, "test_fold": 5}) for s in range(params.final_seeds)
     ]

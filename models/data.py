@@ -138,27 +138,34 @@ def load_hsi(
     return data.to(device)
 
 
-def stratified_label_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_label_split(
+    labels: np.ndarray, fraction: float = 1.0, seed: int = 0, *, per_class: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (into ``labels``) kept labelled and left unlabelled, stratified by class, seeded.
 
     Per class ``round(fraction · n_c)`` samples stay labelled (at least one when the class has
-    any samples and ``fraction > 0``); the rest are the unlabelled pool. Both index arrays are
+    any samples and ``fraction > 0``), or ``min(per_class, n_c)`` with a budget by count; the
+    rest are the unlabelled pool. Each class's samples are ranked by one seeded permutation
+    (``SeedSequence([seed, 1])``) and the first ``k`` kept, so the subset depends only on
+    (seed, budget) and smaller budgets are nested in larger ones. Both index arrays are
     sorted; together they are exactly ``0 … len(labels) − 1``. The one labelled-subset draw of
-    the product: the trainers and :class:`pipeline.publishing.torch_data.HSISampleDataset`
-    both use it, so the same seed and fraction label the same samples (numpy only).
+    the product: the trainers (HSI per class, seismic per training event with one "class")
+    and :class:`pipeline.publishing.torch_data.HSISampleDataset` all use it (numpy only).
     """
     if not 0.0 < fraction <= 1.0:
         raise DataSelectionError(
             f"label_fraction must lie in (0, 1], got {fraction}", fix="give a label fraction in (0, 1]"
         )
+    if per_class is not None and per_class < 1:
+        raise DataSelectionError(f"label budget must be >= 1, got {per_class}", fix="give a count >= 1")
     labels = np.asarray(labels)
-    if fraction == 1.0:
+    if fraction == 1.0 and per_class is None:
         return np.arange(labels.size), np.zeros(0, np.int64)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     keep: list[np.ndarray] = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
-        k = max(1, round(fraction * idx.size))
+        k = min(per_class, idx.size) if per_class is not None else max(1, round(fraction * idx.size))
         keep.append(rng.permutation(idx)[:k])
     kept = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
     rest = np.setdiff1d(np.arange(labels.size), kept)

@@ -40,6 +40,8 @@ __all__ = [
     "macro_accuracy",
     "predictive_variance",
     "seismic_metrics",
+    "variance_distribution",
+    "variance_error_relation",
 ]
 
 
@@ -184,10 +186,17 @@ def location_error_km(
     )
 
 
-def _seis_stats(dist_err: np.ndarray, baz_err: np.ndarray, loc_err: np.ndarray) -> dict[str, float]:
-    """Median and mean of the three error kinds (NaN when empty)."""
+def _seis_stats(
+    dist_err: np.ndarray, baz_err: np.ndarray, loc_err: np.ndarray, per_km: np.ndarray
+) -> dict[str, float]:
+    """Median and mean of the error kinds (NaN when empty); ``per_km``: location error / true distance."""
     out: dict[str, float] = {"n": float(dist_err.size)}
-    kinds = (("distance_error_km", dist_err), ("baz_error_deg", baz_err), ("location_error_km", loc_err))
+    kinds = (
+        ("distance_error_km", dist_err),
+        ("baz_error_deg", baz_err),
+        ("location_error_km", loc_err),
+        ("location_error_per_km", per_km),
+    )
     for key, arr in kinds:
         out[f"{key}_median"] = float(np.median(arr)) if arr.size else math.nan
         out[f"{key}_mean"] = float(np.mean(arr)) if arr.size else math.nan
@@ -230,7 +239,9 @@ def seismic_metrics(
          "event_level": stats_loc}                         # if event_ids given
 
     with ``stats`` = ``n`` and the median/mean of ``distance_error_km``,
-    ``baz_error_deg`` (circular, [0, 180]) and ``location_error_km``.
+    ``baz_error_deg`` (circular, [0, 180]), ``location_error_km`` and
+    ``location_error_per_km`` (location error divided by the true distance, report Fig. 15a;
+    traces closer than 1 km divide by 1 km).
     ``event_level`` locates each event by the component-wise median of its
     traces' predicted locations (as the seismic EMIN centre) and reports
     ``n`` (events) and ``location_error_km_median``/``_mean``.
@@ -247,21 +258,23 @@ def seismic_metrics(
     dist_err = (p_dist - t_dist).abs().cpu().numpy()
     baz_err = baz_error_deg(p_baz, t_baz)
     loc_err = haversine_km(lat_hat, lon_hat, e_lat, e_lon, radius_km).cpu().numpy()
+    per_km = loc_err / np.maximum(t_dist.cpu().numpy(), 1.0)
 
-    result: dict[str, Any] = {"overall": _seis_stats(dist_err, baz_err, loc_err)}
+    def stats(sel: np.ndarray | slice) -> dict[str, float]:
+        return _seis_stats(dist_err[sel], baz_err[sel], loc_err[sel], per_km[sel])
+
+    result: dict[str, Any] = {"overall": stats(slice(None))}
     if sensor_type is not None:
         st = np.asarray(sensor_type.cpu() if isinstance(sensor_type, Tensor) else sensor_type)
         if st.shape != dist_err.shape:
             raise ValueError("sensor_type must have one entry per trace")
-        result["by_sensor"] = {
-            str(k): _seis_stats(dist_err[st == k], baz_err[st == k], loc_err[st == k]) for k in np.unique(st)
-        }
+        result["by_sensor"] = {str(k): stats(st == k) for k in np.unique(st)}
     edges = [float(e) for e in distance_bins_km]
     if any(b <= a for a, b in itertools.pairwise(edges)):
         raise ValueError("distance_bins_km must be strictly increasing")
     td = t_dist.cpu().numpy()
     result["by_distance_bin"] = {
-        _bin_label(lo, hi): _seis_stats(dist_err[sel], baz_err[sel], loc_err[sel])
+        _bin_label(lo, hi): stats(sel)
         for lo, hi in itertools.pairwise(edges)
         for sel in [(td >= lo) & (td < hi)]
     }
@@ -276,3 +289,74 @@ def seismic_metrics(
             "location_error_km_mean": float(np.mean(ev_err)) if ev_err.size else math.nan,
         }
     return result
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman rank correlation and its p-value (:func:`scipy.stats.spearmanr`); NaN if < 3 points."""
+    if x.size < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return math.nan, math.nan
+    from scipy.stats import spearmanr
+
+    res = spearmanr(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def variance_error_relation(
+    pred_lat: ArrayLike,
+    pred_lon: ArrayLike,
+    error_km: ArrayLike,
+    event_ids: ArrayLike,
+    *,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
+) -> dict[str, float]:
+    """Is predictive variance informative (report 4.5)? Spearman ρ of spread vs error.
+
+    Per trace, the predictive spread is the squared great-circle distance (km²) of its
+    predicted location from the median predicted location of its event (the EMIN centre);
+    per event, the variance is the mean of those over the event's traces and the error the
+    event's median trace error. Events with one trace carry no spread and are left out.
+    Returns ``n_traces``, ``trace_spearman``, ``trace_p``, ``n_events``, ``event_spearman``,
+    ``event_p`` (ρ > 0: larger spread goes with larger error).
+    """
+    lat, lon = _t(pred_lat).double(), _t(pred_lon).double()
+    ev = _t(event_ids).to(lat.device)
+    c = event_centres(lat, lon, ev, centre="median")
+    dev = haversine_km(lat, lon, c.lat[c.inverse], c.lon[c.inverse], radius_km).cpu().numpy() ** 2
+    err = np.asarray(_t(error_km).double().cpu().numpy())
+    inv = c.inverse.cpu().numpy()
+    multi = (c.n_members >= 2).cpu().numpy()
+    keep = multi[inv]
+    rho_t, p_t = _spearman(dev[keep], err[keep])
+    ev_var = np.array([dev[inv == e].mean() for e in np.flatnonzero(multi)])
+    ev_err = np.array([np.median(err[inv == e]) for e in np.flatnonzero(multi)])
+    rho_e, p_e = _spearman(ev_var, ev_err)
+    return {
+        "n_traces": float(keep.sum()),
+        "trace_spearman": rho_t,
+        "trace_p": p_t,
+        "n_events": float(ev_var.size),
+        "event_spearman": rho_e,
+        "event_p": p_e,
+    }
+
+
+def variance_distribution(var: np.ndarray, *, bins: int = 20) -> dict[str, Any]:
+    """Quantiles and a log-spaced histogram of per-sample predictive variances (report Fig. 11).
+
+    NaN entries (samples seen by < 2 modalities) are left out. Histogram edges are
+    log-spaced between the smallest positive and the largest value.
+    """
+    v = np.asarray(var, dtype=float)
+    v = v[np.isfinite(v)]
+    qs = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+    out: dict[str, Any] = {"n": int(v.size), "mean": float(v.mean()) if v.size else math.nan}
+    out["quantiles"] = {
+        f"q{round(q * 100):02d}": float(np.quantile(v, q)) if v.size else math.nan for q in qs
+    }
+    pos = v[v > 0]
+    if pos.size:
+        lo, hi = float(pos.min()), float(max(pos.max(), pos.min() * 1.0001))
+        edges = np.geomspace(lo, hi, bins + 1)
+        counts, _ = np.histogram(np.clip(v, lo, hi), bins=edges)
+        out["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+    return out

@@ -25,16 +25,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.layers import FP32Linear
+from models.seismic_nets import SMALL_VGG, VGG_CFGS, PerSensorRegressor, VGGRegressor, build_seismic_model
+
 if TYPE_CHECKING:
-    from schemas.training import HSITrainConfig, SeismicTrainConfig
+    from schemas.training import HSITrainConfig
 
 __all__ = [
     "SMALL_VGG",
     "VGG_CFGS",
+    "FP32Linear",
     "Hydra",
     "MaskedBatchNorm1d",
     "ModalityMLP",
     "PerModalityMLPs",
+    "PerSensorRegressor",
     "VGGRegressor",
     "build_hsi_model",
     "build_seismic_model",
@@ -142,7 +147,7 @@ class ModalityMLP(nn.Module):
         self.in_dim = in_dim
         self.n_classes = n_classes
         self.body = _MLPBody(in_dim, hidden, dropout=dropout, batchnorm=batchnorm)
-        self.head = nn.Linear(self.body.out_dim, n_classes)
+        self.head = FP32Linear(self.body.out_dim, n_classes)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Logits ``[B, n_classes]`` for inputs ``[B, in_dim]`` (``mask`` ``[B]`` bool, optional)."""
@@ -264,7 +269,7 @@ class Hydra(nn.Module):
         self.register_buffer("band_mask", band_mask, persistent=False)
         self.in_drop = nn.Dropout(dropout)
         self.backbone = _MLPBody(width, hidden, dropout=dropout, batchnorm=batchnorm)
-        self.head = nn.Linear(self.backbone.out_dim, n_classes)
+        self.head = FP32Linear(self.backbone.out_dim, n_classes)
         self.reset_input_parameters()
 
     def reset_input_parameters(self) -> None:
@@ -300,80 +305,6 @@ class Hydra(nn.Module):
         return self.head(h).reshape(n_mod, batch, -1)
 
 
-VGG_CFGS: dict[str, tuple[int | str, ...]] = {
-    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    "vgg19": (
-        *(64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"),
-        *(512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
-    ),
-}
-#: A light VGG-style stack for CPU demos (``arch="small"``); the report used VGG16.
-SMALL_VGG: tuple[int | str, ...] = (32, "M", 64, "M", 128, "M", 128, "M")
-
-
-class VGGRegressor(nn.Module):
-    """VGG-style CNN on ``(channels, freq, time)`` spectrograms with a multitask head (report 4.4).
-
-    ``cfg`` is a VGG configuration (channel counts, ``"M"`` = 2×2 max-pool;
-    default VGG16); every conv is 3×3 → BatchNorm → ReLU. Pools use
-    ``ceil_mode`` and an adaptive average pool to ``pool_size`` precedes
-    the head, so any input of at least 1×1 (in particular every size
-    ≥ 8×8) works. The head is ``[Linear → ReLU → Dropout] × len(head_hidden)
-    → Linear(n_outputs)``.
-
-    ``forward`` returns a ``[B, 3]`` tensor whose columns are, in order,
-    **(distance, sin BAZ, cos BAZ)**, unconstrained (distance in whatever
-    unit the targets use; BAZ via :func:`models.geo.baz_from_sincos`);
-    :meth:`split` names them.
-    """
-
-    OUTPUTS = ("distance", "sin_baz", "cos_baz")
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        *,
-        cfg: Sequence[int | str] = VGG_CFGS["vgg16"],
-        head_hidden: Sequence[int] = (256,),
-        dropout: float = 0.5,
-        pool_size: tuple[int, int] = (1, 1),
-        n_outputs: int = 3,
-    ) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        ch = in_channels
-        for item in cfg:
-            if item == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
-            elif isinstance(item, int) and item > 0:
-                layers += [nn.Conv2d(ch, item, kernel_size=3, padding=1), nn.BatchNorm2d(item), nn.ReLU()]
-                ch = item
-            else:
-                raise ValueError(f"cfg entries must be positive ints or 'M', got {item!r}")
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
-        head: list[nn.Module] = []
-        width = ch * pool_size[0] * pool_size[1]
-        for h in head_hidden:
-            head += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        head.append(nn.Linear(width, n_outputs))
-        self.head = nn.Sequential(*head)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, C, freq, time]`` spectrograms → ``[B, 3]`` (distance, sin BAZ, cos BAZ)."""
-        if x.dim() != 4:
-            raise ValueError(f"expected [B, C, freq, time], got {tuple(x.shape)}")
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
-
-    @classmethod
-    def split(cls, out: Tensor) -> dict[str, Tensor]:
-        """Name the output columns: ``{"distance": [B], "sin_baz": [B], "cos_baz": [B]}``."""
-        return {name: out[:, i] for i, name in enumerate(cls.OUTPUTS)}
-
-
 # --------------------------------------------------------------------------------------------
 # Factories: the network a training config describes
 # --------------------------------------------------------------------------------------------
@@ -389,12 +320,6 @@ def build_hsi_model(
             in_dims, n_classes, width=config.width, hidden=hid, dropout=drop, batchnorm=bn, names=names
         )
     return PerModalityMLPs(in_dims, n_classes, hidden=hid, dropout=drop, batchnorm=bn, names=names)
-
-
-def build_seismic_model(config: SeismicTrainConfig) -> VGGRegressor:
-    """VGG-style regressor on 3-channel spectrograms (``arch="small"`` or a VGG config)."""
-    cfg = SMALL_VGG if config.arch == "small" else VGG_CFGS[config.arch]
-    return VGGRegressor(3, cfg=cfg, head_hidden=config.head_hidden, dropout=config.dropout)
 
 
 def shared_parameters(model: nn.Module) -> list[Tensor]:

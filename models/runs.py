@@ -1,4 +1,11 @@
-"""Run folders: ``config.json``, ``metrics.json``, ``history.csv``, ``checkpoint.pt`` and PNG plots.
+"""Run folders: ``config.json``, ``settings.json``, ``metrics.json``, ``history.csv``, ``checkpoint.pt``, PNG plots.
+
+``settings.json`` is every setting with its defaults resolved (``effective_settings()``:
+EMIN term, α schedule, restore policy, …). Optional files, written when the run has them:
+``labelled_ids.json`` (the labelled sample ids / trace indices and event ids),
+``predictions.npz`` (HSI test set: ``sample_id``, ``probs [M, N, C]``, ``mask [M, N]``,
+``labels``, ``modalities``; what ``emin fuse`` reads), ``traces.npz`` (HSI probe-sample
+softmax per traced epoch: ``epochs``, ``probs [E, M, K, C]``, ``mask``, ``sample_id``, ``labels``).
 
 A checkpoint holds only tensors and plain Python types, so it loads with
 ``torch.load(path, weights_only=True)``: ``{"model": state_dict, "config": dict,
@@ -18,7 +25,8 @@ import torch
 from pydantic_core import to_jsonable_python
 from torch import nn
 
-from models.nets import build_hsi_model, build_seismic_model
+from models.nets import build_hsi_model
+from models.seismic_nets import build_seismic_model
 from pipeline.errors import InputError
 
 __all__ = [
@@ -35,7 +43,14 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 #: Files every run folder has (plots differ by kind, see :func:`save_run`).
-RUN_FILES = ("config.json", "metrics.json", "history.csv", "checkpoint.pt", "learning_curves.png")
+RUN_FILES = (
+    "config.json",
+    "settings.json",
+    "metrics.json",
+    "history.csv",
+    "checkpoint.pt",
+    "learning_curves.png",
+)
 
 
 class RunRecord(Protocol):
@@ -104,7 +119,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         cfg = HSITrainConfig.model_validate(ckpt["config"])
         model = build_hsi_model(cfg, meta["in_dims"], len(meta["class_names"]), meta["modalities"])
     else:
-        model = build_seismic_model(SeismicTrainConfig.model_validate(ckpt["config"]))
+        model = build_seismic_model(SeismicTrainConfig.model_validate(ckpt["config"]), meta.get("sensors"))
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt
@@ -220,7 +235,15 @@ def save_run(result: RunRecord, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     config = to_jsonable(result.config.model_dump(mode="json"))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    settings = to_jsonable(result.config.effective_settings())
+    (out_dir / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps(to_jsonable(result.metrics), indent=2) + "\n")
+    if "labelled_ids" in result.extras:
+        ids = to_jsonable(result.extras["labelled_ids"])
+        (out_dir / "labelled_ids.json").write_text(json.dumps(ids) + "\n")
+    for name in ("predictions", "traces"):
+        if name in result.extras:
+            np.savez_compressed(out_dir / f"{name}.npz", **result.extras[name])
     write_history(out_dir / "history.csv", result.history)
     save_checkpoint(out_dir / "checkpoint.pt", result.model, config, result.meta)
     kind = result.metrics["kind"]
@@ -245,7 +268,7 @@ def summary_markdown(result: RunRecord) -> str:
         "",
         f"- device `{m['device']}`, epochs run {m['epochs_run']} (best {m['best_epoch']}), "
         f"wall time {m['wall_time_s']:.1f} s",
-        f"- labelled training samples {m['n_train_labelled']}, unlabelled {m['n_unlabelled']}",
+        f"- labelled training samples {m['n_train_labelled']}, unlabelled used {m.get('n_unlabelled', 0)}",
     ]
     if result.run_dir is not None:
         lines.append(f"- run folder `{result.run_dir}`")

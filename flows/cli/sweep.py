@@ -50,17 +50,27 @@ def register(app: typer.Typer) -> None:
         device: DeviceOption = "auto",
         study_name: Annotated[str, typer.Option()] = "hsi-sweep",
         sampler_seed: Annotated[int, typer.Option()] = 0,
+        sampler: Annotated[str, typer.Option(help="tpe | random")] = "tpe",
+        space: Annotated[
+            str,
+            typer.Option(help="table2 (default ranges) | report (round 2: per-layer widths, no dropout/wd)"),
+        ] = "table2",
+        space_param: Annotated[
+            list[str] | None, typer.Option(help="override a space field, KEY=VALUE (e.g. dropout=null)")
+        ] = None,
         param: Annotated[list[str] | None, typer.Option(help="any other training field, KEY=VALUE")] = None,
     ) -> None:
         """Search Hydra/EMIN hyperparameters (report Table 2) with Optuna; resumable."""
         from flows.sweep import SweepParams, sweep_flow
+        from models.sweep_space import SweepSpace
 
         base = {"epochs": epochs, "patience": patience or None, "device": device} | parse_params(param or [])
         params = SweepParams(
             store=resolve_store(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
             n_trials=n_trials, max_new_trials=max_new_trials, cv_folds=cv_folds, final_seeds=seeds,
             parallel=max(parallel, workers), stack=stack, sampler_seed=sampler_seed, base=base,
-            workers=workers, cluster=cluster, gpu=gpu,
+            workers=workers, cluster=cluster, gpu=gpu, sampler=sampler,  # type: ignore[arg-type]
+            space=(SweepSpace.report if space == "report" else SweepSpace)(**parse_params(space_param or [])),
         )  # fmt: skip
         params.base_config()
         result = sweep_flow(params)

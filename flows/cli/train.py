@@ -1,4 +1,4 @@
-"""CLI commands ``emin train hsi`` and ``emin train seismic`` (registered by :func:`register`)."""
+"""CLI commands ``emin train hsi``, ``emin train seismic`` and ``emin fuse`` (registered by :func:`register`)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,22 @@ from flows.cli.common import (
     resolve_store,
 )
 
-MODES = "baseline | emin | student-teacher | finetune | ssl"
+MODES = (
+    "baseline | emin | student-teacher | finetune | ssl (shorthand for --emin/--unlabelled/--alpha-schedule)"
+)
 ALPHAS = "fixed | sampled | mgda"
+
+PresetOpt = Annotated[str | None, typer.Option(help="report: the report's settings (explicit flags win)")]
+EminOpt = Annotated[str | None, typer.Option(help="none | gaussian | student-teacher (overrides --mode)")]
+UnlabelledOpt = Annotated[str | None, typer.Option(help="use | drop: EMIN on the unlabelled pool")]
+ScheduleOpt = Annotated[
+    str | None, typer.Option(help="fixed | sampled | mgda | finetune (overrides --alpha)")
+]
+RestoreOpt = Annotated[str | None, typer.Option(help="best | last | best-after-switch (weights kept)")]
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [t.strip() for t in value.split(",") if t.strip()]
 
 
 def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, use_prefect: bool) -> None:
@@ -31,7 +45,10 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
     from schemas.training import HSITrainConfig, SeismicTrainConfig
 
     cls = HSITrainConfig if kind == "hsi" else SeismicTrainConfig
+    preset = fields.pop("preset", None)
     fields = {k: v for k, v in fields.items() if v is not None} | parse_params(extra)
+    if preset is not None:
+        fields = cls.preset_fields(preset, str(fields.get("mode", "baseline"))) | fields
     fields["store"] = resolve_store(str(fields["store"]))
     if fields.get("patience") == 0:
         fields["patience"] = None
@@ -64,17 +81,31 @@ def _execute(config: Any, use_prefect: bool) -> str:
 
 
 def register(app: typer.Typer) -> typer.Typer:
-    """Add the ``train`` sub-app with ``hsi`` and ``seismic`` commands to ``app``; returns it."""
+    """Add the ``train`` sub-app with ``hsi`` and ``seismic`` commands (and ``emin fuse``) to ``app``;
+    returns the ``train`` sub-app."""
+    from flows.cli import fuse as cli_fuse
+
     train_app = command_group("Train EMIN fusion models (Prefect flows train-hsi / train-seismic).")
     app.add_typer(train_app, name="train")
+    cli_fuse.register(app)
 
     @train_app.command("hsi")
     def train_hsi_cmd(
         store: StoreOption = "demo_hsi",
-        mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
-        alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
+        mode: Annotated[str | None, typer.Option(help=MODES)] = None,
+        alpha: Annotated[str | None, typer.Option(help=ALPHAS)] = None,
+        preset: PresetOpt = None,
+        emin: EminOpt = None,
+        unlabelled: UnlabelledOpt = None,
+        alpha_schedule: ScheduleOpt = None,
+        restore: RestoreOpt = None,
+        modalities: Annotated[str | None, typer.Option(help="train on these modalities, e.g. VNIR1")] = None,
+        labelled_per_class: Annotated[int | None, typer.Option(help="label budget per class")] = None,
+        normalise: Annotated[str | None, typer.Option(help="zscore | none")] = None,
+        trace_samples: Annotated[int | None, typer.Option(help="trace K probe samples (traces.npz)")] = None,
+        trace_every: Annotated[int | None, typer.Option(help="trace every N epochs")] = None,
         alpha_value: Annotated[float | None, typer.Option(help="CE weight α (alpha=fixed)")] = None,
-        net: Annotated[str, typer.Option(help="hydra | mlp (per-modality MLPs)")] = "hydra",
+        net: Annotated[str | None, typer.Option(help="hydra | mlp (per-modality MLPs)")] = None,
         epochs: EpochsOption = None,
         batch_size: Annotated[int | None, typer.Option()] = None,
         lr: Annotated[float | None, typer.Option()] = None,
@@ -93,19 +124,30 @@ def register(app: typer.Typer) -> typer.Typer:
             "store": store, "mode": mode, "alpha": alpha, "alpha_value": alpha_value, "net": net,
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
             "label_fraction": label_fraction, "switch_epoch": switch_epoch, "seed": seed, "device": device,
-            "teachers": None if teachers is None else [t.strip() for t in teachers.split(",") if t.strip()],
+            "teachers": _csv(teachers), "preset": preset, "emin": emin, "unlabelled": unlabelled,
+            "alpha_schedule": alpha_schedule, "restore": restore, "modalities": _csv(modalities),
+            "labelled_per_class": labelled_per_class, "normalise": normalise, "trace_samples": trace_samples,
+            "trace_every": trace_every,
         }  # fmt: skip
         _run("hsi", fields, param or [], out, use_prefect)
 
     @train_app.command("seismic")
     def train_seismic_cmd(
         store: StoreOption = "demo_seismic",
-        mode: Annotated[str, typer.Option(help=MODES)] = "baseline",
-        alpha: Annotated[str, typer.Option(help=ALPHAS)] = "fixed",
+        mode: Annotated[str | None, typer.Option(help=MODES)] = None,
+        alpha: Annotated[str | None, typer.Option(help=ALPHAS)] = None,
+        preset: PresetOpt = None,
+        emin: EminOpt = None,
+        unlabelled: UnlabelledOpt = None,
+        alpha_schedule: ScheduleOpt = None,
+        restore: RestoreOpt = None,
+        labelled_events: Annotated[int | None, typer.Option(help="label budget: training events")] = None,
+        centre: Annotated[str | None, typer.Option(help="EMIN centre: mean | median")] = None,
+        networks: Annotated[str | None, typer.Option(help="per-sensor | shared")] = None,
         alpha_value: Annotated[
             float | None, typer.Option(help="supervised-loss weight α (alpha=fixed)")
         ] = None,
-        arch: Annotated[str, typer.Option(help="small | vgg11 | vgg13 | vgg16 | vgg19")] = "small",
+        arch: Annotated[str | None, typer.Option(help="small | vgg11 | vgg13 | vgg16 | vgg19")] = None,
         epochs: EpochsOption = None,
         batch_size: Annotated[int | None, typer.Option()] = None,
         lr: Annotated[float | None, typer.Option()] = None,
@@ -125,6 +167,8 @@ def register(app: typer.Typer) -> typer.Typer:
             "store": store, "mode": mode, "alpha": alpha, "alpha_value": alpha_value, "arch": arch,
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
             "label_fraction": label_fraction, "max_traces": max_traces, "seed": seed, "device": device,
+            "preset": preset, "emin": emin, "unlabelled": unlabelled, "alpha_schedule": alpha_schedule,
+            "restore": restore, "labelled_events": labelled_events, "centre": centre, "networks": networks,
         }  # fmt: skip
         _run("seismic", fields, param or [], out, use_prefect)
 

@@ -20,9 +20,16 @@ from torch import Tensor, nn
 
 from models.data import HSIData, load_hsi, stratified_label_split
 from models.emin import emin_hsi, masked_ce
-from models.metrics import classification_metrics, confusion_matrix, fused_probs, predictive_variance
+from models.metrics import (
+    classification_metrics,
+    confusion_matrix,
+    fused_probs,
+    predictive_variance,
+    variance_distribution,
+)
 from models.nets import build_hsi_model, forward_hsi, shared_parameters
 from models.runs import save_run
+from models.training.hsi_outputs import ProbeTracer, chain_hooks, eval_summary, test_predictions
 from models.training.loop import (
     EarlyStopper,
     EpochCallback,
@@ -35,6 +42,7 @@ from models.training.loop import (
     resolve_device,
     run_batches,
     seeded_generator,
+    switch_epoch_of,
     train_context,
 )
 from pipeline.errors import DataSelectionError, TrainingConfigError
@@ -102,6 +110,8 @@ def evaluate_hsi(
     cm = confusion_matrix(fused[seen].argmax(dim=-1), labels[seen], n_cls)
     finite = var[np.isfinite(var)]
     return {
+        "logits": logits,
+        "variance_distribution": variance_distribution(var),
         "classification": cls,
         "variance_mean": float(finite.mean()) if finite.size else math.nan,
         "variance_median": float(np.median(finite)) if finite.size else math.nan,
@@ -128,7 +138,8 @@ def hsi_epoch(
 
     ``labelled`` (bool, aligned with ``order``) selects the samples whose CE counts; EMIN is
     computed unless ``alpha == 1`` (``alpha=None`` = MGDA on ``shared``). Returns the epoch
-    means ``[loss, ce, emin, alpha]`` as a device tensor; no host sync inside.
+    means ``[loss, ce, emin, alpha]`` as a device tensor (EMIN NaN when not computed); no
+    host sync inside.
     """
     device = data.x.device
     need_emin = alpha is None or alpha < 1.0
@@ -140,7 +151,7 @@ def hsi_epoch(
             logits = forward_hsi(model, xb, mb)
         logits = logits.float()
         ce = masked_ce(logits, yb, mb & lab.unsqueeze(0))
-        emin = emin_hsi(logits, mb, teacher) if need_emin else torch.zeros_like(ce)
+        emin = emin_hsi(logits, mb, teacher) if need_emin else torch.full_like(ce, float("nan"))
         return optimise(opt, ce, emin, alpha, shared, normalization)
 
     return run_batches(order, labelled, batch_size, step)
@@ -151,7 +162,7 @@ class HSISplit:
     """Which samples a run trains, validates and tests on (indices into the :class:`HSIData`)."""
 
     labelled: np.ndarray  # training samples whose label counts
-    unlabelled: np.ndarray  # the rest of the training folds (used by mode "ssl")
+    unlabelled: np.ndarray  # the rest of the training folds (used when unlabelled="use")
     train_idx: Tensor  # what an epoch iterates: labelled, then (ssl) unlabelled
     is_labelled: Tensor  # bool, aligned with train_idx
     val_idx: Tensor
@@ -160,7 +171,11 @@ class HSISplit:
 
 
 def hsi_split(config: HSITrainConfig, data: HSIData) -> HSISplit:
-    """Folds → train/val/test and the stratified labelled subset (:func:`models.data.stratified_label_split`)."""
+    """Folds → train/val/test and the stratified labelled subset (:func:`models.data.stratified_label_split`).
+
+    Training samples are those of the training folds seen by at least one (selected) modality;
+    the label budget is ``label_fraction`` or ``labelled_per_class``.
+    """
     device = data.x.device
     folds = data.folds.cpu().numpy()
     test_fold = config.test_fold if config.test_fold is not None else int(folds.max())
@@ -170,13 +185,16 @@ def hsi_split(config: HSITrainConfig, data: HSIData) -> HSISplit:
             field="val_fold",
             fix="choose a validation fold other than the test fold",
         )
-    train_all = np.flatnonzero((folds != test_fold) & (folds != config.val_fold))
+    seen = data.mask.any(dim=0).cpu().numpy()
+    train_all = np.flatnonzero((folds != test_fold) & (folds != config.val_fold) & seen)
     labels = data.labels.cpu().numpy()[train_all]
-    lab_rel, unlab_rel = stratified_label_split(labels, config.label_fraction, config.seed)
+    lab_rel, unlab_rel = stratified_label_split(
+        labels, config.label_fraction, config.seed, per_class=config.labelled_per_class
+    )
     labelled, unlabelled = train_all[lab_rel], train_all[unlab_rel]
-    train_np = np.concatenate([labelled, unlabelled]) if config.mode == "ssl" else labelled
-    val_idx = torch.from_numpy(np.flatnonzero(folds == config.val_fold)).to(device)
-    test_idx = torch.from_numpy(np.flatnonzero(folds == test_fold)).to(device)
+    train_np = np.concatenate([labelled, unlabelled]) if config.uses_unlabelled else labelled
+    val_idx = torch.from_numpy(np.flatnonzero((folds == config.val_fold) & seen)).to(device)
+    test_idx = torch.from_numpy(np.flatnonzero((folds == test_fold) & seen)).to(device)
     if train_np.size == 0 or val_idx.numel() == 0:
         raise DataSelectionError(
             "empty training or validation set (check val_fold/test_fold)",
@@ -204,13 +222,13 @@ def hsi_meta(data: HSIData) -> dict[str, Any]:
 
 
 def prepare_hsi(config: HSITrainConfig, data: HSIData) -> tuple[HSIData, HSISplit, dict[str, Any]]:
-    """The split, then (``config.standardise``) the data z-scored with the labelled samples' band statistics.
+    """The split, then (``normalise="zscore"``) the data z-scored with the labelled samples' band statistics.
 
     Returns the (standardised) data, the split and the checkpoint meta (with the statistics).
     """
     split = hsi_split(config, data)
     meta = hsi_meta(data)
-    if config.standardise:
+    if config.effective_normalise == "zscore":
         band_mean, band_std = data.band_stats(torch.from_numpy(split.labelled).to(data.x.device))
         data = data.standardise(band_mean, band_std)
         meta |= {"band_mean": band_mean.cpu(), "band_std": band_std.cpu()}
@@ -231,7 +249,7 @@ def hsi_metrics(
     start: float,
 ) -> dict[str, Any]:
     """The metrics.json content of one HSI run (single or one trial of a stack)."""
-    return {
+    out = {
         "kind": "hsi",
         "mode": config.mode,
         "alpha": alpha,
@@ -242,7 +260,6 @@ def hsi_metrics(
         "stopped_early": len(history) < config.epochs,
         "alpha_last_epoch": history[-1]["alpha"] if history else math.nan,
         "n_train_labelled": int(split.labelled.size),
-        "n_unlabelled": int(split.unlabelled.size),
         "n_val": int(split.val_idx.numel()),
         "n_test": int(split.test_idx.numel()),
         "val_fold": config.val_fold,
@@ -253,10 +270,14 @@ def hsi_metrics(
         "test_variance_mean": test["variance_mean"],
         "test_variance_median": test["variance_median"],
         "test_variance_p95": test["variance_p95"],
+        "test_variance_distribution": test["variance_distribution"],
         "class_names": data.class_names,
         "modalities": data.modalities,
         "wall_time_s": time.perf_counter() - start,
     }
+    if config.uses_unlabelled:
+        out["n_unlabelled"] = int(split.unlabelled.size)
+    return out
 
 
 def train_hsi(
@@ -266,13 +287,13 @@ def train_hsi(
     start = time.perf_counter()
     device = resolve_device(config.device)
     with train_context(config.seed, device, config.deterministic):
-        data = (load_hsi(config.store) if data is None else data).to(device)
+        data = (load_hsi(config.store, modalities=config.modalities) if data is None else data).to(device)
         data, split, meta = prepare_hsi(config, data)
         model = build_hsi_model(config, data.in_dims, len(data.class_names), data.modalities).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         teacher = (
             teacher_vector(config.teachers, data.modalities).to(device)
-            if config.mode == "student-teacher"
+            if config.effective_emin == "student-teacher"
             else None
         )
         schedule = alpha_schedule(config)
@@ -280,6 +301,13 @@ def train_hsi(
         gen = seeded_generator(device, config.seed)
         stopper = EarlyStopper("max", config.patience)
         n_train, bs, chunk = int(split.train_idx.numel()), config.batch_size, config.eval_chunk
+        tracer = (
+            ProbeTracer(
+                config, data, split.test_idx, lambda idx: predict_hsi(model, data, idx, amp=config.amp)
+            )
+            if config.trace_samples
+            else None
+        )
 
         def run_epoch(alpha_e: float | None) -> Tensor:
             perm = epoch_order(n_train, gen, device)
@@ -289,27 +317,56 @@ def train_hsi(
                 amp=config.amp,
             )  # fmt: skip
 
+        def evaluate(idx: Tensor) -> dict[str, Any]:
+            return evaluate_hsi(model, data, idx, chunk=chunk, amp=config.amp)
+
         def validate() -> dict[str, float]:
-            ev = evaluate_hsi(model, data, split.val_idx, chunk=chunk, amp=config.amp)
+            ev = evaluate(split.val_idx)
             return {
                 "val_macro_accuracy": ev["classification"]["fused"]["macro_accuracy"],
                 "val_variance": ev["variance_mean"],
             }
 
-        history = fit_epochs(
+        before: dict[str, Any] = {}
+
+        def on_switch(epoch: int) -> None:
+            before.update(
+                epoch=epoch - 1,
+                val=eval_summary(evaluate(split.val_idx)),
+                test=eval_summary(evaluate(split.test_idx)),
+            )
+
+        fit = fit_epochs(
             model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
-            run_epoch=run_epoch, validate=validate, supervised="ce", score="val_macro_accuracy", on_epoch=on_epoch,
+            run_epoch=run_epoch, validate=validate, supervised="ce", score="val_macro_accuracy",
+            on_epoch=chain_hooks(tracer, on_epoch), restore=config.effective_restore,
+            switch_epoch=switch_epoch_of(config), on_switch=on_switch,
         )  # fmt: skip
 
-        val = evaluate_hsi(model, data, split.val_idx, chunk=chunk, amp=config.amp)
-        test = evaluate_hsi(model, data, split.test_idx, chunk=chunk, amp=config.amp)
-        alpha = config.alpha if config.mode not in ("baseline", "finetune") else None
+        val = evaluate(split.val_idx)
+        test = evaluate(split.test_idx)
         metrics = hsi_metrics(
-            config, data, history, val, test, split=split, alpha=alpha, device=device,
+            config, data, fit.history, val, test, split=split, alpha=config.alpha_label, device=device,
             best_epoch=stopper.best_epoch, start=start,
         )  # fmt: skip
+        metrics |= {
+            "restore": fit.restore,
+            "restored_epoch": fit.restored_epoch,
+            "switch_epoch": fit.switch_epoch,
+        }
+        metrics["before_switch"] = before or None
+        metrics["final"] = {"epoch": fit.restored_epoch, "val": eval_summary(val), "test": eval_summary(test)}
         metrics["test_confusion"] = test["confusion"].tolist()
-    result = TrainResult(model, config, history, metrics, meta, extras={"confusion": test["confusion"]})
+        extras: dict[str, Any] = {
+            "confusion": test["confusion"],
+            "predictions": test_predictions(data, split.test_idx, test),
+            "labelled_ids": {
+                "labelled_sample_id": data.sample_id.cpu()[torch.from_numpy(split.labelled)].tolist()
+            },
+        }
+        if tracer is not None:
+            extras["traces"] = tracer.arrays()
+    result = TrainResult(model, config, fit.history, metrics, meta, extras=extras)
     if config.out_dir:
         result.run_dir = save_run(result, Path(config.out_dir))
     return result

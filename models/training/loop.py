@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EarlyStopper",
+    "FitOutcome",
     "Optimiser",
     "TrainResult",
     "alpha_schedule",
@@ -50,6 +51,7 @@ __all__ = [
     "resolve_device",
     "run_batches",
     "seeded_generator",
+    "switch_epoch_of",
     "train_context",
 ]
 
@@ -89,31 +91,42 @@ def train_context(seed: int, device: torch.device, deterministic: bool = True) -
             torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
 
 
-def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``amp``; a no-op context otherwise."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def autocast_for(
+    device: torch.device, amp: bool, *, allow_cpu: bool = False
+) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when ``amp`` (on the CPU too with ``allow_cpu``); a no-op otherwise.
+
+    The CPU default stays no autocast; ``allow_cpu`` exists so tests can exercise the bf16
+    path (heads, losses and evaluation stay float32: :class:`models.nets.FP32Linear`).
+    """
+    if amp and (device.type == "cuda" or allow_cpu):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def alpha_schedule(config: TrainConfig) -> Callable[[int], float] | None:
-    """α per epoch for ``config`` (1.0 for the baseline); None means MGDA (α chosen per step)."""
-    if config.mode == "baseline":
-        return FixedAlpha(1.0)
-    if config.mode == "finetune":
+    """α per epoch for ``config`` (1.0 without EMIN); None means MGDA (α chosen per step)."""
+    kind = config.effective_alpha_schedule
+    if kind == "finetune":
         return FinetuneSchedule(config.switch_epoch, after=config.finetune_alpha)
-    if config.alpha == "fixed":
-        return FixedAlpha(config.alpha_value)
-    if config.alpha == "sampled":
+    if kind == "fixed":
+        return FixedAlpha(config.effective_alpha_value)
+    if kind == "sampled":
         rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2]))
         return SampledAlpha.draw(config.alpha_low, config.alpha_high, rng=rng)
     return None
 
 
+def switch_epoch_of(config: TrainConfig) -> int | None:
+    """The epoch α switches at (fine-tuning), else None."""
+    return config.switch_epoch if config.effective_alpha_schedule == "finetune" else None
+
+
 class EarlyStopper:
     """Track the best validation score, keep a copy of the best weights, stop after ``patience``.
 
-    ``patience=None`` never stops (the best weights are still kept and restored).
+    ``patience=None`` never stops (the best weights are still kept; whether they are restored
+    is the caller's restore policy, see :func:`fit_epochs`).
     """
 
     def __init__(self, direction: str, patience: int | None) -> None:
@@ -141,6 +154,11 @@ class EarlyStopper:
     def should_stop(self) -> bool:
         """True once ``patience`` epochs passed without improvement."""
         return self.patience is not None and self.bad_epochs >= self.patience
+
+    def reset(self) -> None:
+        """Forget the best so far (``best-after-switch``: only post-switch epochs compete)."""
+        self.best = -math.inf if self.direction == "max" else math.inf
+        self.best_epoch, self.bad_epochs, self.best_state = -1, 0, None
 
     def restore(self, model: nn.Module) -> None:
         """Load the best weights back into ``model`` (no-op if none were recorded)."""
@@ -288,6 +306,16 @@ def epoch_row(
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 
 
+@dataclass
+class FitOutcome:
+    """What :func:`fit_epochs` did: the history, the restore policy and the epoch whose weights were kept."""
+
+    history: list[dict[str, float]]
+    restore: str
+    restored_epoch: int
+    switch_epoch: int | None = None
+
+
 def fit_epochs(
     model: nn.Module,
     stopper: EarlyStopper,
@@ -300,16 +328,29 @@ def fit_epochs(
     supervised: str,
     score: str,
     on_epoch: EpochCallback | None = None,
-) -> list[dict[str, float]]:
-    """The epoch loop of every trainer: train, validate, record, stop early, restore the best.
+    restore: str = "best",
+    switch_epoch: int | None = None,
+    on_switch: Callable[[int], None] | None = None,
+) -> FitOutcome:
+    """The epoch loop of every trainer: train, validate, record, stop early, restore per policy.
 
     ``run_epoch(alpha)`` trains one epoch (``alpha=None``: MGDA) and returns the device tensor
     of epoch means ``[loss, <supervised>, emin, alpha]``; ``validate()`` returns the history's
     validation columns, ``score`` among them (what ``stopper`` watches); ``on_epoch`` is
-    called after every epoch's row is recorded.
+    called after every epoch's row is recorded. ``restore``: ``best`` (best validation
+    epoch), ``last`` (the weights of the last epoch run) or ``best-after-switch`` (best among
+    epochs ≥ ``switch_epoch``; the stopper is reset at the switch). ``on_switch(epoch)`` is
+    called just before the first epoch at ``switch_epoch`` trains (the pre-switch weights).
     """
+    if restore not in ("best", "last", "best-after-switch"):
+        raise TrainingConfigError(f"unknown restore policy {restore!r}", field="restore", fix="best | last")
     history: list[dict[str, float]] = []
     for epoch in range(epochs):
+        if switch_epoch is not None and epoch == switch_epoch and epoch > 0:
+            if on_switch is not None:
+                on_switch(epoch)
+            if restore == "best-after-switch":
+                stopper.reset()
         t_epoch = time.perf_counter()
         model.train()
         means = run_epoch(schedule(epoch) if schedule is not None else None).tolist()
@@ -319,7 +360,11 @@ def fit_epochs(
         if on_epoch is not None:
             on_epoch(epoch, epochs, history[-1])
         stopper.update(val[score], epoch, model)
-        if stopper.should_stop:
+        pre_switch = restore == "best-after-switch" and switch_epoch is not None and epoch < switch_epoch
+        if stopper.should_stop and not pre_switch:
             break
+    last = len(history) - 1
+    if restore == "last" or stopper.best_state is None:
+        return FitOutcome(history, restore, last, switch_epoch)
     stopper.restore(model)
-    return history
+    return FitOutcome(history, restore, stopper.best_epoch, switch_epoch)

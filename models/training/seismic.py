@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.data import SeismicData, load_seismic
+from models.data import SeismicData, load_seismic, stratified_label_split
 from models.emin import seismic_emin_loss
-from models.geo import baz_from_sincos, destination, haversine_km
-from models.metrics import location_error_km, seismic_metrics
-from models.nets import build_seismic_model, shared_parameters
+from models.nets import shared_parameters
 from models.runs import save_run
+from models.seismic_nets import build_seismic_model, forward_seismic, sensor_groups
 from models.training.loop import (
     EarlyStopper,
     EpochCallback,
+    FitOutcome,
     TrainResult,
     alpha_schedule,
     autocast_for,
@@ -35,8 +35,10 @@ from models.training.loop import (
     resolve_device,
     run_batches,
     seeded_generator,
+    switch_epoch_of,
     train_context,
 )
+from models.training.seismic_eval import evaluate_seismic, mean_predictors, predict_seismic
 from pipeline.errors import DataSelectionError
 
 if TYPE_CHECKING:
@@ -67,66 +69,6 @@ def event_grouped_order(event_index: Tensor, generator: torch.Generator) -> Tens
     return torch.argsort(key)
 
 
-@torch.no_grad()
-def predict_seismic(
-    model: nn.Module, x: Tensor, idx: Tensor, *, chunk: int = 512, amp: bool = True
-) -> Tensor:
-    """Eval-mode outputs ``[len(idx), 3]`` float32, in chunks."""
-    was = model.training
-    model.eval()
-    outs = [torch.zeros((0, 3), device=x.device)]
-    for s in range(0, int(idx.numel()), chunk):
-        with autocast_for(x.device, amp):
-            outs.append(model(x[idx[s : s + chunk]]).float())
-    model.train(was)
-    return torch.cat(outs, dim=0)
-
-
-def evaluate_seismic(
-    model: nn.Module, data: SeismicData, idx: Tensor, *, scale_km: float, chunk: int = 512, amp: bool = True
-) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`models.metrics.seismic_metrics` on ``idx`` and the per-trace location errors (km)."""
-    out = predict_seismic(model, data.x, idx, chunk=chunk, amp=amp)
-    dist = out[:, 0].double() * scale_km
-    baz = baz_from_sincos(out[:, 1].double(), out[:, 2].double())
-    sensors = np.asarray(data.sensor_type)[idx.cpu().numpy()]
-    m = seismic_metrics(
-        pred_dist_km=dist,
-        pred_baz_deg=baz,
-        true_dist_km=data.distance_km[idx],
-        true_baz_deg=data.baz_deg[idx],
-        station_lat=data.station_lat[idx],
-        station_lon=data.station_lon[idx],
-        event_lat=data.event_lat[idx],
-        event_lon=data.event_lon[idx],
-        sensor_type=sensors,
-        event_ids=data.event_index[idx],
-    )
-    lat, lon = destination(data.station_lat[idx], data.station_lon[idx], baz, dist)
-    err = location_error_km(lat, lon, data.event_lat[idx], data.event_lon[idx])
-    return m, err
-
-
-def mean_predictors(data: SeismicData, train: Tensor, idx: Tensor) -> dict[str, np.ndarray]:
-    """Location errors (km) on ``idx`` of two trivial predictors fitted on ``train``.
-
-    ``centroid``: every event is at the mean training-event location. ``mean_target``: the
-    mean training distance along the circular-mean training back azimuth from each station.
-    """
-    lat0 = data.event_lat[train].mean()
-    lon0 = data.event_lon[train].mean()
-    centroid = haversine_km(
-        lat0.expand(idx.numel()), lon0.expand(idx.numel()), data.event_lat[idx], data.event_lon[idx]
-    )
-    d0 = data.distance_km[train].double().mean()
-    b0 = baz_from_sincos(data.sin_baz[train].double().mean(), data.cos_baz[train].double().mean())
-    lat, lon = destination(
-        data.station_lat[idx], data.station_lon[idx], b0.expand(idx.numel()), d0.expand(idx.numel())
-    )
-    mean_t = haversine_km(lat, lon, data.event_lat[idx], data.event_lon[idx])
-    return {"centroid": centroid.cpu().numpy(), "mean_target": mean_t.cpu().numpy()}
-
-
 def seismic_epoch(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -143,22 +85,27 @@ def seismic_epoch(
     amp: bool = True,
     distance_scale_km: float = 100.0,
     centre: str = "median",
+    group: Tensor | None = None,
 ) -> Tensor:
     """One epoch of the location CNN over ``order`` (trace indices, already ordered) in batches.
 
     Supervised term: MSE on ``target [N, 3]`` for the ``labelled`` traces; EMIN (unless
     ``alpha == 1``): :func:`models.emin.seismic_emin_loss`, student–teacher when ``teacher``
-    (bool ``[N]``) is given. Returns the epoch means ``[loss, mse, emin, alpha]`` as a device tensor.
+    (bool ``[N]``) is given; ``group`` (sensor index ``[N]``) routes traces of per-sensor
+    networks. Returns the epoch means ``[loss, mse, emin, alpha]`` as a device tensor (EMIN NaN
+    when not computed, α = 1).
     """
     device = data.x.device
     need_emin = alpha is None or alpha < 1.0
+    if group is None:
+        group = torch.zeros(data.n, dtype=torch.int64, device=device)
 
     def step(idx: Tensor, lab: Tensor | None) -> Tensor | None:
         assert lab is not None
         if idx.numel() < 2:
             return None  # BatchNorm needs two samples
         with autocast_for(device, amp):
-            out = model(data.x[idx])
+            out = forward_seismic(model, data.x[idx], group[idx])
         out = out.float()
         mse = ((out - target[idx]) ** 2).mean(dim=1)
         sup = torch.where(lab, mse, torch.zeros_like(mse)).sum() / lab.sum().clamp(min=1).to(mse.dtype)
@@ -169,7 +116,7 @@ def seismic_epoch(
                 is_teacher=None if teacher is None else teacher[idx],
             )  # fmt: skip
         else:
-            emin = torch.zeros_like(sup)
+            emin = torch.full_like(sup, float("nan"))  # not computed: logged as NaN, never mixed in
         return optimise(opt, sup, emin, alpha, shared, normalization)
 
     return run_batches(order, labelled, batch_size, step)
@@ -177,19 +124,29 @@ def seismic_epoch(
 
 @dataclass(frozen=True)
 class SeismicSplit:
-    """Trace indices of a seismic run; ``label_fraction`` keeps whole training *events* labelled."""
+    """Trace indices of a seismic run; the label budget keeps whole training *events* labelled."""
 
     labelled: np.ndarray  # training traces whose target counts
     unlabelled: np.ndarray
-    n_labelled_events: int
-    train_idx: Tensor  # what an epoch iterates: labelled, then (ssl) unlabelled
+    labelled_events: np.ndarray  # event indices (into SeismicData.event_ids)
+    train_idx: Tensor  # what an epoch iterates: labelled, then (unlabelled=use) unlabelled
     is_labelled: Tensor
     val_idx: Tensor
     test_idx: Tensor
 
+    @property
+    def n_labelled_events(self) -> int:
+        """Number of labelled training events."""
+        return int(self.labelled_events.size)
+
 
 def seismic_split(config: SeismicTrainConfig, data: SeismicData) -> SeismicSplit:
-    """The store's train/val/test split, with a seeded fraction of the training events labelled."""
+    """The store's train/val/test split, with a seeded budget of training events labelled.
+
+    The events are drawn by :func:`models.data.stratified_label_split` over the training
+    events as one class (``label_fraction`` or ``labelled_events``), so the subset depends
+    only on (seed, budget).
+    """
     device = data.x.device
     split = data.split.cpu().numpy()
     ev_np = data.event_index.cpu().numpy()
@@ -201,19 +158,20 @@ def seismic_split(config: SeismicTrainConfig, data: SeismicData) -> SeismicSplit
             fix="publish a store with train and val splits",
         )
     train_events = np.unique(ev_np[train_all])
-    if config.label_fraction < 1.0:
-        rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
-        k = max(1, round(config.label_fraction * train_events.size))
-        lab_events = np.sort(rng.permutation(train_events)[:k])
-    else:
-        lab_events = train_events
+    pick, _ = stratified_label_split(
+        np.zeros(train_events.size, np.int64),
+        config.label_fraction,
+        config.seed,
+        per_class=config.labelled_events,
+    )
+    lab_events = np.sort(train_events[pick])
     lab_trace = np.isin(ev_np[train_all], lab_events)
     labelled, unlabelled = train_all[lab_trace], train_all[~lab_trace]
-    train_np = np.concatenate([labelled, unlabelled]) if config.mode == "ssl" else labelled
+    train_np = np.concatenate([labelled, unlabelled]) if config.uses_unlabelled else labelled
     return SeismicSplit(
         labelled=labelled,
         unlabelled=unlabelled,
-        n_labelled_events=int(lab_events.size),
+        labelled_events=lab_events,
         train_idx=torch.from_numpy(train_np).to(device),
         is_labelled=torch.from_numpy(np.arange(train_np.size) < labelled.size).to(device),
         val_idx=torch.from_numpy(val_np).to(device),
@@ -224,7 +182,7 @@ def seismic_split(config: SeismicTrainConfig, data: SeismicData) -> SeismicSplit
 def _targets(config: SeismicTrainConfig, data: SeismicData) -> tuple[Tensor, Tensor | None]:
     """The regression target ``[N, 3]`` (scaled distance, sin, cos) and, for student–teacher, the teacher traces."""
     target = torch.stack([data.distance_km / config.distance_scale_km, data.sin_baz, data.cos_baz], dim=1)
-    if config.mode != "student-teacher":
+    if config.effective_emin != "student-teacher":
         return target, None
     return target, torch.tensor([s == config.teacher_sensor for s in data.sensor_type], device=data.x.device)
 
@@ -232,7 +190,7 @@ def _targets(config: SeismicTrainConfig, data: SeismicData) -> tuple[Tensor, Ten
 def _metrics(
     config: SeismicTrainConfig,
     split: SeismicSplit,
-    history: list[dict[str, float]],
+    fit: FitOutcome,
     val_m: dict[str, Any],
     test_m: dict[str, Any],
     trivial: dict[str, np.ndarray],
@@ -243,17 +201,20 @@ def _metrics(
 ) -> dict[str, Any]:
     """The metrics.json content of one seismic run."""
     has_test = bool(split.test_idx.numel())
-    return {
+    history = fit.history
+    out: dict[str, Any] = {
         "kind": "seismic",
         "mode": config.mode,
-        "alpha": config.alpha if config.mode not in ("baseline", "finetune") else None,
+        "alpha": config.alpha_label,
         "arch": config.arch,
         "device": str(device),
         "best_epoch": best_epoch,
+        "restore": fit.restore,
+        "restored_epoch": fit.restored_epoch,
+        "switch_epoch": fit.switch_epoch,
         "epochs_run": len(history),
         "stopped_early": len(history) < config.epochs,
         "n_train_labelled": int(split.labelled.size),
-        "n_unlabelled": int(split.unlabelled.size),
         "n_labelled_events": split.n_labelled_events,
         "n_val": int(split.val_idx.numel()),
         "n_test": int((split.test_idx if has_test else split.val_idx).numel()),
@@ -269,6 +230,36 @@ def _metrics(
         },
         "wall_time_s": time.perf_counter() - start,
     }
+    if config.uses_unlabelled:
+        out["n_unlabelled"] = int(split.unlabelled.size)
+    return out
+
+
+def _setup(config: SeismicTrainConfig, data: SeismicData, device: torch.device) -> dict[str, Any]:
+    """Split, standardisation, targets, sensor groups and the model of one run."""
+    split = seismic_split(config, data)
+    mean, std = data.channel_stats(torch.from_numpy(split.labelled).to(device))
+    data = data.standardise(mean, std)
+    target, teacher = _targets(config, data)
+    sensors = sorted(set(data.sensor_type))
+    group = sensor_groups(data.sensor_type, sensors).to(device)
+    model = build_seismic_model(config, sensors).to(device)
+    meta = {
+        "kind": "seismic",
+        "channel_mean": mean.cpu(),
+        "channel_std": std.cpu(),
+        "distance_scale_km": config.distance_scale_km,
+        "sensors": sensors,
+    }
+    return {
+        "split": split,
+        "data": data,
+        "target": target,
+        "teacher": teacher,
+        "group": group,
+        "model": model,
+        "meta": meta,
+    }
 
 
 def train_seismic(
@@ -279,12 +270,9 @@ def train_seismic(
     device = resolve_device(config.device)
     with train_context(config.seed, device, config.deterministic):
         data = (load_seismic(config.store, max_traces=config.max_traces) if data is None else data).to(device)
-        split = seismic_split(config, data)
-        mean, std = data.channel_stats(torch.from_numpy(split.labelled).to(device))
-        data = data.standardise(mean, std)
+        st = _setup(config, data, device)
+        split, data, target, group, model = st["split"], st["data"], st["target"], st["group"], st["model"]
         scale, chunk = config.distance_scale_km, config.eval_chunk
-        target, teacher_all = _targets(config, data)
-        model = build_seismic_model(config).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         schedule = alpha_schedule(config)
         shared = shared_parameters(model) if schedule is None else []
@@ -292,41 +280,48 @@ def train_seismic(
         stopper = EarlyStopper("min", config.patience)
         n_train, bs = int(split.train_idx.numel()), config.batch_size
         ev_train = data.event_index[split.train_idx]
+        eval_idx = split.test_idx if split.test_idx.numel() else split.val_idx
 
         def run_epoch(alpha_e: float | None) -> Tensor:
             need_emin = alpha_e is None or alpha_e < 1.0
             perm = event_grouped_order(ev_train, gen) if need_emin else epoch_order(n_train, gen, device)
             return seismic_epoch(
                 model, opt, data, target, split.train_idx[perm], split.is_labelled[perm], batch_size=bs,
-                alpha=alpha_e, teacher=teacher_all, shared=shared, normalization=config.mgda_normalization,
-                amp=config.amp, distance_scale_km=scale, centre=config.centre,
+                alpha=alpha_e, teacher=st["teacher"], shared=shared, normalization=config.mgda_normalization,
+                amp=config.amp, distance_scale_km=scale, centre=config.effective_centre, group=group,
             )  # fmt: skip
 
-        def validate() -> dict[str, float]:
-            val_m, _ = evaluate_seismic(
-                model, data, split.val_idx, scale_km=scale, chunk=chunk, amp=config.amp
+        def evaluate(idx: Tensor) -> tuple[dict[str, Any], np.ndarray]:
+            return evaluate_seismic(
+                model, data, idx, scale_km=scale, chunk=chunk, amp=config.amp, group=group
             )
+
+        def validate() -> dict[str, float]:
+            o = evaluate(split.val_idx)[0]["overall"]
             return {
-                "val_location_error_km_median": val_m["overall"]["location_error_km_median"],
-                "val_distance_error_km_median": val_m["overall"]["distance_error_km_median"],
-                "val_baz_error_deg_median": val_m["overall"]["baz_error_deg_median"],
+                "val_location_error_km_median": o["location_error_km_median"],
+                "val_distance_error_km_median": o["distance_error_km_median"],
+                "val_baz_error_deg_median": o["baz_error_deg_median"],
             }
 
-        history = fit_epochs(
-            model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
-            run_epoch=run_epoch, validate=validate, supervised="mse", score="val_location_error_km_median", on_epoch=on_epoch,
-        )  # fmt: skip
+        before: dict[str, Any] = {}
 
-        eval_idx = split.test_idx if split.test_idx.numel() else split.val_idx
-        test_m, test_err = evaluate_seismic(
-            model, data, eval_idx, scale_km=scale, chunk=chunk, amp=config.amp
-        )
-        val_m, _ = evaluate_seismic(model, data, split.val_idx, scale_km=scale, chunk=chunk, amp=config.amp)
+        def on_switch(epoch: int) -> None:
+            before.update(epoch=epoch - 1, val=evaluate(split.val_idx)[0], test=evaluate(eval_idx)[0])
+
+        fit = fit_epochs(
+            model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
+            run_epoch=run_epoch, validate=validate, supervised="mse", score="val_location_error_km_median",
+            on_epoch=on_epoch, restore=config.effective_restore, switch_epoch=switch_epoch_of(config),
+            on_switch=on_switch,
+        )  # fmt: skip
+        test_m, test_err = evaluate(eval_idx)
+        val_m, _ = evaluate(split.val_idx)
         trivial = mean_predictors(data, torch.from_numpy(split.labelled).to(device), eval_idx)
         metrics = _metrics(
             config,
             split,
-            history,
+            fit,
             val_m,
             test_m,
             trivial,
@@ -334,19 +329,19 @@ def train_seismic(
             best_epoch=stopper.best_epoch,
             start=start,
         )
-        meta = {
-            "kind": "seismic",
-            "channel_mean": mean.cpu(),
-            "channel_std": std.cpu(),
-            "distance_scale_km": scale,
-        }
+        metrics["before_switch"] = before or None
+        metrics["final"] = {"epoch": fit.restored_epoch, "val": val_m, "test": test_m}
     sens = np.asarray(data.sensor_type)[eval_idx.cpu().numpy()]
     extras = {
         "location_error_km": test_err,
         "sensor_type": sens,
+        "labelled_ids": {
+            "labelled_trace_index": split.labelled.tolist(),
+            "labelled_event_ids": [data.event_ids[i] for i in split.labelled_events.tolist()],
+        },
         **{f"mean_{k}": v for k, v in trivial.items()},
     }
-    result = TrainResult(model, config, history, metrics, meta, extras=extras)
+    result = TrainResult(model, config, fit.history, metrics, st["meta"], extras=extras)
     if config.out_dir:
         result.run_dir = save_run(result, Path(config.out_dir))
     return result

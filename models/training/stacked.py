@@ -165,18 +165,26 @@ def check_stackable(configs: Sequence[HSITrainConfig]) -> None:
     for c in configs:
         if c.net != "hydra":
             raise TrainingConfigError("stacked training supports net='hydra' only", field="net", fix=fix)
-        if c.mode not in ("baseline", "emin") or (c.mode == "emin" and c.alpha == "sampled"):
+        if (
+            c.effective_emin not in ("none", "gaussian")
+            or c.effective_alpha_schedule not in ("fixed", "mgda")
+            or c.uses_unlabelled
+            or c.effective_restore not in ("best", "last")
+            or (c.effective_restore == "last" and c.patience is not None)
+            or c.modalities is not None
+            or c.trace_samples
+        ):
             raise TrainingConfigError(
-                "stacked training supports mode baseline, or emin with alpha fixed or mgda",
+                "stacked training supports the baseline, or gaussian EMIN with alpha fixed or mgda",
                 field="mode",
                 fix=fix,
             )
-        if c.label_fraction != 1.0:
+        if c.label_fraction != 1.0 or c.labelled_per_class is not None:
             raise TrainingConfigError(
                 "stacked training needs label_fraction=1", field="label_fraction", fix=fix
             )
     shared = (
-        "store", "batch_size", "epochs", "batchnorm", "val_fold", "test_fold", "standardise", "device",
+        "store", "batch_size", "epochs", "batchnorm", "val_fold", "test_fold", "effective_normalise", "device",
         "mgda_normalization",
     )  # fmt: skip
     for name in shared:
@@ -215,8 +223,8 @@ def _fit_stacked(
     best weights (copied by trial index) while the others train on.
     """
     c0, k, device = configs[0], len(configs), data.x.device
-    alpha = torch.tensor([1.0 if c.mode == "baseline" else c.alpha_value for c in configs], device=device)
-    mgda = torch.tensor([c.mode == "emin" and c.alpha == "mgda" for c in configs], device=device)
+    alpha = torch.tensor([c.effective_alpha_value for c in configs], device=device)
+    mgda = torch.tensor([c.effective_alpha_schedule == "mgda" for c in configs], device=device)
     gens = [seeded_generator(device, c.seed) for c in configs]
     stoppers = [EarlyStopper("max", c.patience) for c in configs]
     histories: list[list[dict[str, float]]] = [[] for _ in configs]
@@ -248,6 +256,11 @@ def _fit_stacked(
                 best[name].index_copy_(0, sel, t.detach().index_select(0, sel))
         if not any(active):
             break
+    last = [i for i, c in enumerate(configs) if c.effective_restore == "last"]
+    if last:  # restore="last" (no early stopping): those trials keep their final weights
+        sel = torch.tensor(last, device=device)
+        for name, t in model.state_dict().items():
+            best[name].index_copy_(0, sel, t.detach().index_select(0, sel))
     model.load_state_dict(best)
     return histories, stoppers
 
@@ -273,10 +286,16 @@ def train_hsi_stacked(configs: Sequence[HSITrainConfig], data: HSIData | None = 
         val = evaluate_hsi(net, data, split.val_idx, chunk=c.eval_chunk, amp=c.amp)
         test = evaluate_hsi(net, data, split.test_idx, chunk=c.eval_chunk, amp=c.amp)
         metrics = hsi_metrics(
-            c, data, histories[i], val, test, split=split, alpha=c.alpha if c.mode != "baseline" else None,
+            c, data, histories[i], val, test, split=split, alpha=c.alpha_label,
             device=device, best_epoch=stoppers[i].best_epoch, start=start,
         )  # fmt: skip
         metrics["stacked_k"] = len(configs)
+        last = c.effective_restore == "last"
+        metrics |= {
+            "restore": c.effective_restore,
+            "restored_epoch": len(histories[i]) - 1 if last else stoppers[i].best_epoch,
+            "switch_epoch": None,
+        }
         results.append(
             TrainResult(net, c, histories[i], metrics, meta, extras={"confusion": test["confusion"]})
         )

@@ -194,6 +194,8 @@ def test_seismic_metrics_vs_loops() -> None:
             "baz_error_deg_mean": float(np.mean(b_err[sel])),
             "location_error_km_median": float(np.median(loc[sel])),
             "location_error_km_mean": float(np.mean(loc[sel])),
+            "location_error_per_km_median": float(np.median(loc[sel] / np.maximum(true_dist[sel], 1.0))),
+            "location_error_per_km_mean": float(np.mean(loc[sel] / np.maximum(true_dist[sel], 1.0))),
         }
 
     def close(a: dict[str, float], b: dict[str, float]) -> None:

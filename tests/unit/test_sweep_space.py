@@ -48,3 +48,36 @@ def test_cv_configs() -> None:
     with pytest.raises(ValueError):
         cv_configs(_base(), 5)
     assert not math.isnan(folds[0].lr)
+
+
+def test_report_space_round2_per_layer_widths_and_grad_norm() -> None:
+    space = SweepSpace.report(round=2)
+    base = HSITrainConfig(store="s.zarr", mode="emin", dropout=0.0, weight_decay=0.0)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    n_mgda = n_norm = n_fixed = 0
+    for _ in range(400):
+        trial = study.ask()
+        c = suggest_config(trial, base, space)
+        assert "dropout" not in trial.params and "weight_decay" not in trial.params
+        assert c.dropout == 0.0 and c.weight_decay == 0.0  # round 2: both off
+        assert c.hidden == [trial.params[f"width_{i}"] for i in range(trial.params["layers"])]
+        assert all(10 <= w <= 120 for w in c.hidden)
+        n_mgda += c.alpha == "mgda"
+        n_fixed += c.alpha == "fixed"
+        n_norm += c.mgda_normalization != "none"
+        assert c.alpha == "mgda" or c.mgda_normalization == "none"
+        assert config_from_params(base, trial.params, space) == c
+        study.tell(trial, 0.5)
+    # equal weight for the two α strategies; gradient normalisation in ~25 % of MGDA trials
+    assert abs(n_mgda - n_fixed) < 0.2 * 400
+    assert 0.15 < n_norm / n_mgda < 0.35
+
+
+def test_fixed_params_are_not_searched() -> None:
+    from flows.sweep import SweepParams
+
+    p = SweepParams(store="s", out_dir="o", base={"dropout": 0.0})
+    assert p.effective_space().dropout is None and p.effective_space().weight_decay is not None
+    trial = optuna.create_study().ask()
+    c = suggest_config(trial, p.base_config(), p.effective_space())
+    assert c.dropout == 0.0 and "dropout" not in trial.params
