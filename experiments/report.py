@@ -56,39 +56,37 @@ def verdict_table(result: ExperimentResult) -> pd.DataFrame:
 
 
 def figure_metric(result: ExperimentResult, metric: str) -> bytes:
-    """PNG: mean ± 95% t-interval across seeds of ``metric`` per arm and grid cell."""
+    """PNG: for every comparison of ``metric`` (and grid cell), both sides' mean ± 95% t-interval
+    over the seeds it was computed from."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import scipy.stats
 
-    df = result.results[result.results.status != "failed"]
-    factors = [c for c in df.columns if c.startswith("factor.")]
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    arms = list(dict.fromkeys(df.arm))
-    labels = sorted({_cell_label({f.removeprefix("factor."): r[f] for f in factors if pd.notna(r[f])})
-                     for _, r in df.iterrows()})  # fmt: skip
-    x = np.arange(len(labels))
-    width = 0.8 / max(len(arms), 1)
-    for i, arm in enumerate(arms):
-        sub = df[df.arm == arm]
-        means, halves = [], []
-        for lab in labels:
-            vals = [
-                r[metric] for _, r in sub.iterrows()
-                if _cell_label({f.removeprefix("factor."): r[f] for f in factors if pd.notna(r[f])}) == lab
-            ]  # fmt: skip
-            v = np.asarray([v for v in vals if np.isfinite(v)], dtype=float)
-            means.append(v.mean() if v.size else np.nan)
-            halves.append(
-                scipy.stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
-            )
-        ax.bar(x + i * width - 0.4 + width / 2, means, width, yerr=halves, capsize=3, label=arm)
-    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+    def mean_ci(v: list[float]) -> tuple[float, float]:
+        x = np.asarray([e for e in v if np.isfinite(e)], dtype=float)
+        if x.size == 0:
+            return np.nan, 0.0
+        half = scipy.stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else 0.0
+        return float(x.mean()), float(half)
+
+    rows = [
+        (f"{c.arm_b} vs {c.arm_a}" + (f"\n{_cell_label(cell)}" if cell else ""), c, va, vb)
+        for c, cell, (va, vb) in zip(result.comparisons, result.cells, result.values, strict=True)
+        if c.metric == metric
+    ]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 3.6), dpi=110)
+    x = np.arange(len(rows))
+    for offset, side in ((-0.2, "a"), (0.2, "b")):
+        stats = [mean_ci(va if side == "a" else vb) for _, _, va, vb in rows]
+        names = sorted({(c.arm_a if side == "a" else c.arm_b) for _, c, _, _ in rows})
+        ax.bar(x + offset, [m for m, _ in stats], 0.4, yerr=[h for _, h in stats], capsize=3,
+               label=" / ".join(names))  # fmt: skip
+    ax.set_xticks(x, [r[0] for r in rows], fontsize=7)
     ax.set_ylabel(metric, fontsize=8)
     ax.set_title(f"{result.spec.name}: {metric} (mean ± 95% CI over seeds)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -109,7 +107,7 @@ def _md_table(df: pd.DataFrame) -> str:
 def write_report(result: ExperimentResult) -> Path:
     """Write report.md, report.html and the figures; returns the HTML path."""
     folder = result.folder
-    metrics = list(dict.fromkeys(m for c in result.spec.comparisons for m in c.metrics))
+    metrics = list(dict.fromkeys(c.metric for c in result.comparisons))
     figures: dict[str, bytes] = {}
     for i, m in enumerate(metrics):
         png = figure_metric(result, m)

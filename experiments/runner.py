@@ -8,6 +8,7 @@ so a killed experiment leaves no half run that looks finished.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
@@ -22,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.spec import BudgetName, ExperimentSpec, RunPlan
+from experiments.spec import ZERO, BudgetName, ExperimentSpec, RunPlan
 from experiments.stats import PairedComparison, holm, paired_comparison
 from pipeline.errors import InputError
 from pipeline.version import code_version
@@ -213,6 +214,7 @@ class ExperimentResult:
     results: pd.DataFrame
     comparisons: list[PairedComparison]
     cells: list[dict[str, Any]]
+    values: list[tuple[list[float], list[float]]]
     findings: list[dict[str, Any]]
     wall_time_s: float
     device: str
@@ -240,29 +242,54 @@ def _pairs(
             yield {str(k).removeprefix("factor."): v for k, v in cell.items()}, sel_a, sel_b
 
 
+def _expand(patterns: Sequence[str], columns: Iterable[str], pa: str, pb: str, where: str) -> list[str]:
+    """Metric names matching ``patterns`` (globs) that both prefixes find; none is an error."""
+    cols = set(columns)
+    found: list[str] = []
+    for pat in patterns:
+        names = sorted(
+            c.removeprefix(pa) for c in cols
+            if c.startswith(pa) and fnmatch.fnmatchcase(c.removeprefix(pa), pat) and pb + c.removeprefix(pa) in cols
+        )  # fmt: skip
+        if not names:
+            known = sorted(k for k in cols if "." in k)[:40]
+            raise InputError(
+                f"comparison {where}: no metric {pa}{pat!r} / {pb}{pat!r} in the results",
+                fix=f"use one of: {', '.join(known)} ...",
+            )
+        found += [n for n in names if n not in found]
+    return found
+
+
 def compare(
     spec: ExperimentSpec, results: pd.DataFrame
-) -> tuple[list[PairedComparison], list[dict[str, Any]]]:
-    """Every comparison × metric × cell, paired by seed, Holm-corrected across the experiment."""
+) -> tuple[list[PairedComparison], list[dict[str, Any]], list[tuple[list[float], list[float]]]]:
+    """Every comparison × metric × cell, paired by seed, Holm-corrected across the experiment.
+
+    Returns the comparisons, their grid cells and the paired values (a, b) each was made from.
+    """
     ok = results[results.status != "failed"]
     comps: list[PairedComparison] = []
     cells: list[dict[str, Any]] = []
+    values: list[tuple[list[float], list[float]]] = []
     for c in spec.comparisons:
+        if c.a == ZERO:
+            zero = ok[ok.arm == c.b].copy()
+            zero.loc[:, [col for col in zero.columns if "." in col and not col.startswith("factor.")]] = 0.0
+            ok = pd.concat([ok, zero.assign(arm=ZERO)], ignore_index=True)
         for cell, ra, rb in _pairs(ok, c.a, c.b):
             seeds = sorted(set(ra.seed) & set(rb.seed))
-            for metric in c.metrics:
-                if metric not in ok.columns:
-                    raise InputError(
-                        f"comparison {c.a} vs {c.b}: no metric {metric!r} in the results",
-                        fix=f"use one of: {', '.join(sorted(k for k in ok.columns if '.' in k)[:40])} ...",
-                    )
-                va = ra.set_index("seed").loc[seeds, metric].tolist()
-                vb = rb.set_index("seed").loc[seeds, metric].tolist()
-                comps.append(paired_comparison(metric, c.a, va, c.b, vb))
+            for metric in _expand(c.metrics, ok.columns, c.a_prefix, c.b_prefix, f"{c.a} vs {c.b}"):
+                va = ra.set_index("seed").loc[seeds, c.a_prefix + metric].tolist()
+                vb = rb.set_index("seed").loc[seeds, c.b_prefix + metric].tolist()
+                label_a = f"{c.a}@{c.a_prefix.rstrip('.')}" if c.a_prefix else c.a
+                label_b = f"{c.b}@{c.b_prefix.rstrip('.')}" if c.b_prefix else c.b
+                comps.append(paired_comparison(metric, label_a, va, label_b, vb))
                 cells.append(cell)
+                values.append((va, vb))
     adjusted = holm([x.p_wilcoxon for x in comps])
     comps = [PairedComparison(**{**x.__dict__, "p_holm": p}) for x, p in zip(comps, adjusted, strict=True)]
-    return comps, cells
+    return comps, cells, values
 
 
 def evaluate_findings(
@@ -328,7 +355,7 @@ def run_experiment(
             path=folder / "results.csv",
             fix="read the error column of results.csv, fix the spec or the store and re-run",
         )
-    comps, cells = compare(spec, results)
+    comps, cells, values = compare(spec, results)
     rows = [
         {**c.as_row(), **{f"cell.{k}": v for k, v in cell.items()}}
         for c, cell in zip(comps, cells, strict=True)
@@ -344,7 +371,7 @@ def run_experiment(
 
     used = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
     result = ExperimentResult(
-        spec, budget, folder, data, results, comps, cells, findings,
+        spec, budget, folder, data, results, comps, cells, values, findings,
         wall_time_s=time.perf_counter() - start, device=f"{used} ({platform.processor() or platform.machine()})",
     )  # fmt: skip
     write_report(result)

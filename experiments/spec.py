@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 PRESET_DIR = Path(__file__).with_name("presets")
+#: Pseudo-arm of a comparison: the constant 0 on every seed (a one-sample test of arm ``b``).
+ZERO = "zero"
 BudgetName = Literal["smoke", "demo", "report"]
 Expectation = Literal["equal", "b_lower", "b_higher"]
 
@@ -53,13 +55,21 @@ class GridFactor(BaseModel):
 
 
 class Comparison(BaseModel):
-    """Arm ``b`` against arm ``a`` on ``metrics``, paired by seed within each grid cell."""
+    """Arm ``b`` against arm ``a`` on ``metrics``, paired by seed within each grid cell.
+
+    ``a: zero`` compares ``b``'s metric with 0 on every seed (is a correlation there at all?).
+    A metric may be a glob (``test.*.macro_accuracy``: every modality). ``a_prefix`` /
+    ``b_prefix`` read the metric under another key of each run's metrics, so one arm can be
+    compared with itself at two moments (``before_switch.`` vs ``final.``: report Fig. 11).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     a: str
     b: str
     metrics: list[str] = Field(min_length=1)
+    a_prefix: str = ""
+    b_prefix: str = ""
 
 
 class Finding(BaseModel):
@@ -118,8 +128,8 @@ class ExperimentSpec(BaseModel):
             if missing:
                 problems.append(f"grid {name!r} names missing arm(s) {missing}")
         pairs = [(c.a, c.b) for c in self.comparisons] + [(f.a, f.b) for f in self.findings]
-        for a, b in pairs:
-            missing = sorted({a, b} - set(self.arms))
+        for a, b in pairs:  # a finding names a prefixed side as ``arm@prefix``
+            missing = sorted({a.split("@")[0], b.split("@")[0]} - set(self.arms) - {ZERO})
             if missing:
                 problems.append(f"comparison {a!r} vs {b!r} names missing arm(s) {missing}")
         if self.seeds == [] and "seeds" in self.model_fields_set:
