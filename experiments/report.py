@@ -13,13 +13,12 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from experiments.runner import ExperimentResult
+from experiments.result import ExperimentResult
 
 __all__ = ["figure_metric", "verdict_table", "write_report"]
 

@@ -23,13 +23,14 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.report import write_report
+from experiments.result import Dataset, ExperimentResult
 from experiments.spec import ZERO, BudgetName, ExperimentSpec, RunPlan
 from experiments.stats import PairedComparison, holm, paired_comparison
 from pipeline.errors import InputError
 from pipeline.version import code_version
 
 __all__ = [
-    "ExperimentResult",
     "RunOutcome",
     "compare",
     "evaluate_findings",
@@ -43,15 +44,6 @@ __all__ = [
 
 STORE_KINDS = {"hsi": "hsi_samples", "seismic": "seismic_spectrograms"}
 DONE = "metrics.json"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The store an experiment trains on: its path, version id and attributes."""
-
-    store: str
-    version: str
-    attrs: dict[str, Any]
 
 
 def resolve_dataset(dataset: str, kind: str, *, root: str | None = None) -> Dataset:
@@ -203,23 +195,6 @@ def serial_map(fn: Callable[..., RunOutcome], jobs: Sequence[tuple[RunPlan, str,
     return [fn(*job) for job in jobs]
 
 
-@dataclass
-class ExperimentResult:
-    """Everything an experiment produced (also written under ``folder``)."""
-
-    spec: ExperimentSpec
-    budget: str
-    folder: Path
-    dataset: Dataset
-    results: pd.DataFrame
-    comparisons: list[PairedComparison]
-    cells: list[dict[str, Any]]
-    values: list[tuple[list[float], list[float]]]
-    findings: list[dict[str, Any]]
-    wall_time_s: float
-    device: str
-
-
 def _pairs(
     results: pd.DataFrame, a: str, b: str
 ) -> Iterable[tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]]:
@@ -341,8 +316,6 @@ def run_experiment(
     map_fn: MapFn = serial_map,
 ) -> ExperimentResult:
     """Run (or resume) ``spec`` at ``budget``; write results.csv, comparisons.csv and the report."""
-    from experiments.report import write_report
-
     start = time.perf_counter()
     data, folder, jobs = prepare(spec, budget, store=store, seeds=seeds, out_root=out_root)
     outcomes = map_fn(lambda plan, run_dir, key: execute_run(plan, run_dir, key, device), jobs)

@@ -18,7 +18,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
-from experiments.runner import ExperimentResult, MapFn, RunOutcome, execute_run, run_experiment
+from experiments.result import ExperimentResult
+from experiments.runner import MapFn, RunOutcome, execute_run, run_experiment
 from experiments.spec import RunPlan, load_spec
 from flows.runners import gpu_resources, gpu_task_options, make_task_runner
 

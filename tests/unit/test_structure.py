@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("pipeline", "models", "schemas", "flows")
+PACKAGES = ("pipeline", "models", "schemas", "flows", "experiments")
 
 
 def _module_name(path: Path) -> str:
@@ -121,7 +121,12 @@ def test_pipeline_imports_nothing_from_flows() -> None:
     assert _violations("pipeline", allowed=(), forbidden=("flows",)) == []
 
 
-@pytest.mark.parametrize("package", ["pipeline", "models", "schemas"])
+def test_experiments_import_nothing_from_flows() -> None:
+    """The experiment suite is library code too: the flow wraps it, not the other way round."""
+    assert _violations("experiments", allowed=(), forbidden=("flows",)) == []
+
+
+@pytest.mark.parametrize("package", ["pipeline", "models", "schemas", "experiments"])
 def test_library_packages_never_import_prefect(package: str) -> None:
     users = [n for n, p in MODULES.items() if n.split(".")[0] == package and "prefect" in _third_party(p)]
     assert users == []
