@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import InputError
 from schemas.training import HSITrainConfig, SeismicTrainConfig, TrainConfig
+from schemas.vae import VAETrainConfig
 
 __all__ = [
     "PRESET_DIR",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 PRESET_DIR = Path(__file__).with_name("presets")
+#: Arm key naming the trainer: absent (the kind's classifier/regressor) or ``vae``.
+TRAINER_KEY = "trainer"
+#: What a budget sets in a VAE arm: how long it trains (the architecture is the arm's own).
+VAE_BUDGET_KEYS = ("epochs", "warmup_epochs", "cross_epochs")
 #: Pseudo-arm of a comparison: the constant 0 on every seed (a one-sample test of arm ``b``).
 ZERO = "zero"
 BudgetName = Literal["smoke", "demo", "report"]
@@ -113,14 +118,27 @@ class ExperimentSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
         fields = set(self.config_class().model_fields) - {"store", "seed", "out_dir"}
+        has_vae = any(o.get(TRAINER_KEY) == "vae" for o in self.arms.values())
+        vae_fields = set(VAETrainConfig.model_fields) - {"store", "seed", "out_dir"} if has_vae else set()
         problems: list[str] = []
+        for arm, settings in self.arms.items():
+            trainer = settings.get(TRAINER_KEY, "default")
+            if trainer not in ("default", "vae"):
+                problems.append(f"arm {arm!r}: unknown trainer {trainer!r} (default or vae)")
+            elif trainer == "vae" and self.kind != "hsi":
+                problems.append(f"arm {arm!r}: the VAE trains on HSI stores only")
+            elif trainer == "vae":
+                unknown = sorted(set(settings) - set(VAETrainConfig.model_fields) - {TRAINER_KEY})
+                if unknown:
+                    problems.append(f"arm {arm!r}: unknown VAE setting(s) {unknown}")
         for where, keys in [
             ("base", self.base),
-            *((f"arm {a!r}", o) for a, o in self.arms.items()),
+            *((f"arm {a!r}", o) for a, o in self.arms.items() if o.get(TRAINER_KEY, "default") != "vae"),
             ("grid", self.grid),
             *((f"budget {b!r}", bud.overrides) for b, bud in self.budgets.items()),
         ]:
-            unknown = sorted(set(keys) - fields)
+            known = fields | (vae_fields if where.startswith("budget") else set())
+            unknown = sorted(set(keys) - known)
             if unknown:
                 problems.append(f"{where}: unknown training setting(s) {unknown}")
         for name, factor in self.grid.items():
@@ -142,6 +160,15 @@ class ExperimentSpec(BaseModel):
         """The training config class of this experiment's kind."""
         return HSITrainConfig if self.kind == "hsi" else SeismicTrainConfig
 
+    def arm_class(self, arm: str) -> type[BaseModel]:
+        """The config class of one arm: the kind's trainer, or the VAE for ``trainer: vae`` arms.
+
+        A VAE arm takes nothing from ``base`` and only :data:`VAE_BUDGET_KEYS` from the budget
+        (how long it trains); its own keys are VAE settings (``schemas/vae.py``).
+        """
+        trainer = self.arms[arm].get(TRAINER_KEY, "default")
+        return VAETrainConfig if trainer == "vae" else self.config_class()
+
     def seeds_for(self, budget: BudgetName) -> list[int]:
         """Explicit seeds, else 0 … n−1 for the budget's count."""
         return (
@@ -157,13 +184,20 @@ class ExperimentSpec(BaseModel):
         plans: list[RunPlan] = []
         for arm, arm_over in self.arms.items():
             factors = {k: f.values for k, f in self.grid.items() if not f.arms or arm in f.arms}
+            cls = self.arm_class(arm)
+            settings = {k: v for k, v in arm_over.items() if k != TRAINER_KEY}
+            shared = (
+                {k: v for k, v in overrides.items() if k in VAE_BUDGET_KEYS}
+                if cls is VAETrainConfig
+                else {**self.base, **overrides}
+            )
             for combo in itertools.product(*factors.values()):
                 cell = dict(zip(factors, combo, strict=True))
                 for seed in seed_list:
-                    fields = {**self.base, **overrides, **arm_over, **cell, "store": store, "seed": seed}
+                    fields = {**shared, **settings, **cell, "store": store, "seed": seed}
                     try:
-                        config = self.config_class().model_validate(fields)
-                        assert isinstance(config, HSITrainConfig | SeismicTrainConfig)
+                        config = cls.model_validate(fields)
+                        assert isinstance(config, HSITrainConfig | SeismicTrainConfig | VAETrainConfig)
                     except ValidationError as exc:
                         raise InputError(
                             f"experiment {self.name}, arm {arm!r}, cell {cell}: invalid settings\n{exc}",
@@ -179,7 +213,7 @@ class RunPlan(BaseModel):
     arm: str
     cell: dict[str, Any]
     seed: int
-    config: HSITrainConfig | SeismicTrainConfig
+    config: HSITrainConfig | SeismicTrainConfig | VAETrainConfig
 
 
 def list_presets() -> list[str]:
