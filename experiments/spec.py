@@ -189,7 +189,7 @@ class ExperimentSpec(BaseModel):
             shared = (
                 {k: v for k, v in overrides.items() if k in VAE_BUDGET_KEYS}
                 if cls is VAETrainConfig
-                else {**self.base, **overrides}
+                else {k: v for k, v in {**self.base, **overrides}.items() if k in cls.model_fields}
             )
             for combo in itertools.product(*factors.values()):
                 cell = dict(zip(factors, combo, strict=True))
