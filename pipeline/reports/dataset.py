@@ -95,9 +95,10 @@ def table1_rows(ds: xr.Dataset) -> list[dict[str, Any]]:
     """Table 1 (class × modality sample counts, with totals) as dict rows."""
     t = dict(ds.attrs.get("table1_counts", {}))
     mods = [str(m) for m in ds.attrs.get("modalities", [])] or sorted({m for r in t.values() for m in r})
-    rows = [{"class": str(c), **{m: int(row.get(m, 0)) for m in mods}} for c, row in t.items()]
+    counts = {str(c): {m: int(row.get(m, 0)) for m in mods} for c, row in t.items()}
+    rows: list[dict[str, Any]] = [{"class": c, **row} for c, row in counts.items()]
     if rows:
-        rows.append({"class": "total", **{m: sum(int(r[m]) for r in rows) for m in mods}})
+        rows.append({"class": "total", **{m: sum(row[m] for row in counts.values()) for m in mods}})
     return rows
 
 
@@ -124,7 +125,7 @@ def _hsi_sections(ds: xr.Dataset, figs: dict[str, tuple[str, bytes]]) -> list[Se
             "Table 1: samples per class and modality",
             table_html(table1_rows(ds), table_id="table1"),
             anchor="table-1",
-        ),  # fmt: skip
+        ),
         Section("Modalities", table_html(per_mod), anchor="modalities"),
         *[Section(title, figure_html(png, title), anchor=key) for key, (title, png) in figs.items()],
     ]
@@ -149,7 +150,7 @@ def _seismic_sections(ds: xr.Dataset, figs: dict[str, tuple[str, bytes]]) -> lis
             + table_html(rows, table_id="counts")
             + (table_html(rej, caption="rejects per reason") if rej else ""),
             anchor="counts",
-        ),  # fmt: skip
+        ),
         *[Section(title, figure_html(png, title), anchor=key) for key, (title, png) in figs.items()],
     ]
 

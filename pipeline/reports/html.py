@@ -57,14 +57,14 @@ def table_html(
     table_id: str | None = None,
 ) -> str:
     """An HTML table from dict rows (columns: their keys, first-seen order) or sequence rows + ``columns``."""
-    rows = list(rows)
+    items: list[Any] = list(rows)
     if columns is None:
         cols: list[str] = []
-        for r in rows:
-            cols += [str(k) for k in r if k not in cols]  # type: ignore[union-attr]
+        for r in items:
+            cols += [str(k) for k in r if str(k) not in cols]
         columns = cols
     body = []
-    for r in rows:
+    for r in items:
         values = [r.get(c, "") for c in columns] if isinstance(r, Mapping) else list(r)
         body.append("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in values) + "</tr>")
     head = "<tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in columns) + "</tr>"
