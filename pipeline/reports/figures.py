@@ -20,6 +20,7 @@ import xarray as xr
 __all__ = [
     "class_spectra",
     "distance_baz_histograms",
+    "error_by_distance",
     "example_spectrograms",
     "fold_balance",
     "modality_histogram",
@@ -319,6 +320,36 @@ def example_spectrograms(ds: xr.Dataset) -> bytes:
             ax.set_xlabel("time after P (s)")
             if c == 0:
                 ax.set_ylabel("frequency (Hz)")
+    return png_of(fig)
+
+
+def error_by_distance(errors_km: Any, distances_km: Any, sensor_types: Any = None) -> bytes:
+    """Median (and interquartile range) of location error per epicentral-distance bin, per sensor type."""
+    plt = _plt()
+    err = np.asarray(errors_km, dtype=float)
+    dist = np.asarray(distances_km, dtype=float)
+    sens = np.full(err.shape, "all") if sensor_types is None else _strings(sensor_types)
+    edges = np.array([0, 25, 50, 75, 100, 150, 200, 300, 450, 10000], dtype=float)
+    edges = edges[: max(int(np.searchsorted(edges, np.nanmax(dist) if dist.size else 0)) + 1, 2)]
+    centres = np.arange(len(edges) - 1)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    kinds = sorted(set(sens.tolist()))
+    for i, s in enumerate(kinds):
+        med, lo, hi = [], [], []
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            e = err[(sens == s) & (dist >= a) & (dist < b)]
+            q = np.percentile(e, [25, 50, 75]) if e.size else [np.nan] * 3
+            lo.append(q[0])
+            med.append(q[1])
+            hi.append(q[2])
+        x = centres + (i - (len(kinds) - 1) / 2) * 0.15
+        m = np.asarray(med)
+        ax.errorbar(x, m, yerr=[m - np.asarray(lo), np.asarray(hi) - m], fmt="o-", capsize=3, label=s)
+    ax.set_xticks(centres, [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)], fontsize=8)
+    ax.set_xlabel("epicentral distance (km)")
+    ax.set_ylabel("location error (km), median and IQR")
+    ax.legend(fontsize=8, title="sensor")
+    ax.set_title("Test location error by distance bin")
     return png_of(fig)
 
 
