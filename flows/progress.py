@@ -14,16 +14,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "TerminalProgress",
     "interactive",
     "listening",
+    "logs_warnings",
     "metrics_table",
     "notify_epoch",
     "warnings_to_logger",
@@ -167,3 +171,16 @@ def warnings_to_logger(logger: Any) -> Iterator[None]:
             yield
         finally:
             warnings.showwarning = previous
+
+
+def logs_warnings(fn: F) -> F:
+    """Decorator for flow functions (under ``@flow``): warnings raised in the run reach its logger."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from prefect import get_run_logger
+
+        with warnings_to_logger(get_run_logger()):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

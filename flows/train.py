@@ -16,17 +16,11 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field
 
 from flows.artifacts import EpochProgress, publish_training_artifacts
-from flows.progress import warnings_to_logger
+from flows.form import ui
+from flows.progress import logs_warnings, warnings_to_logger
 from schemas.training import AlphaKind, DeviceName, HSITrainConfig, Mode, SeismicTrainConfig, TrainConfig
-
-
-def ui(title: str, **bounds: Any) -> Any:
-    """``Field`` metadata for a flow parameter: a human title (and bounds) in the UI form."""
-    return Field(json_schema_extra={"title": title}, **bounds)
-
 
 # ---------------------------------------------------------------------------------------------
 # dataset resolution and run names
@@ -144,8 +138,9 @@ def _finish(kind: str, out: dict[str, Any], dataset: dict[str, Any]) -> dict[str
 
 
 @flow(name="train-hsi", log_prints=True, flow_run_name=lambda: _run_name("hsi"))
+@logs_warnings
 def train_hsi_flow(
-    config: HSITrainConfig | None = None,
+    config: Annotated[HSITrainConfig | None, ui("Full configuration (advanced)")] = None,
     dataset: Annotated[str, ui("Dataset")] = "demo_hsi",
     version: Annotated[str, ui("Version")] = "latest",
     root: Annotated[str, ui("Dataset root")] = "",
@@ -218,8 +213,9 @@ def train_hsi_flow(
 
 
 @flow(name="train-seismic", log_prints=True, flow_run_name=lambda: _run_name("seismic"))
+@logs_warnings
 def train_seismic_flow(
-    config: SeismicTrainConfig | None = None,
+    config: Annotated[SeismicTrainConfig | None, ui("Full configuration (advanced)")] = None,
     dataset: Annotated[str, ui("Dataset")] = "demo_seismic",
     version: Annotated[str, ui("Version")] = "latest",
     root: Annotated[str, ui("Dataset root")] = "",
