@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import sys
 import threading
+import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -183,4 +185,9 @@ def logs_warnings(fn: F) -> F:
         with warnings_to_logger(get_run_logger()):
             return fn(*args, **kwargs)
 
+    # Prefect validates parameters against the signature in the wrapper's namespace: give it
+    # the flow function's annotations already evaluated (they are strings under
+    # ``from __future__ import annotations``).
+    wrapper.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = typing.get_type_hints(fn, include_extras=True)
     return wrapper  # type: ignore[return-value]

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,8 +160,13 @@ def local_stack(
     poll_seconds: float | None = None,
     worker: bool = True,
     deploy: bool = True,
+    on_server: Callable[[Stack], None] | None = None,
 ) -> Iterator[Stack]:
-    """Server (+ work pool, deployments, worker) for the ``with`` block; everything stopped after."""
+    """Server (+ work pool, deployments, worker) for the ``with`` block; everything stopped after.
+
+    ``on_server(stack)`` is called as soon as the server answers (before deploying), e.g. to
+    print the UI's URL.
+    """
     port = port or free_port(host)
     if port_in_use(host, port):
         raise StackError(f"{host}:{port} is in use (another Prefect server?); pick another with --port")
@@ -172,6 +177,8 @@ def local_stack(
     try:
         _spawn(stack, "server", [*PREFECT, "server", "start", "--host", host, "--port", str(port)])
         wait_healthy(stack)
+        if on_server is not None:
+            on_server(stack)
         if deploy:
             deploy_all(stack, pool)
         if worker:
@@ -181,3 +188,29 @@ def local_stack(
         for name in ("worker", "server"):
             if name in stack.procs:
                 stop_process(stack.procs[name])
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by :func:`stop_on_signals` (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into :class:`Stopped` in the ``with`` block, so ``finally`` clauses tear down.
+
+    (SIGINT already raises KeyboardInterrupt.) Previous handlers are restored on exit.
+    """
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
