@@ -24,7 +24,7 @@ from prefect.states import State
 from prefect.task_runners import TaskRunner
 
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
-from flows.form import ui
+from flows.form import OptStr, ui
 from flows.progress import logs_warnings
 from flows.publishing import publish_version_task
 from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
@@ -216,15 +216,15 @@ def _curate_run_name() -> str:
 @flow(name="curate-hsi", log_prints=True, flow_run_name=_curate_run_name)
 @logs_warnings
 def curate_hsi_flow(
-    entry: Annotated[str | None, ui("Catalog entry")] = None,
+    entry: Annotated[OptStr, ui("Catalog entry")] = None,
     catalog: Annotated[str, ui("Catalog file")] = "data_catalog.yaml",
     inputs: Annotated[HSIInputs | None, ui("Inputs (without an entry)")] = None,
     params: Annotated[HSICurationParams, ui("Curation parameters")] = HSICurationParams(),
-    out: Annotated[str | None, ui("Output store")] = None,
-    cluster: Annotated[str | None, ui("Dask cluster address")] = None,
+    out: Annotated[OptStr, ui("Output store")] = None,
+    cluster: Annotated[OptStr, ui("Dask cluster address")] = None,
     workers: Annotated[int, ui("Workers", ge=1)] = 1,
-    publish: Annotated[str | None, ui("Publish as dataset")] = None,
-    root: Annotated[str | None, ui("Dataset root")] = None,
+    publish: Annotated[OptStr, ui("Publish as dataset")] = None,
+    root: Annotated[OptStr, ui("Dataset root")] = None,
 ) -> str:
     """Curate an HSI multi-modality sample dataset; returns the path of the store.
 
@@ -248,7 +248,7 @@ def curate_hsi_flow(
         publish: Dataset name to publish the store as (a new immutable version); default: the entry's name, none without an entry.
         root: Dataset root for publishing (folder or fsspec URL); default: the catalog's, else $EMIN_DATA_ROOT or data/published.
     """
-    entry = entry or None
+    entry, cluster = entry or None, cluster or None
     params_given: HSICurationParams | None = None if params == HSICurationParams() else params
     inputs, params, target, publish, root = resolve_job(
         entry, catalog, inputs, params_given, out or None, publish or None, root or None

@@ -18,7 +18,7 @@ from typing import Annotated, Any, NamedTuple
 from prefect import flow, task
 
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
-from flows.form import ui
+from flows.form import OptStr, ui
 from flows.progress import logs_warnings
 from flows.publishing import publish_version, publish_version_task
 from flows.runners import io_task_options, make_task_runner
@@ -124,18 +124,18 @@ def _curate_run_name() -> str:
 @logs_warnings
 def curate_seismic_flow(
     waveforms: Annotated[list[str], ui("Waveform files")] = [],  # noqa: B006 - an explicit list default for the form
-    inventory: Annotated[str | None, ui("StationXML inventory")] = None,
-    events: Annotated[str | None, ui("Event catalog (QuakeML)")] = None,
-    out: Annotated[str | None, ui("Output store")] = None,
-    picks: Annotated[str | None, ui("Picks CSV")] = None,
+    inventory: Annotated[OptStr, ui("StationXML inventory")] = None,
+    events: Annotated[OptStr, ui("Event catalog (QuakeML)")] = None,
+    out: Annotated[OptStr, ui("Output store")] = None,
+    picks: Annotated[OptStr, ui("Picks CSV")] = None,
     params: Annotated[SeismicCurationParams, ui("Curation parameters")] = SeismicCurationParams(),
     batch_files: Annotated[int, ui("Files per batch", ge=1)] = 32,
-    publish: Annotated[str | None, ui("Publish as dataset")] = None,
-    root: Annotated[str | None, ui("Dataset root")] = None,
-    cluster: Annotated[str | None, ui("Dask cluster address")] = None,
+    publish: Annotated[OptStr, ui("Publish as dataset")] = None,
+    root: Annotated[OptStr, ui("Dataset root")] = None,
+    cluster: Annotated[OptStr, ui("Dask cluster address")] = None,
     workers: Annotated[int, ui("Workers", ge=1)] = 1,
     inputs: Annotated[SeismicInputs | None, ui("Inputs (advanced)")] = None,
-    entry: Annotated[str | None, ui("Catalog entry")] = None,
+    entry: Annotated[OptStr, ui("Catalog entry")] = None,
     catalog: Annotated[str, ui("Catalog file")] = "data_catalog.yaml",
 ) -> CurationSummary:
     """Curate (or append to) the seismic spectrogram store at ``out``.
@@ -164,7 +164,14 @@ def curate_seismic_flow(
         entry: Name of a data_catalog.yaml entry. `inputs`/the path fields, `params` (when changed from the defaults), `out`, `publish` and `root` override it.
         catalog: Path of the catalog file that holds `entry`.
     """
-    entry = entry or None
+    entry, cluster, out, publish, root = (
+        entry or None,
+        cluster or None,
+        out or None,
+        publish or None,
+        root or None,
+    )
+    inventory, events, picks = inventory or None, events or None, picks or None
     params_given = None if params == SeismicCurationParams() else params
     waveforms_given = list(waveforms) or None
     inputs = inputs or _inputs_from_paths(waveforms_given, inventory, events, picks)

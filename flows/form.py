@@ -7,11 +7,14 @@ its human title and bounds (Prefect would otherwise title every field by its nam
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
-__all__ = ["ui"]
+__all__ = ["OptStr", "ui"]
+
+#: An optional string shown as a plain text box (no str/None toggle); empty = None.
+OptStr = Annotated[str | None, WithJsonSchema({"type": "string"})]
 
 
 def ui(title: str, **bounds: Any) -> Any:

@@ -102,7 +102,9 @@ class Browser:
             raise RuntimeError(f"JS error in {expression!r}: {res['exceptionDetails']}")
         return res.get("result", {}).get("value")
 
-    def load(self, url: str, until: str = "document.readyState === 'complete'", timeout: float = 45.0) -> None:
+    def load(
+        self, url: str, until: str = "document.readyState === 'complete'", timeout: float = 45.0
+    ) -> None:
         """Navigate to ``url`` and wait until the JS expression ``until`` is truthy."""
         self.send("Page.navigate", url=url)
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ split counts, example spectrograms per sensor type. Inputs that are no longer on
 from __future__ import annotations
 
 import io
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -336,7 +337,7 @@ def error_by_distance(errors_km: Any, distances_km: Any, sensor_types: Any = Non
     kinds = sorted(set(sens.tolist()))
     for i, s in enumerate(kinds):
         med, lo, hi = [], [], []
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in itertools.pairwise(edges):
             e = err[(sens == s) & (dist >= a) & (dist < b)]
             q = np.percentile(e, [25, 50, 75]) if e.size else [np.nan] * 3
             lo.append(q[0])
@@ -345,7 +346,7 @@ def error_by_distance(errors_km: Any, distances_km: Any, sensor_types: Any = Non
         x = centres + (i - (len(kinds) - 1) / 2) * 0.15
         m = np.asarray(med)
         ax.errorbar(x, m, yerr=[m - np.asarray(lo), np.asarray(hi) - m], fmt="o-", capsize=3, label=s)
-    ax.set_xticks(centres, [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)], fontsize=8)
+    ax.set_xticks(centres, [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)], fontsize=8)
     ax.set_xlabel("epicentral distance (km)")
     ax.set_ylabel("location error (km), median and IQR")
     ax.legend(fontsize=8, title="sensor")
