@@ -159,19 +159,19 @@ def publish_curation_artifacts(
     from pipeline.publishing.zarr_io import open_store
     from pipeline.reports.dataset import dataset_figures, table1_rows, write_dataset_report
 
-    report = None
-    if version is not None:
-        try:
-            report = write_dataset_report(version.name, version.version, root=root)
-        except Exception as exc:
-            log.warning("dataset report not written: %s", exc)
-    facts = curation_headline(version, store, root=root, report=report)
     ds = open_store(store).load()
     try:
         rejects = open_store(store, group="rejects").load()
     except Exception:
         rejects = None
-    figures = dataset_figures(ds, rejects)
+    figures = dataset_figures(ds, rejects)  # drawn once: the report and the summary share them
+    report = None
+    if version is not None:
+        try:
+            report = write_dataset_report(version.name, version.version, root=root, figs=figures)
+        except Exception as exc:
+            log.warning("dataset report not written: %s", exc)
+    facts = curation_headline(version, store, root=root, report=report)
     title = f"curate-{kind}"
     name = facts.get("dataset") or Path(str(store)).name
     ident = f"{name} {facts['version']}" if facts.get("version") else f"{store} (not published)"

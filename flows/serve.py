@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,12 +139,13 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
 
 
-def deploy_all(stack: Stack, pool: str = POOL) -> str:
-    """Create the process work pool (if missing) and register every deployment in prefect.yaml."""
+def deploy_all(stack: Stack, pool: str = POOL, names: Sequence[str] | None = None) -> str:
+    """Create the process work pool (if missing) and register prefect.yaml's deployments (``names``: only those)."""
     created = stack.prefect("work-pool", "create", pool, "--type", "process")
     if created.returncode != 0 and "already exists" not in created.stdout + created.stderr:
         raise StackError(f"work pool {pool!r} not created:\n{created.stdout}\n{created.stderr}")
-    done = stack.prefect("--no-prompt", "deploy", "--all", timeout=300)
+    which = ["--all"] if not names else [a for n in names for a in ("--name", n)]
+    done = stack.prefect("--no-prompt", "deploy", *which, timeout=300)
     if done.returncode != 0:
         raise StackError(f"`prefect deploy --all` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
@@ -161,11 +162,12 @@ def local_stack(
     worker: bool = True,
     deploy: bool = True,
     on_server: Callable[[Stack], None] | None = None,
+    deployments: Sequence[str] | None = None,
 ) -> Iterator[Stack]:
     """Server (+ work pool, deployments, worker) for the ``with`` block; everything stopped after.
 
     ``on_server(stack)`` is called as soon as the server answers (before deploying), e.g. to
-    print the UI's URL.
+    print the UI's URL. ``deployments``: register only these (prefect.yaml names), not all.
     """
     port = port or free_port(host)
     if port_in_use(host, port):
@@ -180,7 +182,7 @@ def local_stack(
         if on_server is not None:
             on_server(stack)
         if deploy:
-            deploy_all(stack, pool)
+            deploy_all(stack, pool, deployments)
         if worker:
             _spawn(stack, "worker", [*PREFECT, "worker", "start", "--pool", pool, "--type", "process"])
         yield stack

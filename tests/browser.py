@@ -119,6 +119,17 @@ class Browser:
         text = self.eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
         raise AssertionError(f"{url}: {until!r} not true after {timeout:.0f} s; page text:\n{text}")
 
+    def resize(self, width: int, height: int) -> None:
+        """Set the viewport (apps that scroll inside a container need a tall viewport for a full screenshot)."""
+        self.width, self.height = width, height
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+
     def text(self) -> str:
         return str(self.eval("document.body.innerText"))
 

@@ -156,10 +156,15 @@ def _seismic_sections(ds: xr.Dataset, figs: dict[str, tuple[str, bytes]]) -> lis
 
 
 def dataset_sections(
-    ds: xr.Dataset, rejects: xr.Dataset | None = None, *, facts: dict[str, Any] | None = None
+    ds: xr.Dataset,
+    rejects: xr.Dataset | None = None,
+    *,
+    facts: dict[str, Any] | None = None,
+    figs: dict[str, tuple[str, bytes]] | None = None,
 ) -> list[Section]:
-    """The report's sections for an opened store (``facts``: the headline of a published version)."""
-    figs = dataset_figures(ds, rejects)
+    """The report's sections for an opened store (``facts``: the headline of a published version;
+    ``figs``: :func:`dataset_figures` already drawn)."""
+    figs = dataset_figures(ds, rejects) if figs is None else figs
     head = [Section("Dataset", facts_html(facts), anchor="headline")] if facts else []
     body = (
         _seismic_sections(ds, figs)
@@ -171,8 +176,14 @@ def dataset_sections(
     return [*head, *body, *tail]
 
 
-def render_dataset_report(name: str, version: str = "latest", *, root: str | Path | None = None) -> str:
-    """The self-contained HTML report of one published version."""
+def render_dataset_report(
+    name: str,
+    version: str = "latest",
+    *,
+    root: str | Path | None = None,
+    figs: dict[str, tuple[str, bytes]] | None = None,
+) -> str:
+    """The self-contained HTML report of one published version (``figs``: figures already drawn)."""
     facts = published_facts(name, version, root=root)
     ds = open_dataset(name, facts["version"], root=root)
     try:
@@ -180,7 +191,7 @@ def render_dataset_report(name: str, version: str = "latest", *, root: str | Pat
     except Exception:
         rejects = None
     ds = ds.load()
-    sections = dataset_sections(ds, None if rejects is None else rejects.load(), facts=facts)
+    sections = dataset_sections(ds, None if rejects is None else rejects.load(), facts=facts, figs=figs)
     return page(
         f"{name} {facts['version']}",
         sections,
@@ -189,10 +200,15 @@ def render_dataset_report(name: str, version: str = "latest", *, root: str | Pat
 
 
 def write_dataset_report(
-    name: str, version: str = "latest", *, root: str | Path | None = None, out: str | Path | None = None
+    name: str,
+    version: str = "latest",
+    *,
+    root: str | Path | None = None,
+    out: str | Path | None = None,
+    figs: dict[str, tuple[str, bytes]] | None = None,
 ) -> str:
     """Render the report and write it to ``out`` (default :func:`report_path`); returns where."""
-    html = render_dataset_report(name, version, root=root)
+    html = render_dataset_report(name, version, root=root, figs=figs)
     target = str(out) if out is not None else report_path(name, version, root=root)
     fs, path = filesystem(target)
     write_small_file(fs, path, html.encode("utf-8"))
