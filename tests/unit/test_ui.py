@@ -180,3 +180,22 @@ def test_emin_warnings_reach_the_run_logger() -> None:
         warnings.warn("polygon 3 repaired", EminWarning, stacklevel=1)
         warnings.warn("polygon 3 repaired", EminWarning, stacklevel=1)  # every time, not once
     assert records == ["EminWarning: polygon 3 repaired"] * 2
+
+
+def test_seismic_report_sections(tmp_path: Path) -> None:
+    from pipeline.publishing.zarr_io import open_store
+    from pipeline.reports import dataset_sections, page
+    from pipeline.reports.figures import error_by_distance
+    from pipeline.seismic.curate import curate_seismic
+    from pipeline.synthetic.seismic_network import generate_seismic_network
+    from schemas.seismic import SeismicCurationParams, SeismicInputs
+
+    net = generate_seismic_network(tmp_path / "net", seed=6, n_stations=8, n_events=3)
+    inputs = SeismicInputs(waveforms=sorted(net.waveform_files), inventory=net.inventory, events=net.events,
+                           picks=net.picks)  # fmt: skip
+    curate_seismic(inputs, tmp_path / "s.zarr", SeismicCurationParams(max_horizontal_error_km=None))
+    ds = open_store(tmp_path / "s.zarr").load()
+    html = page("seismic", dataset_sections(ds))
+    assert html.count('src="data:image/png;base64,') == 4 and 'id="counts"' in html
+    png = error_by_distance([10.0, 20.0, 30.0], [20.0, 60.0, 140.0], ["3C", "1C", "3C"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
