@@ -190,7 +190,7 @@ def test_seismic_report_sections(tmp_path: Path) -> None:
     from pipeline.synthetic.seismic_network import generate_seismic_network
     from schemas.seismic import SeismicCurationParams, SeismicInputs
 
-    net = generate_seismic_network(tmp_path / "net", seed=6, n_stations=8, n_events=3)
+    net = generate_seismic_network(tmp_path / "net", seed=6, n_stations=12, n_events=5)
     inputs = SeismicInputs(waveforms=sorted(net.waveform_files), inventory=net.inventory, events=net.events,
                            picks=net.picks)  # fmt: skip
     curate_seismic(inputs, tmp_path / "s.zarr", SeismicCurationParams(max_horizontal_error_km=None))
