@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_HSI := data/demo/hsi
 
-.PHONY: demo demo-seismic test install lint bench serve clean
+.PHONY: demo demo-seismic test install lint bench serve clean chromium
 
 # The whole product on the demo scene: curate and publish it, then run the report's hsi-2
 # experiment at the demo budget (verdict table and the report's path at the end).
@@ -14,8 +14,18 @@ demo: install $(DEMO_HSI)/polygons.gpkg
 $(DEMO_HSI)/polygons.gpkg: | install
 	$(BIN)/emin synth hsi --out $(DEMO_HSI) --seed 0
 
-test: install lint
+test: install lint chromium
 	$(BIN)/pytest -q
+
+# Headless Chromium for tests/integration/test_browser_ui.py (Debian/Ubuntu `chromium`). Never fails:
+# without apt-get, root or network the browser test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || command -v google-chrome >/dev/null 2>&1 \
+	  || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+	       && timeout 600 sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium' >/dev/null 2>&1 \
+	       && echo "installed chromium for the browser test"; } \
+	  || echo "chromium not installed (no apt-get, root or network): the browser test will be skipped"
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,18 +12,20 @@ arrays run in the flow process.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Annotated, Any, NamedTuple, cast
 
 import geopandas as gpd
 import numpy as np
 import xarray as xr
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import TaskRunner
 
+from flows.artifacts import ProgressArtifact, publish_curation_artifacts
+from flows.form import OptStr, ui
+from flows.progress import logs_warnings
 from flows.publishing import publish_version_task
 from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
 from pipeline.hsi import curate as hsi
@@ -167,24 +169,6 @@ def publish_store(
     return target
 
 
-def _artifacts(ds: xr.Dataset, path: Path) -> None:
-    table = hsi_store.table1_frame(ds)
-    rows: list[dict[str, Any]] = [
-        {"class": str(k), **{str(c): float(v) for c, v in row.items()}} for k, row in table.iterrows()
-    ]
-    create_table_artifact(key="curate-hsi-table1", table=rows, description=f"Table 1 of {path}")
-    hist = ds.attrs["modality_count_histogram"]
-    lines = "\n".join(f"| {k} | {v} |" for k, v in enumerate(hist))
-    create_markdown_artifact(
-        key="curate-hsi-summary",
-        markdown=(
-            f"# curate-hsi\n\nPublished `{path}`: {ds.attrs['n_samples']} samples, "
-            f"{ds.attrs['n_rejected']} rejected.\n\n## Table 1\n\n{hsi_store.markdown_table(table)}\n\n"
-            f"## Modalities per sampled point\n\n| modalities | points |\n|---|---|\n{lines}\n"
-        ),
-    )
-
-
 class HSIJob(NamedTuple):
     """Everything one curate-hsi run needs, whether it came from the catalog or from arguments."""
 
@@ -210,7 +194,7 @@ def resolve_job(
         cat_inputs, cat_params, cat_out = cat.hsi_job(entry)
         cat_publish, cat_root = cat.publication(entry)
         return HSIJob(
-            cat_inputs,
+            inputs or cat_inputs,
             params or cat_params,
             Path(out) if out else cat_out,
             publish or cat_publish,
@@ -221,17 +205,26 @@ def resolve_job(
     return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root)
 
 
-@flow(name="curate-hsi", log_prints=True)
+def _curate_run_name() -> str:
+    """``curate-<entry>`` (or ``curate-<out stem>`` without an entry)."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    return f"curate-{p.get('entry') or Path(str(p.get('out') or 'hsi')).stem}"
+
+
+@flow(name="curate-hsi", log_prints=True, flow_run_name=_curate_run_name)
+@logs_warnings
 def curate_hsi_flow(
-    entry: str | None = None,
-    catalog: str = "data_catalog.yaml",
-    inputs: HSIInputs | None = None,
-    params: HSICurationParams | None = None,
-    out: str | None = None,
-    cluster: str | None = None,
-    workers: int = 1,
-    publish: str | None = None,
-    root: str | None = None,
+    entry: Annotated[OptStr, ui("Catalog entry")] = None,
+    catalog: Annotated[str, ui("Catalog file")] = "data_catalog.yaml",
+    inputs: Annotated[HSIInputs | None, ui("Inputs (without an entry)")] = None,
+    params: Annotated[HSICurationParams, ui("Curation parameters")] = HSICurationParams(),
+    out: Annotated[OptStr, ui("Output store")] = None,
+    cluster: Annotated[OptStr, ui("Dask cluster address")] = None,
+    workers: Annotated[int, ui("Workers", ge=1)] = 1,
+    publish: Annotated[OptStr, ui("Publish as dataset")] = None,
+    root: Annotated[OptStr, ui("Dataset root")] = None,
 ) -> str:
     """Curate an HSI multi-modality sample dataset; returns the path of the store.
 
@@ -240,9 +233,26 @@ def curate_hsi_flow(
     version in the dataset ``root``, and that version's store path is returned. Rasters are
     extracted, and their modality arrays compressed and written, concurrently: in threads,
     or on Dask with ``workers >= 2`` (a local cluster) or ``cluster="tcp://host:8786"`` (an
-    existing one, whose workers must see the inputs and ``out`` at the same paths).
+    existing one, whose workers must see the inputs and ``out`` at the same paths). The run's
+    artifacts (``curate-hsi-summary``, ``curate-hsi-table1``) are written after publishing and
+    name the version; the dataset report is written beside the version.
+
+    Args:
+        entry: Name of a data_catalog.yaml entry (inputs, parameters, output, publication). `inputs`, `params` (when changed from the defaults), `out`, `publish` and `root` override it.
+        catalog: Path of the catalog file that holds `entry`.
+        inputs: Polygons, class column, rasters and transmission; needed without `entry`, overrides the entry's inputs.
+        params: Every curation parameter (report section 3.2 defaults); left at the defaults, an entry's own parameters are used.
+        out: Path of the curated Zarr store; default: the entry's `path`.
+        cluster: Address of an existing Dask scheduler (tcp://host:8786); empty = threads or a local cluster.
+        workers: Extraction workers: 1 = threads in the flow process, >= 2 = a local Dask cluster of that many processes.
+        publish: Dataset name to publish the store as (a new immutable version); default: the entry's name, none without an entry.
+        root: Dataset root for publishing (folder or fsspec URL); default: the catalog's, else $EMIN_DATA_ROOT or data/published.
     """
-    inputs, params, target, publish, root = resolve_job(entry, catalog, inputs, params, out, publish, root)
+    entry, cluster = entry or None, cluster or None
+    params_given: HSICurationParams | None = None if params == HSICurationParams() else params
+    inputs, params, target, publish, root = resolve_job(
+        entry, catalog, inputs, params_given, out or None, publish or None, root or None
+    )
     polygons, report, transmission = load_polygons_task(inputs, params)
     points = sample_points_task(polygons, params, report)
     with make_task_runner(cluster, workers) as runner:
@@ -251,10 +261,16 @@ def curate_hsi_flow(
             s.name: runner.submit(extract_task, {"spec": s, **shared}) for s in longest_first(inputs.rasters)
         }
         in_order = [futures[spec.name] for spec in inputs.rasters]
-        ds, rejects = assemble_task(points, [f.result() for f in in_order], params, inputs)
+        progress = ProgressArtifact("curate-hsi-progress", "rasters extracted")
+        done = []
+        for f in in_order:
+            done.append(f.result())
+            progress.update(
+                100.0 * len(done) / len(in_order), f"rasters extracted: {len(done)}/{len(in_order)}"
+            )
+        ds, rejects = assemble_task(points, done, params, inputs)
         path = publish_store(runner, ds, rejects, in_order, target, params.sample_chunk)
-    _artifacts(ds, path)
     get_run_logger().info("wrote %s", path)
-    if publish is None:
-        return str(path)
-    return publish_version_task(str(path), name=publish, root=root).store
+    version = None if publish is None else publish_version_task(str(path), name=publish, root=root)
+    publish_curation_artifacts("hsi", path, version, root=root)  # after publishing: names the version
+    return str(path) if version is None else version.store

@@ -13,11 +13,13 @@ the same :func:`flows.publishing.publish_version`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import ProgressArtifact, publish_curation_artifacts
+from flows.form import OptStr, ui
+from flows.progress import logs_warnings
 from flows.publishing import publish_version, publish_version_task
 from flows.runners import io_task_options, make_task_runner
 from pipeline.errors import InputError
@@ -84,7 +86,7 @@ def resolve_job(
         cat_inputs, cat_params, cat_out = cat.seismic_job(entry)
         cat_publish, cat_root = cat.publication(entry)
         return SeismicJob(
-            cat_inputs,
+            inputs or cat_inputs,
             params or cat_params,
             Path(out) if out else cat_out,
             publish or cat_publish,
@@ -110,22 +112,31 @@ def _inputs_from_paths(
     )
 
 
-@flow(name="curate-seismic")
+def _curate_run_name() -> str:
+    """``curate-<entry>`` (or ``curate-<out stem>`` without an entry)."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    return f"curate-{p.get('entry') or Path(str(p.get('out') or 'seismic')).stem}"
+
+
+@flow(name="curate-seismic", flow_run_name=_curate_run_name)
+@logs_warnings
 def curate_seismic_flow(
-    waveforms: list[str] | None = None,
-    inventory: str | None = None,
-    events: str | None = None,
-    out: str | None = None,
-    picks: str | None = None,
-    params: SeismicCurationParams | None = None,
-    batch_files: int = 32,
-    publish: str | None = None,
-    root: str | None = None,
-    cluster: str | None = None,
-    workers: int = 1,
-    inputs: SeismicInputs | None = None,
-    entry: str | None = None,
-    catalog: str = "data_catalog.yaml",
+    waveforms: Annotated[list[str], ui("Waveform files")] = [],  # noqa: B006 - an explicit list default for the form
+    inventory: Annotated[OptStr, ui("StationXML inventory")] = None,
+    events: Annotated[OptStr, ui("Event catalog (QuakeML)")] = None,
+    out: Annotated[OptStr, ui("Output store")] = None,
+    picks: Annotated[OptStr, ui("Picks CSV")] = None,
+    params: Annotated[SeismicCurationParams, ui("Curation parameters")] = SeismicCurationParams(),
+    batch_files: Annotated[int, ui("Files per batch", ge=1)] = 32,
+    publish: Annotated[OptStr, ui("Publish as dataset")] = None,
+    root: Annotated[OptStr, ui("Dataset root")] = None,
+    cluster: Annotated[OptStr, ui("Dask cluster address")] = None,
+    workers: Annotated[int, ui("Workers", ge=1)] = 1,
+    inputs: Annotated[SeismicInputs | None, ui("Inputs (advanced)")] = None,
+    entry: Annotated[OptStr, ui("Catalog entry")] = None,
+    catalog: Annotated[str, ui("Catalog file")] = "data_catalog.yaml",
 ) -> CurationSummary:
     """Curate (or append to) the seismic spectrogram store at ``out``.
 
@@ -135,10 +146,36 @@ def curate_seismic_flow(
     immutable version of that dataset name in the dataset ``root`` (identical content re-uses
     its version). Batches of ``batch_files`` waveform files are processed concurrently: in
     threads, or on Dask with ``workers >= 2`` (a local cluster) or ``cluster="tcp://host:8786"``
-    (an existing one).
+    (an existing one). The ``curate-seismic-summary`` artifact is written after publishing.
+
+    Args:
+        waveforms: Waveform files (miniSEED/SAC...), each path or glob one item; empty with `entry` or `inputs`.
+        inventory: StationXML file with every station's coordinates and response.
+        events: QuakeML event catalog (origins, magnitudes, horizontal errors).
+        out: Path of the seismic Zarr store (appended to when it exists); default: the entry's `path`.
+        picks: Optional CSV of P picks; without it P arrivals come from the travel-time table.
+        params: Every curation parameter (report section 4 defaults); left at the defaults, an entry's own parameters are used.
+        batch_files: Waveform files per task (the unit of fan-out and of the progress artifact).
+        publish: Dataset name to publish the store as (a new immutable version); default: the entry's name.
+        root: Dataset root for publishing (folder or fsspec URL); default: the catalog's, else $EMIN_DATA_ROOT or data/published.
+        cluster: Address of an existing Dask scheduler (tcp://host:8786); empty = threads or a local cluster.
+        workers: Batch workers: 1 = threads in the flow process, >= 2 = a local Dask cluster of that many processes.
+        inputs: Advanced: a complete SeismicInputs instead of the path fields.
+        entry: Name of a data_catalog.yaml entry. `inputs`/the path fields, `params` (when changed from the defaults), `out`, `publish` and `root` override it.
+        catalog: Path of the catalog file that holds `entry`.
     """
-    inputs = inputs or _inputs_from_paths(waveforms, inventory, events, picks)
-    job = resolve_job(entry, catalog, inputs, params, out, publish, root)
+    entry, cluster, out, publish, root = (
+        entry or None,
+        cluster or None,
+        out or None,
+        publish or None,
+        root or None,
+    )
+    inventory, events, picks = inventory or None, events or None, picks or None
+    params_given = None if params == SeismicCurationParams() else params
+    waveforms_given = list(waveforms) or None
+    inputs = inputs or _inputs_from_paths(waveforms_given, inventory, events, picks)
+    job = resolve_job(entry, catalog, inputs, params_given, out, publish, root)
     inputs, params, target = job.inputs, job.params, job.target
     meta: Any = load_metadata_task(inputs, params)
     writer = SeismicStoreWriter(target, params)
@@ -151,21 +188,22 @@ def curate_seismic_flow(
             runner.submit(process_batch_task, {"files": files[i : i + batch_files], **shared})
             for i in range(0, len(files), batch_files)
         ]
+        progress = ProgressArtifact("curate-seismic-progress", "waveform batches written")
         try:
-            for fut in futures:
+            for i, fut in enumerate(futures, 1):
                 writer.add(fut.result())
+                progress.update(100.0 * i / len(futures), f"waveform batches written: {i}/{len(futures)}")
             published = writer.commit(input_checksums_for(inputs))
         except BaseException:
             writer.abort()
             raise
     summary = CurationSummary.of(writer, out=target, published=published, n_files=len(files))
-    create_markdown_artifact(
-        key="curate-seismic-summary",
-        markdown=summary_markdown(summary.counts, target, published),
-        description="seismic curation counts",
-    )
+    version = None
     if job.publish is not None:
-        summary.version_store = publish_version_task(str(target), name=job.publish, root=job.root).store
+        version = publish_version_task(str(target), name=job.publish, root=job.root)
+        summary.version_store = version.store
+    extra = summary_markdown(summary.counts, target, published).split("\n", 3)[-1]  # counts tables
+    publish_curation_artifacts("seismic", target, version, root=job.root, extra=extra)  # after publishing
     return summary
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,12 +139,13 @@ def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
 
 
-def deploy_all(stack: Stack, pool: str = POOL) -> str:
-    """Create the process work pool (if missing) and register every deployment in prefect.yaml."""
+def deploy_all(stack: Stack, pool: str = POOL, names: Sequence[str] | None = None) -> str:
+    """Create the process work pool (if missing) and register prefect.yaml's deployments (``names``: only those)."""
     created = stack.prefect("work-pool", "create", pool, "--type", "process")
     if created.returncode != 0 and "already exists" not in created.stdout + created.stderr:
         raise StackError(f"work pool {pool!r} not created:\n{created.stdout}\n{created.stderr}")
-    done = stack.prefect("--no-prompt", "deploy", "--all", timeout=300)
+    which = ["--all"] if not names else [a for n in names for a in ("--name", n)]
+    done = stack.prefect("--no-prompt", "deploy", *which, timeout=300)
     if done.returncode != 0:
         raise StackError(f"`prefect deploy --all` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout
@@ -160,8 +161,14 @@ def local_stack(
     poll_seconds: float | None = None,
     worker: bool = True,
     deploy: bool = True,
+    on_server: Callable[[Stack], None] | None = None,
+    deployments: Sequence[str] | None = None,
 ) -> Iterator[Stack]:
-    """Server (+ work pool, deployments, worker) for the ``with`` block; everything stopped after."""
+    """Server (+ work pool, deployments, worker) for the ``with`` block; everything stopped after.
+
+    ``on_server(stack)`` is called as soon as the server answers (before deploying), e.g. to
+    print the UI's URL. ``deployments``: register only these (prefect.yaml names), not all.
+    """
     port = port or free_port(host)
     if port_in_use(host, port):
         raise StackError(f"{host}:{port} is in use (another Prefect server?); pick another with --port")
@@ -172,8 +179,10 @@ def local_stack(
     try:
         _spawn(stack, "server", [*PREFECT, "server", "start", "--host", host, "--port", str(port)])
         wait_healthy(stack)
+        if on_server is not None:
+            on_server(stack)
         if deploy:
-            deploy_all(stack, pool)
+            deploy_all(stack, pool, deployments)
         if worker:
             _spawn(stack, "worker", [*PREFECT, "worker", "start", "--pool", pool, "--type", "process"])
         yield stack
@@ -181,3 +190,29 @@ def local_stack(
         for name in ("worker", "server"):
             if name in stack.procs:
                 stop_process(stack.procs[name])
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by :func:`stop_on_signals` (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into :class:`Stopped` in the ``with`` block, so ``finally`` clauses tear down.
+
+    (SIGINT already raises KeyboardInterrupt.) Previous handlers are restored on exit.
+    """
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.form import form_config
+
 Sensor = Literal["VNIR", "SWIR"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -69,10 +71,32 @@ class HSIInputs(BaseModel):
         return self
 
 
+_HSI_TITLES = {
+    "seed": "Seed", "working_crs": "Working CRS", "interior_buffer_m": "Interior buffer (m)",
+    "n_classes": "Classes kept", "class_rank_by": "Rank classes by",
+    "target_density_per_m2": "Target point density (per m²)",
+    "background_density_per_m2": "Background point density (per m²)", "background_class": "Background class name",
+    "max_points_per_class": "Max points per class", "vnir_range_nm": "VNIR range (nm)",
+    "swir_range_nm": "SWIR range (nm)", "min_transmission": "Min atmospheric transmission (0–1)",
+    "drop_windows_nm": "Dropped SWIR windows (nm)", "clip_range": "Reflectance clip range",
+    "n_folds": "Folds", "sample_chunk": "Zarr chunk (samples)",
+}  # fmt: skip
+_HSI_DESCRIPTIONS = {
+    "seed": "seeds point sampling, the per-class cap and the fold assignment",
+    "target_density_per_m2": "points drawn per m² inside the (buffered) class polygons",
+    "background_class": "class name given to background points (outside every polygon)",
+    "max_points_per_class": "cap on sampled points per class (drawn before sampling, never discarded)",
+    "vnir_range_nm": "[low, high] nm: VNIR bands kept",
+    "swir_range_nm": "[low, high] nm: SWIR bands kept",
+    "min_transmission": "SWIR bands whose atmospheric transmission is below this are dropped",
+    "clip_range": "[low, high]: reflectance is clipped to this range",
+}
+
+
 class HSICurationParams(BaseModel):
     """Every knob of HSI curation, with the report's values as defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = form_config(_HSI_TITLES, _HSI_DESCRIPTIONS)
 
     seed: int = 0
     working_crs: str | None = Field(default=None, description="metric CRS; default: UTM zone of the polygons")

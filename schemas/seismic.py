@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.form import form_config
+
 SCHEMA_VERSION = "1.0"
 EMIN_KIND = "seismic_spectrograms"
 
@@ -31,10 +33,37 @@ DATA_SHAPING_PARAMS = (
 )
 
 
+_SEISMIC_TITLES = {
+    "pre_p_s": "Window start before P (s)", "window_s": "Window length (s)", "margin_s": "Margin (s)",
+    "sampling_rate_hz": "Sampling rate (Hz)", "frame_s": "Spectrogram frame (s)",
+    "freqmin_hz": "Band-pass low corner (Hz)", "freqmax_hz": "Band-pass high corner (Hz)",
+    "filter_corners": "Filter corners", "taper_fraction": "Taper fraction", "log_eps": "Log epsilon",
+    "gap_policy": "Gaps", "max_horizontal_error_km": "Max event horizontal error (km)",
+    "missing_horizontal_error": "Events without horizontal error", "max_distance_km": "Max distance (km)",
+    "clip_counts": "Clip level (counts)", "reject_inventory_rate_mismatch": "Reject inventory rate mismatch",
+    "taup_model": "Travel-time model", "split_seed": "Split seed",
+    "split_fractions": "Split fractions (train, val, test)", "keep_waveforms": "Keep waveforms",
+    "traces_per_chunk": "Zarr chunk (traces)",
+}  # fmt: skip
+_SEISMIC_DESCRIPTIONS = {
+    "freqmin_hz": "band-pass filter low corner",
+    "freqmax_hz": "band-pass filter high corner (below Nyquist)",
+    "filter_corners": "band-pass filter order",
+    "taper_fraction": "cosine taper on each side, as a fraction of the trace",
+    "gap_policy": "reject traces with gaps, or fill them with zeros",
+    "missing_horizontal_error": "what to do with events whose catalog has no horizontal error",
+    "max_distance_km": "traces farther than this from their event are rejected",
+    "reject_inventory_rate_mismatch": "reject traces whose sampling rate differs from the inventory's",
+    "taup_model": "ObsPy TauP model for P/S travel times",
+    "split_seed": "seeds the event-wise train/val/test split",
+    "split_fractions": "fractions of events in train, val and test",
+}
+
+
 class SeismicCurationParams(BaseModel):
     """Every parameter of seismic curation; defaults follow the report (section 4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = form_config(_SEISMIC_TITLES, _SEISMIC_DESCRIPTIONS, frozen=True)
 
     pre_p_s: float = Field(default=10.0, ge=0, description="window start before the P arrival (s)")
     window_s: float = Field(default=120.0, gt=0, description="window length (s); frames = window_s / frame_s")

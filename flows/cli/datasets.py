@@ -1,4 +1,4 @@
-"""``emin publish gc``, ``emin datasets list|show``, ``emin export seisbench``: wired by flows/cli.py."""
+"""``emin publish gc``, ``emin datasets list|show|report``, ``emin export seisbench``: wired by flows/cli.py."""
 
 from __future__ import annotations
 
@@ -125,6 +125,31 @@ def register(app: typer.Typer) -> None:
         _out.print("parameters: " + json.dumps(m.get("parameters", {}), default=str))
         if verify:
             _out.print("[green]verified: every array matches its manifest checksum[/]")
+
+    @datasets_app.command("report")
+    def datasets_report(
+        name: str,
+        version: Annotated[str, typer.Option(help="version id or 'latest'")] = "latest",
+        root: RootOpt = None,
+        out: Annotated[
+            Path | None,
+            typer.Option("--out", help="write here instead of <root>/<name>/<version>/report.html"),
+        ] = None,
+        open_browser: Annotated[
+            bool, typer.Option("--open", help="open the report in a web browser")
+        ] = False,
+    ) -> None:
+        """Write the self-contained HTML report of one version (Table 1, figures, map) and print its path."""
+        from pipeline.reports import write_dataset_report
+
+        written = write_dataset_report(name, version, root=root, out=out)
+        _out.print(written)
+        if open_browser:
+            import webbrowser
+
+            target = written if "://" in written else Path(written).resolve().as_uri()
+            if not webbrowser.open(target):
+                _out.print(f"[yellow]no browser available[/]: open {target}")
 
     @export_app.command("seisbench")
     def export_seisbench_cmd(

@@ -26,6 +26,7 @@ MODES = (
     "baseline | emin | student-teacher | finetune | ssl (shorthand for --emin/--unlabelled/--alpha-schedule)"
 )
 ALPHAS = "fixed | sampled | mgda"
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or summary table")]
 
 PresetOpt = Annotated[str | None, typer.Option(help="report: the report's settings (explicit flags win)")]
 EminOpt = Annotated[str | None, typer.Option(help="none | gaussian | student-teacher (overrides --mode)")]
@@ -40,7 +41,14 @@ def _csv(value: str | None) -> list[str] | None:
     return None if value is None else [t.strip() for t in value.split(",") if t.strip()]
 
 
-def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, use_prefect: bool) -> None:
+def _run(
+    kind: str,
+    fields: dict[str, Any],
+    extra: list[str],
+    out: Path | None,
+    use_prefect: bool,
+    quiet: bool = False,
+) -> None:
     """Validate the config, run the flow (or the plain function) and print the summary."""
     from schemas.training import HSITrainConfig, SeismicTrainConfig
 
@@ -55,29 +63,34 @@ def _run(kind: str, fields: dict[str, Any], extra: list[str], out: Path | None, 
     probe = cls.model_validate({**fields, "out_dir": None})
     run_dir = out if out is not None else Path("runs") / probe.run_name(kind)
     config = cls.model_validate({**fields, "out_dir": str(run_dir)})
-    summary = _execute(config, use_prefect)
-    console.print(summary)
+    _execute_and_show(kind, config, use_prefect, quiet)
     typer.echo(str(Path(str(config.out_dir)).resolve()))
 
 
-def _execute(config: Any, use_prefect: bool) -> str:
-    """Train via the flow or directly; returns the markdown summary."""
-    from models.runs import summary_markdown
-    from models.training.hsi import train_hsi
-    from models.training.seismic import train_seismic
-    from schemas.training import HSITrainConfig
+# --- progress bar + summary table (flows/progress.py); quiet under --quiet or without a TTY ---
+def _execute_and_show(kind: str, config: Any, use_prefect: bool, quiet: bool) -> None:
+    """Train via the flow or directly with a rich progress bar; print the metrics as a rich table."""
+    from flows.progress import TerminalProgress, interactive, listening, metrics_table
 
-    if isinstance(config, HSITrainConfig):
+    with TerminalProgress(f"train {kind} ({config.mode})", quiet=quiet) as bar:
         if use_prefect:
-            from flows.train import train_hsi_flow
+            from flows.train import train_hsi_flow, train_seismic_flow
 
-            return str(train_hsi_flow(config)["summary"])
-        return summary_markdown(train_hsi(config))
-    if use_prefect:
-        from flows.train import train_seismic_flow
+            flow_fn = train_hsi_flow if kind == "hsi" else train_seismic_flow
+            with listening(bar):
+                out = flow_fn(config)
+            metrics, summary = out["metrics"], str(out["summary"])
+        else:
+            from models.runs import summary_markdown, to_jsonable
+            from models.training.hsi import train_hsi
+            from models.training.seismic import train_seismic
 
-        return str(train_seismic_flow(config)["summary"])
-    return summary_markdown(train_seismic(config))
+            result = (train_hsi if kind == "hsi" else train_seismic)(config, on_epoch=bar)
+            metrics, summary = to_jsonable(result.metrics), summary_markdown(result)
+    if interactive(quiet):
+        console.print(metrics_table(metrics))
+    elif not quiet:
+        console.print(summary)
 
 
 def register(app: typer.Typer) -> typer.Typer:
@@ -118,6 +131,7 @@ def register(app: typer.Typer) -> typer.Typer:
         out: RunDirOption = None,
         param: ParamOption = None,
         use_prefect: PrefectOption = True,
+        quiet: QuietOption = False,
     ) -> None:
         """Train a Hydra / per-modality-MLP classifier on an HSI store and write a run folder."""
         fields = {
@@ -129,7 +143,7 @@ def register(app: typer.Typer) -> typer.Typer:
             "labelled_per_class": labelled_per_class, "normalise": normalise, "trace_samples": trace_samples,
             "trace_every": trace_every,
         }  # fmt: skip
-        _run("hsi", fields, param or [], out, use_prefect)
+        _run("hsi", fields, param or [], out, use_prefect, quiet)
 
     @train_app.command("seismic")
     def train_seismic_cmd(
@@ -161,6 +175,7 @@ def register(app: typer.Typer) -> typer.Typer:
         out: RunDirOption = None,
         param: ParamOption = None,
         use_prefect: PrefectOption = True,
+        quiet: QuietOption = False,
     ) -> None:
         """Train a VGG-style location regressor on a seismic store and write a run folder."""
         fields = {
@@ -170,6 +185,6 @@ def register(app: typer.Typer) -> typer.Typer:
             "preset": preset, "emin": emin, "unlabelled": unlabelled, "alpha_schedule": alpha_schedule,
             "restore": restore, "labelled_events": labelled_events, "centre": centre, "networks": networks,
         }  # fmt: skip
-        _run("seismic", fields, param or [], out, use_prefect)
+        _run("seismic", fields, param or [], out, use_prefect, quiet)
 
     return train_app

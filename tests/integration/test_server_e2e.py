@@ -33,7 +33,7 @@ def test_deployment_run_on_real_server(tiny_scene: TinyScene, tmp_path: Path) ->
 
     catalog = _catalog(tmp_path, tiny_scene)
     with local_stack(tmp_path / "prefect-home", poll_seconds=1) as stack:
-        deployment = _get(f"{stack.api_url}/deployments/name/curate-hsi/demo")
+        deployment = _get(f"{stack.api_url}/deployments/name/curate-hsi/demo-hsi")
         assert deployment["work_pool_name"] == "emin-process"
         schema = json.dumps(deployment["parameter_openapi_schema"])
         assert "HSICurationParams" in schema and "max_points_per_class" in schema  # typed form in the UI
@@ -42,7 +42,7 @@ def test_deployment_run_on_real_server(tiny_scene: TinyScene, tmp_path: Path) ->
 
         params = json.dumps({"entry": "tiny", "catalog": str(catalog)})
         run = stack.prefect(
-            "deployment", "run", "curate-hsi/demo", "--params", params,
+            "deployment", "run", "curate-hsi/demo-hsi", "--params", params,
             "--watch", "--watch-interval", "1", "--watch-timeout", "150",
             timeout=180,
         )  # fmt: skip

@@ -51,7 +51,12 @@ def test_train_hsi_flow_writes_run_and_artifact(
     assert out["metrics"]["test"]["fused"]["n"] > 0
     with get_client(sync_client=True) as client:
         art = client.read_artifacts()
-    assert any(a.key == "train-hsi-summary" for a in art)
+    keys = {a.key for a in art}
+    assert {"train-hsi-summary", "train-hsi-history", "train-hsi-progress"} <= keys
+    summary = next(a for a in art if a.key == "train-hsi-summary")
+    assert summary.description and "](data:image/png;base64," in str(summary.data)
+    progress = [a for a in art if a.key == "train-hsi-progress"]
+    assert progress and all(a.data == 100.0 for a in progress)
 
 
 def test_train_seismic_flow(prefect_harness: None, stores: dict[str, Path], tmp_path: Path) -> None:
@@ -63,6 +68,7 @@ def test_train_seismic_flow(prefect_harness: None, stores: dict[str, Path], tmp_
     )  # fmt: skip
     out = train_seismic_flow(cfg)
     assert (tmp_path / "s" / "location_error_cdf.png").exists()
+    assert (tmp_path / "s" / "error_by_distance.png").exists()  # drawn by the flow for its summary
     assert out["metrics"]["predict_the_mean"]["centroid"]["location_error_km_median"] > 0
 
 
