@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.result import ExperimentResult
+from pipeline.version import code_version
 
 __all__ = ["figure_metric", "verdict_table", "write_report"]
 
@@ -48,7 +49,7 @@ def verdict_table(result: ExperimentResult) -> pd.DataFrame:
             "seeds": c.n_seeds, f"mean {c.arm_a}": c.mean_a, f"mean {c.arm_b}": c.mean_b,
             "diff": c.mean_diff, "95% bootstrap CI": f"[{c.ci_low:+.4g}, {c.ci_high:+.4g}]",
             "95% t CI": f"[{c.t_low:+.4g}, {c.t_high:+.4g}]", "p Wilcoxon": c.p_wilcoxon,
-            "p paired t": c.p_ttest, "p Holm": c.p_holm,
+            "p paired t": c.p_ttest, "p Holm (t)": c.p_holm, "p Wilcoxon Holm": c.p_holm_wilcoxon,
             "verdict": "significant" if c.significant else "not significant",
         })  # fmt: skip
     return pd.DataFrame(rows)
@@ -125,7 +126,7 @@ def write_report(result: ExperimentResult) -> Path:
         f"- dataset: `{result.dataset.store}` (version `{result.dataset.version}`)\n"
         f"- budget: `{result.budget}`, seeds: {sorted(set(result.results.seed))}, runs: {counts}\n"
         f"- device: {result.device}; wall time {result.wall_time_s:.1f} s\n"
-        f"- software: {json.dumps(_versions())}\n\n"
+        f"- code version: `{code_version()}`; software: {json.dumps(_versions())}\n\n"
     )
     md = (
         head

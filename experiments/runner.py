@@ -282,8 +282,12 @@ def compare(
                 comps.append(paired_comparison(metric, label_a, va, label_b, vb))
                 cells.append(cell)
                 values.append((va, vb))
-    adjusted = holm([x.p_wilcoxon for x in comps])
-    comps = [PairedComparison(**{**x.__dict__, "p_holm": p}) for x, p in zip(comps, adjusted, strict=True)]
+    by_t = holm([x.p_ttest for x in comps])
+    by_w = holm([x.p_wilcoxon for x in comps])
+    comps = [
+        PairedComparison(**{**x.__dict__, "p_holm": pt, "p_holm_wilcoxon": pw})
+        for x, pt, pw in zip(comps, by_t, by_w, strict=True)
+    ]
     return comps, cells, values
 
 
@@ -317,8 +321,10 @@ def evaluate_findings(
 def _verdict(expect: str, c: PairedComparison) -> str:
     if c.n_seeds < 2 or math.isnan(c.mean_diff):
         return "inconclusive"
-    if expect == "equal":
-        return "does not hold" if c.significant else "holds"
+    if expect == "equal":  # no evidence of a difference, and the interval does not exclude one
+        if c.significant:
+            return "does not hold"
+        return "inconclusive" if c.ci_excludes_zero else "holds"
     lower = c.mean_diff < 0
     if not c.significant:
         return "inconclusive"
@@ -353,7 +359,7 @@ def run_experiment(
         {**c.as_row(), **{f"cell.{k}": v for k, v in cell.items()}}
         for c, cell in zip(comps, cells, strict=True)
     ]
-    columns = [*PairedComparison.__dataclass_fields__, "significant"]
+    columns = [*PairedComparison.__dataclass_fields__, "significant", "ci_excludes_zero"]
     pd.DataFrame(rows, columns=None if rows else columns).to_csv(folder / "comparisons.csv", index=False)
     findings = evaluate_findings(spec, comps, cells)
     pd.DataFrame(
