@@ -24,8 +24,9 @@ from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import TaskRunner
 
-from flows.publishing import publish_version_task
+from flows.publishing import publish_version, publish_version_task
 from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
+from pipeline.errors import InputError
 from pipeline.hsi import curate as hsi
 from pipeline.hsi import extract as hsi_extract
 from pipeline.hsi import sampling as hsi_sampling
@@ -33,7 +34,7 @@ from pipeline.hsi import store as hsi_store
 from pipeline.hsi.polygons import PolygonReport
 from pipeline.hsi.spectral import Transmission
 from pipeline.io.raster import read_cost
-from pipeline.publishing.zarr_io import write_atomically
+from pipeline.publishing.zarr_io import check_target, target_lock, write_atomically
 from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
@@ -159,9 +160,12 @@ def publish_store(
     extractions: list[PrefectFuture[hsi_extract.ModalityExtraction]],
     target: Path,
     chunk: int,
+    *,
+    overwrite: bool = False,
+    root: str | None = None,
 ) -> Path:
     """Write the store atomically at ``target``: small arrays by a task here, modality arrays fanned out."""
-    with write_atomically(target) as tmp:
+    with write_atomically(target, kind=hsi_store.KIND, overwrite=overwrite, root=root) as tmp:
         create_store_task(ds, rejects, tmp, chunk)
         fill_modalities(runner, tmp, extractions, ds["sample_id"].values)
     return target
@@ -193,6 +197,7 @@ class HSIJob(NamedTuple):
     target: Path
     publish: str | None
     root: str | None
+    overwrite: bool = False
 
 
 def resolve_job(
@@ -203,6 +208,7 @@ def resolve_job(
     out: str | None,
     publish: str | None = None,
     root: str | None = None,
+    overwrite: bool = False,
 ) -> HSIJob:
     """Inputs/params/output/publication from a catalog entry, or from direct arguments."""
     if entry is not None:
@@ -215,10 +221,11 @@ def resolve_job(
             Path(out) if out else cat_out,
             publish or cat_publish,
             root or cat_root,
+            True,  # an entry's path is that dataset's own working copy: re-runs replace its HSI store
         )
     if inputs is None or out is None:
         raise ValueError("give either `entry` (a catalog name) or both `inputs` and `out`")
-    return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root)
+    return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root, overwrite)
 
 
 @flow(name="curate-hsi", log_prints=True)
@@ -232,6 +239,7 @@ def curate_hsi_flow(
     workers: int = 1,
     publish: str | None = None,
     root: str | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Curate an HSI multi-modality sample dataset; returns the path of the store.
 
@@ -241,8 +249,14 @@ def curate_hsi_flow(
     extracted, and their modality arrays compressed and written, concurrently: in threads,
     or on Dask with ``workers >= 2`` (a local cluster) or ``cluster="tcp://host:8786"`` (an
     existing one, whose workers must see the inputs and ``out`` at the same paths).
+
+    ``out`` is checked first (it must not exist, be an empty folder, or hold an HSI store to
+    replace with ``overwrite``); the store is written, and published, last and under a lock on
+    ``out``, so two runs with the same ``out`` never publish each other's content.
     """
-    inputs, params, target, publish, root = resolve_job(entry, catalog, inputs, params, out, publish, root)
+    job = resolve_job(entry, catalog, inputs, params, out, publish, root, overwrite)
+    inputs, params, target, publish, root = job.inputs, job.params, job.target, job.publish, job.root
+    check_target(target, kind=hsi_store.KIND, overwrite=overwrite, root=root)
     polygons, report, transmission = load_polygons_task(inputs, params)
     points = sample_points_task(polygons, params, report)
     with make_task_runner(cluster, workers) as runner:
@@ -252,9 +266,36 @@ def curate_hsi_flow(
         }
         in_order = [futures[spec.name] for spec in inputs.rasters]
         ds, rejects = assemble_task(points, [f.result() for f in in_order], params, inputs)
-        path = publish_store(runner, ds, rejects, in_order, target, params.sample_chunk)
+        with target_lock(target):
+            path = publish_store(
+                runner, ds, rejects, in_order, target, params.sample_chunk, overwrite=overwrite, root=root
+            )
+            get_run_logger().info("wrote %s", path)
+            result = str(path)
+            if publish is not None:
+                result = publish_version_task(str(path), name=publish, root=root).store
     _artifacts(ds, path)
-    get_run_logger().info("wrote %s", path)
-    if publish is None:
-        return str(path)
-    return publish_version_task(str(path), name=publish, root=root).store
+    return result
+
+
+def curate_hsi_job(job: HSIJob, *, prefect: bool = True, workers: int = 1, cluster: str | None = None) -> str:
+    """Run one resolved job: as the ``curate-hsi`` flow, or (``prefect=False``) in this process.
+
+    Both routes write the same store and, when ``job.publish`` is set, publish it with the same
+    :func:`flows.publishing.publish_version`; returns the store path (the version's when published).
+    """
+    if prefect:
+        return curate_hsi_flow(
+            inputs=job.inputs, params=job.params, out=str(job.target), publish=job.publish,
+            root=job.root, workers=workers, cluster=cluster, overwrite=job.overwrite,
+        )  # fmt: skip
+    if workers > 1 or cluster is not None:
+        raise InputError(
+            "Dask workers/cluster need the Prefect flow",
+            fix="--workers/--cluster fan rasters out through the flow: drop --no-prefect, or drop them",
+        )
+    with target_lock(job.target):
+        path = hsi.curate_hsi(job.inputs, job.params, out=job.target, overwrite=job.overwrite, root=job.root)
+        if job.publish is None:
+            return str(path)
+        return publish_version(str(path), name=job.publish, root=job.root).store

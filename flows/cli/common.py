@@ -67,12 +67,17 @@ def command_group(help: str) -> typer.Typer:
 
 
 def parse_pairs(values: list[str], option: str) -> dict[str, str]:
-    """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed item."""
+    """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed or repeated item."""
     pairs: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             fail(f"{option} expects NAME=VALUE, got {item!r}")
+        if key.strip() in pairs:
+            fail(
+                f"{option} names {key.strip()!r} twice ({pairs[key.strip()]!r} and {value.strip()!r}); "
+                f"fix: give each {option} NAME once (use a different NAME per modality)"
+            )
         pairs[key.strip()] = value.strip()
     return pairs
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from pipeline.errors import MissingInputError
+from pipeline.errors import ContractViolation, MissingInputError, PublishError
 from pipeline.publishing.zarr_io import as_str, open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import SCHEMA_VERSION as SEISMIC_SCHEMA_VERSION
@@ -296,3 +296,17 @@ def validate_store(path: str | Path) -> list[str]:
     if kind not in VALIDATORS:
         return [f"unknown emin_kind {kind!r}; known kinds: {sorted(VALIDATORS)}"]
     return VALIDATORS[str(kind)](path)
+
+
+def check_publishable(path: str | Path) -> None:
+    """Raise unless the store at ``path`` may be published: it satisfies its contract and is not empty."""
+    problems = validate_store(path)
+    if problems:
+        raise ContractViolation(path, problems)
+    ds = open_store(path)
+    n = int(ds.sizes.get("sample", ds.sizes.get("trace", 0)))
+    if n == 0:
+        raise PublishError(
+            f"{path} holds 0 samples; refusing to publish an empty dataset\n"
+            "  fix: check the inputs (every point/trace was rejected: see the store's 'rejects' group)"
+        )

@@ -33,6 +33,7 @@ import xarray as xr
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.errors import PublishError
+from pipeline.publishing import paths
 from pipeline.publishing.manifest import (
     array_entries,
     content_hash,
@@ -54,7 +55,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def default_root() -> str:
     """The dataset root: ``$EMIN_DATA_ROOT``, else ``data/published``."""
-    return os.environ.get("EMIN_DATA_ROOT", "data/published")
+    return paths.default_root()
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def publish_dataset(
 
     for vid in list_versions(name, root=fs_url(fs, base)):
         if vid.endswith(f"-{short}"):
+            _check_own_content(fs, folder, vid, digest)
             _point_latest(fs, folder, vid)
             return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
 
@@ -278,12 +280,23 @@ def publish_dataset(
     finally:
         if fs.exists(tmp):
             fs.rm(tmp, recursive=True)
+    created = version is not None
     if version is None:  # a concurrent publish of identical content won
-        vid = next(v for v in list_versions(name, root=fs_url(fs, base)) if v.endswith(f"-{short}"))
-        _point_latest(fs, folder, vid)
-        return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
+        version = next(v for v in list_versions(name, root=fs_url(fs, base)) if v.endswith(f"-{short}"))
+    _check_own_content(fs, folder, version, digest)
     _point_latest(fs, folder, version)
-    return PublishedVersion(name, version, f"{folder}/{version}", created=True)
+    return PublishedVersion(name, version, f"{folder}/{version}", created=created)
+
+
+def _check_own_content(fs: fsspec.AbstractFileSystem, folder: str, version: str, digest: str) -> None:
+    """A publish reports only a version whose manifest names the content this call published."""
+    manifest = json.loads(fs.cat_file(f"{folder}/{version}/{MANIFEST}"))
+    if manifest.get("content_hash") != "sha256:" + digest:
+        raise PublishError(
+            f"{folder}/{version} holds content {manifest.get('content_hash')}, not this run's "
+            f"sha256:{digest}; nothing was reported as published\n"
+            "  fix: re-run the publish (another run may have written the same dataset at the same time)"
+        )
 
 
 def _install(

@@ -35,7 +35,9 @@ from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import (
     ZARR_FORMAT,
     as_str,
+    check_target,
     compressor,
+    mark_temporary,
     open_store,
     swap_into_place,
     temporary_sibling,
@@ -149,13 +151,20 @@ class SeismicStoreWriter:
     """
 
     def __init__(
-        self, target: str | Path, params: SeismicCurationParams, *, hook: WriteHook | None = None
+        self,
+        target: str | Path,
+        params: SeismicCurationParams,
+        *,
+        hook: WriteHook | None = None,
+        root: str | Path | None = None,
     ) -> None:
         self.target = Path(target).absolute()
         self.params = params
         self.hook = hook
         self.tmp: Path | None = None
         _recover(self.target)
+        # an existing seismic store is appended to; anything else of the user's is refused
+        check_target(self.target, kind=EMIN_KIND, append=True, root=root)
         self.existing_ids: set[str] = set()
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []
@@ -200,6 +209,7 @@ class SeismicStoreWriter:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             if self.target.exists():
                 _link_tree(self.target, self.tmp)
+            mark_temporary(self.tmp)
         return self.tmp
 
     def add(self, batch: TraceBatch) -> int:
