@@ -99,13 +99,22 @@ def gpu_resources(count: int = 1) -> Iterator[None]:
 
 
 def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry I/O hiccups, not bad input: an :class:`EminError` will fail the same way again."""
+    """Retry I/O hiccups only (``OSError`` other than a missing/forbidden path).
+
+    Bad input fails the same way again (an :class:`EminError`, a ``ValueError``, a pydantic
+    error, any bug), and an interrupt (Ctrl-C, a cancelled or crashed run) must stop the run:
+    neither is retried.
+    """
     try:
         state.result()
     except EminError:
         return False
-    except Exception:
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+        return False
+    except OSError:
         return True
+    except BaseException:
+        return False
     return False
 
 

@@ -87,8 +87,12 @@ def parse_params(values: list[str]) -> dict[str, Any]:
     return {k.replace("-", "_"): yaml.safe_load(v) for k, v in parse_pairs(values, "--param").items()}
 
 
-def resolve_store(store: str) -> str:
-    """A store path as given, or the latest published version of a dataset name; must exist."""
+def resolve_store(store: str, kind: str | None = None) -> str:
+    """A store path as given, or the latest published version of a dataset name.
+
+    The store must be a readable emin store of ``kind`` (any known kind when None): see
+    :func:`pipeline.publishing.contract.require_store` (errors name the file and the fix).
+    """
     if not (Path(store).exists() or "/" in store or store.endswith(".zarr")):
         from pipeline.publishing.registry import resolve
         from pipeline.publishing.versions import default_root
@@ -97,6 +101,9 @@ def resolve_store(store: str) -> str:
         store = f"{folder}/data.zarr"
     if not Path(store).exists():
         fail(f"store {store} does not exist; give a store path or a name from `emin datasets list`")
+    from pipeline.publishing.contract import require_store
+
+    require_store(store, kind)
     return store
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import datasets as cli_datasets
@@ -148,6 +149,8 @@ def curate_hsi(
     hist = ds.attrs["modality_count_histogram"]
     console.print("modalities per sampled point: " + ", ".join(f"{k}: {v}" for k, v in enumerate(hist)))
     console.print(f"{ds.attrs['n_samples']} samples, {ds.attrs['n_rejected']} rejected (see group 'rejects')")
+    for message in ds.attrs.get("quality_warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(str(message))}")
     out_console.print(path)
 
 

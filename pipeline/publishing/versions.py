@@ -41,7 +41,7 @@ from pipeline.publishing.manifest import (
     jsonable,
     prepared_for_publish,
 )
-from pipeline.publishing.zarr_io import write_zarr
+from pipeline.publishing.zarr_io import register_temporary, write_zarr
 from pipeline.version import code_version
 
 MANIFEST_VERSION = 1
@@ -268,6 +268,8 @@ def publish_dataset(
     tmp = f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         fs.makedirs(tmp, exist_ok=False)
+        if _is_local(fs):
+            register_temporary(Path(tmp))
         store = f"{tmp}/{STORE_DIR}"
         chunking = dict(chunks) if chunks is not None else default_chunks(main)
         target = Path(store) if _is_local(fs) else fs_url(fs, store)
@@ -334,17 +336,39 @@ def _point_latest(fs: fsspec.AbstractFileSystem, folder: str, version: str) -> N
     write_small_file(fs, f"{folder}/{LATEST}", json.dumps({"version": version}).encode())
 
 
-def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
-    """Remove partial writes (``.tmp-*`` folders and pointer temp files) older than ``min_age_s``.
+#: Names of the temporaries the product makes: ``.tmp-<hex>`` in a dataset folder, and
+#: ``.<name>.tmp-<hex>`` beside a working copy (``--out``).
+TEMPORARY_RE = re.compile(r"^(\.tmp-[0-9a-f]{12}|\..+\.tmp-[0-9a-f]{12})$")
 
-    Complete versions are never touched. The age guard keeps publishes in progress safe.
-    Returns the removed (or, with ``dry_run``, removable) paths.
+
+def _owner_alive(entry: Mapping[str, Any]) -> bool:
+    """Whether the process that made a registered temporary may still be writing it."""
+    if entry.get("host") != os.uname().nodename:
+        return True  # another machine's run: only the age rule applies
+    try:
+        os.kill(int(entry["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Remove partial writes the product left behind; complete versions are never touched.
+
+    Removed: ``.tmp-*`` folders and pointer temp files in dataset folders older than
+    ``min_age_s``, and every temporary listed in the root's registry
+    (``<root>/.emin-temporaries``, written by every run that makes one, wherever it makes it:
+    beside an ``--out`` too) whose owning process is gone or that is older than ``min_age_s``.
+    Only paths named like the product's temporaries are removed. Returns the removed (or, with
+    ``dry_run``, removable) paths.
     """
+    removed = _gc_registered(root, min_age_s=min_age_s, dry_run=dry_run)
     fs, base = filesystem(root or default_root())
     if not fs.isdir(base):
-        return []
+        return sorted(removed)
     now = time.time()
-    removed: list[str] = []
     for ds_folder in fs.ls(base, detail=False):
         if not fs.isdir(ds_folder):
             continue
@@ -356,9 +380,46 @@ def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bo
             mtime = now if mtime is None else mtime
             if isinstance(mtime, dt.datetime):
                 mtime = mtime.timestamp()
-            if now - float(mtime) < min_age_s:
+            if now - float(mtime) < min_age_s or str(entry["name"]) in removed:
                 continue
             if not dry_run:
                 fs.rm(entry["name"], recursive=True)
             removed.append(str(entry["name"]))
-    return sorted(removed)
+    return sorted(set(removed))
+
+
+def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) -> list[str]:
+    """The registry part of :func:`gc`; rewrites the registry without the entries that are gone."""
+    import shutil
+
+    reg = paths.temporaries_registry(root)
+    if reg is None or not reg.is_file():
+        return []
+    now = time.time()
+    removed: list[str] = []
+    keep: list[str] = []
+    for line in reg.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            p = Path(entry["path"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not (p.exists() or p.is_symlink()):
+            continue
+        if not TEMPORARY_RE.match(p.name) or not p.is_dir():
+            continue  # never remove anything not named like the product's temporaries
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        if _owner_alive(entry) and age < min_age_s:
+            keep.append(line)
+            continue
+        if not dry_run:
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            keep.append(line)
+        removed.append(str(p))
+    if not dry_run:
+        write_small_file(LocalFileSystem(), str(reg), "".join(f"{k}\n" for k in keep).encode())
+    return removed

@@ -150,10 +150,11 @@ def register_temporary(tmp: Path) -> None:
     reg = temporaries_registry()
     if reg is None:
         return
+    line = json.dumps({"path": str(tmp.absolute()), "pid": os.getpid(), "host": os.uname().nodename})
     with contextlib.suppress(OSError):
         reg.parent.mkdir(parents=True, exist_ok=True)
         with open(reg, "a") as f:  # one short line per append: atomic on a local filesystem
-            f.write(str(tmp.absolute()) + "\n")
+            f.write(line + "\n")
 
 
 def store_kind(path: Path) -> str | None:
