@@ -256,6 +256,7 @@ def curate_hsi_flow(
     """
     job = resolve_job(entry, catalog, inputs, params, out, publish, root, overwrite)
     inputs, params, target, publish, root = job.inputs, job.params, job.target, job.publish, job.root
+    overwrite = job.overwrite
     check_target(target, kind=hsi_store.KIND, overwrite=overwrite, root=root)
     polygons, report, transmission = load_polygons_task(inputs, params)
     points = sample_points_task(polygons, params, report)

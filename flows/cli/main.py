@@ -141,6 +141,13 @@ def curate_hsi(
     if seed is not None:
         overrides["seed"] = seed
     params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
+    from pipeline.hsi.curate import preflight
+    from pipeline.hsi.store import KIND
+    from pipeline.publishing.zarr_io import check_target
+
+    # deterministic input errors: one clear message before any flow/task starts
+    check_target(job.target, kind=KIND, overwrite=job.overwrite, root=job.root)
+    preflight(job.inputs, params)
     start = time.perf_counter()
     path = curate_hsi_job(job._replace(params=params), prefect=use_prefect, workers=workers, cluster=cluster)
     elapsed = time.perf_counter() - start

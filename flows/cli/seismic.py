@@ -107,6 +107,11 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                 f"no waveform file matches {waveforms or entry!r}\n"
                 "  fix: quote the glob and check it matches files (e.g. --waveforms 'data/*.mseed')"
             )
+        if use_prefect:  # deterministic input errors: one clear message before any task starts
+            from pipeline.io.waveforms import load_catalog, load_inventory, load_picks
+
+            load_inventory(job.inputs.inventory)
+            load_picks(job.inputs.picks, load_catalog(job.inputs.events)[0])
         try:
             summary = curate_seismic_job(
                 job, prefect=use_prefect, batch_files=batch_files, workers=workers, cluster=cluster

@@ -26,6 +26,7 @@ from pipeline.hsi.sampling import (
 )
 from pipeline.hsi.spectral import Transmission, read_transmission
 from pipeline.hsi.store import KIND, assemble_dataset, provenance_for, write_hsi_store
+from pipeline.io.raster import open_raster_info
 from pipeline.io.vector import read_polygons
 from pipeline.publishing.zarr_io import check_target, target_lock
 from schemas.hsi import HSICurationParams, HSIInputs
@@ -116,6 +117,26 @@ def load_transmission(inputs: HSIInputs, params: HSICurationParams) -> Transmiss
             fix="give `transmission:` in the catalog / --transmission FILE, or set min_transmission: 0",
         )
     return None
+
+
+def preflight(inputs: HSIInputs, params: HSICurationParams) -> None:
+    """Cheap checks of every input before any work (or any Prefect task) starts.
+
+    Reads the transmission profile, the polygon layer and every raster's header, so that a
+    deterministic input error is reported once, as one clear message, instead of from inside
+    a task run. Raises the same :class:`~pipeline.errors.InputError` the full run would.
+    """
+    load_transmission(inputs, params)
+    load_polygons(inputs, params)
+    for spec in inputs.rasters:
+        open_raster_info(
+            spec.path,
+            wavelengths_nm=spec.wavelengths_nm,
+            wavelength_units=spec.wavelength_units,
+            scale_factor=spec.scale_factor,
+            offset=spec.offset,
+            nodata=spec.nodata,
+        )
 
 
 def curate_hsi(

@@ -332,3 +332,25 @@ def test_picks_and_events_with_bad_values(tmp_path: Path) -> None:
     assert "not a time" in outputs[-1] and str(picks_csv) in outputs[-1]
     run(good_events, picks_bin)
     assert "binary" in outputs[-1] and str(picks_bin) in outputs[-1]
+
+
+def test_prefect_route_reports_bad_input_in_one_message(env: Env) -> None:
+    """With Prefect on (the default), a bad input is one clear message, not task tracebacks."""
+    import os
+    import subprocess
+    import sys
+
+    data = env.swir.read_bytes()
+    env.swir.write_bytes(data[: int(len(data) * 0.6)])
+    args = [a for a in env.hsi_args(env.tmp / "o.zarr") if a != "--no-prefect"]
+    before = snapshot(env.user, env.root)
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli.main", *args[0:]],
+        env={**os.environ, "PYTHONPATH": str(repo), "EMIN_DATA_ROOT": str(env.root)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "truncated" in done.stderr and str(env.swir) in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 6, done.stderr
+    assert snapshot(env.user, env.root) == before
