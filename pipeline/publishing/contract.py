@@ -363,7 +363,7 @@ def require_store(path: str | Path, kind: str | None = None, *, deep: bool = Tru
         ) from exc
     sizes: dict[tuple[str, str], int] = {}
     for name, arr in arrays:
-        dims = arr.metadata.dimension_names or ()
+        dims = getattr(arr.metadata, "dimension_names", None) or ()
         prefix = name.rsplit("/", 1)[0] if "/" in name else ""
         for d, n in zip(dims, arr.shape, strict=False):
             if d is not None and sizes.setdefault((prefix, d), n) != n:

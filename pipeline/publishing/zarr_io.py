@@ -252,7 +252,9 @@ def target_lock(target: str | Path, *, timeout_s: float = 600.0) -> Iterator[Non
     """Hold an exclusive lock on ``target`` (file ``.<name>.lock`` beside it) for the block.
 
     Two runs writing the same path wait for each other; the lock dies with its process
-    (``flock``), so a killed run never leaves a stale lock behind.
+    (``flock``), so a killed run never leaves a stale lock behind, and the file is removed
+    when the lock is released (a killed run leaves an empty, unlocked ``.lock`` file that the
+    next run re-uses).
     """
     target = Path(target).absolute()
     if _HELD.get(target, 0):  # re-entrant within a process (a flow called by a locked job)
@@ -264,28 +266,36 @@ def target_lock(target: str | Path, *, timeout_s: float = 600.0) -> Iterator[Non
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     path = target.parent / f".{target.name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() > deadline:
-                    raise PublishError(
-                        f"{target} is locked by another run for more than {timeout_s:.0f} s ({path}); "
-                        "wait for it to finish or choose another --out"
-                    ) from None
-                time.sleep(0.05)
-        _HELD[target] = 1
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            yield
-        finally:
-            _HELD.pop(target, None)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if time.monotonic() > deadline:
+                raise PublishError(
+                    f"{target} is locked by another run for more than {timeout_s:.0f} s ({path}); "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            time.sleep(0.05)
+            continue
+        try:  # the holder before us may have removed the file: lock the file that is there now
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    _HELD[target] = 1
+    try:
+        yield
     finally:
+        _HELD.pop(target, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # still locked while unlinked: a waiter re-checks the inode above
         os.close(fd)
 
 

@@ -34,8 +34,6 @@ def snapshot(*folders: Path) -> dict[str, str]:
             out[str(folder)] = hashlib.sha256(folder.read_bytes()).hexdigest()
             continue
         for p in sorted(folder.rglob("*")):
-            if p.name.endswith(".lock"):
-                continue  # the lock beside an --out (empty, the product's own)
             out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
     return out
 
