@@ -90,9 +90,13 @@ def parse_params(values: list[str]) -> dict[str, Any]:
 def resolve_store(store: str, kind: str | None = None) -> str:
     """A store path as given, or the latest published version of a dataset name.
 
-    The store must be a readable emin store of ``kind`` (any known kind when None): see
+    The store must be a readable emin store of ``kind``: see
     :func:`pipeline.publishing.contract.require_store` (errors name the file and the fix).
+    When ``kind`` is None it is taken from the running command (``train hsi``/``sweep hsi``
+    → ``hsi_samples``, ``train seismic`` → seismic), else any known kind is accepted.
     """
+    if kind is None:
+        kind = _kind_of_command()
     if not (Path(store).exists() or "/" in store or store.endswith(".zarr")):
         from pipeline.publishing.registry import resolve
         from pipeline.publishing.versions import default_root
@@ -105,6 +109,25 @@ def resolve_store(store: str, kind: str | None = None) -> str:
 
     require_store(store, kind)
     return store
+
+
+def _kind_of_command() -> str | None:
+    """The store kind the running ``emin`` command reads (from click's context), if it is known."""
+    from schemas.seismic import EMIN_KIND as SEISMIC_KIND
+
+    try:  # typer >= 0.2x runs its own fork of click, with its own context stack
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover
+        get_current_context = click.get_current_context
+    ctx = get_current_context(silent=True)
+    if ctx is None or ctx.parent is None:
+        return None
+    group, command = ctx.parent.info_name, ctx.info_name
+    if group in ("train", "sweep") and command == "hsi":
+        return "hsi_samples"
+    if group == "train" and command == "seismic":
+        return SEISMIC_KIND
+    return None
 
 
 # Options that several commands share (typer reads help and flags from these annotations).

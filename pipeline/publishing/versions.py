@@ -267,9 +267,9 @@ def publish_dataset(
 
     tmp = f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
-        fs.makedirs(tmp, exist_ok=False)
         if _is_local(fs):
-            register_temporary(Path(tmp))
+            register_temporary(Path(tmp))  # first: a kill right after the mkdir leaves it registered
+        fs.makedirs(tmp, exist_ok=False)
         store = f"{tmp}/{STORE_DIR}"
         chunking = dict(chunks) if chunks is not None else default_chunks(main)
         target = Path(store) if _is_local(fs) else fs_url(fs, store)

@@ -134,10 +134,10 @@ def temporary_sibling(target: Path) -> Path:
 
 def mark_temporary(tmp: Path) -> None:
     """Create ``tmp`` (if needed) holding the marker that says the product made it, and by whom."""
+    register_temporary(tmp)  # first: a kill right after the mkdir leaves it registered
     tmp.mkdir(parents=True, exist_ok=True)
     info = {"pid": os.getpid(), "created": time.time(), "host": os.uname().nodename}
     (tmp / TMP_MARKER).write_text(json.dumps(info))
-    register_temporary(tmp)
 
 
 def register_temporary(tmp: Path) -> None:

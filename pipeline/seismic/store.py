@@ -39,6 +39,7 @@ from pipeline.publishing.zarr_io import (
     compressor,
     mark_temporary,
     open_store,
+    register_temporary,
     swap_into_place,
     temporary_sibling,
 )
@@ -207,6 +208,7 @@ class SeismicStoreWriter:
         if self.tmp is None:
             self.tmp = temporary_sibling(self.target)
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            register_temporary(self.tmp)  # before it exists: a kill at any point leaves it registered
             if self.target.exists():
                 _link_tree(self.target, self.tmp)
             mark_temporary(self.tmp)

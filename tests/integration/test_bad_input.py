@@ -289,8 +289,19 @@ def test_validate_and_train_refuse_what_is_not_a_usable_store(
     ]
     for edit, what, more in cases:
         bad = damaged(edit)
-        out = e.expect_refusal(["validate", str(bad)], str(bad), what, more, keep=(bad,))
-        assert "Traceback" not in out
+        e.expect_refusal(["validate", str(bad)], str(bad), what, more, keep=(bad,))
+    bad = damaged(corrupt_chunk)
+    e.expect_refusal(["train", "hsi", "--store", str(bad), "--no-prefect"], "chunk 0", "'VNIR1'", keep=(bad,))
+    e.expect_refusal(
+        ["train", "seismic", "--store", str(store), "--no-prefect"], "hsi_samples", "seismic", keep=(store,)
+    )
+
+    def drop_modality(p: Path) -> None:
+        shutil.rmtree(p / "modality")
+
+    bad = damaged(drop_modality)
+    code, output = e.run("validate", str(bad))
+    assert code in (1, 2) and "Traceback" not in output and "modality" in output, output[-2000:]
 
 
 def test_picks_and_events_with_bad_values(tmp_path: Path) -> None:
