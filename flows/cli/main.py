@@ -141,7 +141,10 @@ def curate_hsi(
     if seed is not None:
         overrides["seed"] = seed
     params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
+    from pipeline import interrupt
     from pipeline.hsi.curate import preflight
+
+    interrupt.install()
     from pipeline.hsi.store import KIND
     from pipeline.publishing.zarr_io import check_target
 

@@ -21,6 +21,7 @@ import rasterio.errors
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from pipeline import interrupt
 from pipeline.errors import InputError, MissingInputError, WavelengthError
 
 #: Largest window read at once (bytes); bounds peak memory during extraction.
@@ -283,6 +284,7 @@ def read_pixels(
             block = src.read(window=window)  # [bands, h, w]
             members = idx[lo:hi]
             values[members] = block[:, rows[members] - r0, cols[members] - c0].T
+            interrupt.check()  # Ctrl-C stops a long extraction within one window
             if on_window is not None:
                 on_window(k + 1, uniq.size)
     return PixelValues(inside=inside, values=values)

@@ -32,6 +32,7 @@ import fsspec
 import xarray as xr
 from fsspec.implementations.local import LocalFileSystem
 
+from pipeline import interrupt
 from pipeline.errors import PublishError
 from pipeline.publishing import paths
 from pipeline.publishing.manifest import (
@@ -325,6 +326,7 @@ def _install(
         manifest = _manifest(name=name, version=vid, digest=digest, ds=main, groups=children, arrays=arrays,
                              files=files, input_checksums=input_checksums, parameters=parameters)  # fmt: skip
         write_small_file(fs, f"{tmp}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        interrupt.check()
         if _rename_dir(fs, tmp, f"{folder}/{vid}"):
             return vid
         time.sleep(0.01)
@@ -333,6 +335,7 @@ def _install(
 
 def _point_latest(fs: fsspec.AbstractFileSystem, folder: str, version: str) -> None:
     """Move the ``latest`` pointer of a dataset folder to ``version`` (atomic, done last)."""
+    interrupt.check()
     write_small_file(fs, f"{folder}/{LATEST}", json.dumps({"version": version}).encode())
 
 

@@ -25,6 +25,7 @@ import xarray as xr
 from numpy.dtypes import StringDType
 from zarr.codecs import BloscCodec
 
+from pipeline import interrupt
 from pipeline.errors import InputError, PublishError
 
 ZARR_FORMAT = 3
@@ -338,6 +339,7 @@ def write_atomically(
         if store_kind(tmp) is None:
             raise PublishError(f"nothing was written to {tmp}; refusing to write an empty {target}")
         check_target(target, kind=kind, overwrite=overwrite, root=root)  # it may have appeared meanwhile
+        interrupt.check()
         swap_into_place(tmp, target)
     finally:
         if tmp.exists():

@@ -29,6 +29,7 @@ import xarray as xr
 import zarr
 from numpy.dtypes import StringDType
 
+from pipeline import interrupt
 from pipeline.errors import ContractViolation, InputError
 from pipeline.io.waveforms import EVENT_COLUMNS, Reject
 from pipeline.publishing.contract import validate_seismic_store
@@ -216,6 +217,7 @@ class SeismicStoreWriter:
 
     def add(self, batch: TraceBatch) -> int:
         """Append the batch's traces that are not in the store yet; returns how many were added."""
+        interrupt.check()
         known_rejects = {(r.trace_id, r.reason) for r in self.old_rejects + self.new_rejects}
         for r in batch.rejects:
             if (r.trace_id, r.reason) not in known_rejects:
@@ -344,6 +346,7 @@ class SeismicStoreWriter:
                 raise ContractViolation(tmp, problems)
             if self.hook is not None:
                 self.hook("swap", self.n_written)
+            interrupt.check()
             swap_into_place(tmp, self.target)
             self.tmp = None
         except BaseException:

@@ -203,3 +203,25 @@ def test_kill_9_during_seismic_curation(tmp_path: Path) -> None:
     assert validate_store(out) == []
     _assert_root_sound(root)
     assert list_versions("seis", root=root)
+
+
+def test_ctrl_c_with_prefect_stops_within_seconds_and_writes_nothing(
+    tiny_scene: TinyScene, tmp_path: Path
+) -> None:
+    """Prefect on: a Ctrl-C while the flow starts (or runs) is honoured, not swallowed."""
+    root, out, log = tmp_path / "root", tmp_path / "p.zarr", tmp_path / "stderr.txt"
+    rng = random.Random(21)
+    args = [a for a in _hsi_args(tiny_scene, out) if a != "--no-prefect"]
+    with open(log, "w") as err:
+        proc = subprocess.Popen(args, env=_env(root), stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 120
+        while "Starting temporary server" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.send_signal(signal.SIGINT)
+        t0 = time.perf_counter()
+        code = proc.wait(timeout=30)
+    assert time.perf_counter() - t0 < 10
+    assert code != 0, "the run was not interrupted: it finished before the signal (make the delay shorter)"
+    assert not out.exists() and _leftovers(tmp_path) == []
+    assert "Traceback" not in log.read_text()
