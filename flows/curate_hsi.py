@@ -34,6 +34,7 @@ from pipeline.hsi import store as hsi_store
 from pipeline.hsi.polygons import PolygonReport
 from pipeline.hsi.spectral import Transmission
 from pipeline.io.raster import read_cost
+from pipeline.publishing.contract import validate_hsi_store
 from pipeline.publishing.zarr_io import check_target, target_lock, write_atomically
 from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
@@ -165,7 +166,9 @@ def publish_store(
     root: str | None = None,
 ) -> Path:
     """Write the store atomically at ``target``: small arrays by a task here, modality arrays fanned out."""
-    with write_atomically(target, kind=hsi_store.KIND, overwrite=overwrite, root=root) as tmp:
+    with write_atomically(
+        target, kind=hsi_store.KIND, overwrite=overwrite, root=root, validate=validate_hsi_store
+    ) as tmp:
         create_store_task(ds, rejects, tmp, chunk)
         fill_modalities(runner, tmp, extractions, ds["sample_id"].values)
     return target

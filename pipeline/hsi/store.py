@@ -24,6 +24,7 @@ from pipeline.hsi.extract import (
 )
 from pipeline.hsi.folds import stratified_folds
 from pipeline.hsi.sampling import SampledPoints, seed_streams
+from pipeline.publishing.contract import validate_hsi_store
 from pipeline.publishing.zarr_io import fill_array, write_atomically, write_zarr
 from pipeline.version import code_version
 from schemas.hsi import HSICurationParams, HSIInputs
@@ -221,7 +222,9 @@ def write_hsi_store(
 ) -> Path:
     """Write the dataset and its rejects group atomically at ``out`` (see ``write_atomically``)."""
     target = Path(out)
-    with write_atomically(target, kind=KIND, overwrite=overwrite, root=root) as tmp:
+    with write_atomically(
+        target, kind=KIND, overwrite=overwrite, root=root, validate=validate_hsi_store
+    ) as tmp:
         create_hsi_store(ds, rejects, tmp, chunk=chunk)
     return target
 

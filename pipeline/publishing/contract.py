@@ -281,6 +281,8 @@ def _validate_hsi_path(path: Path) -> list[str]:
     return validate_hsi(ds, rejects)
 
 
+#: Contract problems of the HSI store at a path (what ``write_atomically(validate=...)`` takes).
+validate_hsi_store = _validate_hsi_path
 VALIDATORS["hsi_samples"] = _validate_hsi_path
 VALIDATORS[SEISMIC_KIND] = validate_seismic_store
 

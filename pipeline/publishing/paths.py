@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: File under a local dataset root listing every temporary folder a run made (one path a line).
-TEMPORARIES = ".emin-temporaries"
+#: File (in the user's state folder) listing every temporary folder a run made, one JSON line each.
+TEMPORARIES = "temporaries"
 
 
 def default_root() -> str:
@@ -14,9 +14,17 @@ def default_root() -> str:
     return os.environ.get("EMIN_DATA_ROOT", "data/published")
 
 
-def temporaries_registry(root: str | Path | None = None) -> Path | None:
-    """The registry file of temporaries under a local dataset root (None for a remote root)."""
-    base = str(root or default_root())
-    if "://" in base and not base.startswith("file://"):
-        return None
-    return Path(base.removeprefix("file://")).absolute() / TEMPORARIES
+def state_dir() -> Path:
+    """The user's emin state folder: ``$EMIN_STATE_DIR``, else ``$XDG_STATE_HOME/emin``, else ``~/.local/state/emin``.
+
+    Kept out of the dataset root so that a failed run leaves the root byte-identical.
+    """
+    if os.environ.get("EMIN_STATE_DIR"):
+        return Path(os.environ["EMIN_STATE_DIR"]).absolute()
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "emin"
+
+
+def temporaries_registry() -> Path:
+    """The registry of the temporaries this user's runs made (read by ``emin publish gc``)."""
+    return state_dir() / TEMPORARIES

@@ -361,9 +361,9 @@ def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bo
     """Remove partial writes the product left behind; complete versions are never touched.
 
     Removed: ``.tmp-*`` folders and pointer temp files in dataset folders older than
-    ``min_age_s``, and every temporary listed in the root's registry
-    (``<root>/.emin-temporaries``, written by every run that makes one, wherever it makes it:
-    beside an ``--out`` too) whose owning process is gone or that is older than ``min_age_s``.
+    ``min_age_s``, and every temporary listed in the user's registry
+    (``paths.temporaries_registry()``, written by every run that makes one, wherever it makes
+    it: beside an ``--out`` too) whose owning process is gone or that is older than ``min_age_s``.
     Only paths named like the product's temporaries are removed. Returns the removed (or, with
     ``dry_run``, removable) paths.
     """
@@ -395,8 +395,8 @@ def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) 
     """The registry part of :func:`gc`; rewrites the registry without the entries that are gone."""
     import shutil
 
-    reg = paths.temporaries_registry(root)
-    if reg is None or not reg.is_file():
+    reg = paths.temporaries_registry()
+    if not reg.is_file():
         return []
     now = time.time()
     removed: list[str] = []

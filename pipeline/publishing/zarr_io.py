@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from numpy.dtypes import StringDType
 from zarr.codecs import BloscCodec
 
 from pipeline import interrupt
-from pipeline.errors import InputError, PublishError
+from pipeline.errors import ContractViolation, InputError, PublishError
 
 ZARR_FORMAT = 3
 
@@ -142,15 +142,13 @@ def mark_temporary(tmp: Path) -> None:
 
 
 def register_temporary(tmp: Path) -> None:
-    """Record ``tmp`` in the registry of temporaries (``$EMIN_DATA_ROOT/.emin-temporaries``), best effort.
+    """Record ``tmp`` in the registry of temporaries (``paths.temporaries_registry()``), best effort.
 
     ``emin publish gc`` reads the registry to find leftovers of killed runs wherever they were made.
     """
     from pipeline.publishing.paths import temporaries_registry
 
     reg = temporaries_registry()
-    if reg is None:
-        return
     line = json.dumps({"path": str(tmp.absolute()), "pid": os.getpid(), "host": os.uname().nodename})
     with contextlib.suppress(OSError):
         reg.parent.mkdir(parents=True, exist_ok=True)
@@ -319,7 +317,12 @@ def swap_into_place(tmp: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def write_atomically(
-    target: str | Path, *, kind: str, overwrite: bool = False, root: str | Path | None = None
+    target: str | Path,
+    *,
+    kind: str,
+    overwrite: bool = False,
+    root: str | Path | None = None,
+    validate: Callable[[Path], list[str]] | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary path to write a ``kind`` store into; move it to ``target`` on success.
 
@@ -327,7 +330,8 @@ def write_atomically(
     working-copy write; *publishing* (an immutable, versioned copy) is
     :func:`pipeline.publishing.versions.publish_dataset`. ``target`` must pass
     :func:`check_target` (an existing store of the same kind is replaced only with
-    ``overwrite``, and only after the new one is complete).
+    ``overwrite``, and only after the new one is complete and, with ``validate``, has no
+    contract problem).
     """
     target = Path(target).absolute()
     check_target(target, kind=kind, overwrite=overwrite, root=root)
@@ -338,6 +342,9 @@ def write_atomically(
         yield tmp
         if store_kind(tmp) is None:
             raise PublishError(f"nothing was written to {tmp}; refusing to write an empty {target}")
+        problems = [] if validate is None else validate(tmp)
+        if problems:  # a store that breaks its contract never replaces anything
+            raise ContractViolation(tmp, problems)
         check_target(target, kind=kind, overwrite=overwrite, root=root)  # it may have appeared meanwhile
         interrupt.check()
         swap_into_place(tmp, target)

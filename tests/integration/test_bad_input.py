@@ -54,7 +54,8 @@ class Env:
         self.transmission = self.user / "scene" / scene.transmission.name
 
     def run(self, *args: str) -> tuple[int, str]:
-        result = CliRunner().invoke(app, list(args), env={"EMIN_DATA_ROOT": str(self.root)})
+        env = {"EMIN_DATA_ROOT": str(self.root), "EMIN_STATE_DIR": str(self.tmp / "state")}
+        result = CliRunner().invoke(app, list(args), env=env)
         return result.exit_code, result.output
 
     def hsi_args(
@@ -363,3 +364,85 @@ def test_prefect_route_reports_bad_input_in_one_message(env: Env) -> None:
     assert "Traceback" not in done.stderr and "truncated" in done.stderr and str(env.swir) in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 6, done.stderr
     assert snapshot(env.user, env.root) == before
+
+
+def test_a_store_breaking_its_contract_never_replaces_the_working_copy(tmp_path: Path) -> None:
+    import xarray as xr
+
+    from pipeline.errors import ContractViolation
+    from pipeline.publishing.zarr_io import write_atomically, write_zarr
+
+    out = tmp_path / "o.zarr"
+    ds = xr.Dataset({"v": ("sample", np.arange(3.0))}, attrs={"emin_kind": "hsi_samples"})
+    with write_atomically(out, kind="hsi_samples") as tmp:
+        write_zarr(ds, tmp, chunks={})
+    before = snapshot(out)
+    failing = write_atomically(out, kind="hsi_samples", overwrite=True, validate=lambda p: ["broken"])
+    with pytest.raises(ContractViolation, match="broken"), failing as tmp:
+        write_zarr(ds.assign(v=ds["v"] + 1), tmp, chunks={})
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["o.zarr"]  # no temporary, no lock left
+
+
+def test_gc_from_the_cli_removes_what_a_killed_run_left_beside_out(env: Env) -> None:
+    """A leftover of a killed run (registered, owner gone) is removed; a look-alike of the user's is not."""
+    import subprocess
+    import sys
+
+    from pipeline.publishing.zarr_io import register_temporary
+
+    leftover = env.tmp / ".o.zarr.tmp-0123456789ab"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (leftover / "x").mkdir(parents=True)
+    import os
+
+    saved = os.environ.get("EMIN_STATE_DIR")
+    os.environ["EMIN_STATE_DIR"] = str(env.tmp / "state")
+    try:
+        register_temporary(leftover)
+    finally:
+        os.environ.pop("EMIN_STATE_DIR")
+        if saved is not None:
+            os.environ["EMIN_STATE_DIR"] = saved
+    registry = env.tmp / "state" / "temporaries"
+    registry.write_text(
+        registry.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {dead.stdout.strip()}')
+    )
+    users = env.user / ".notes.tmp-0123456789ab"  # named like a temporary, never registered
+    users.mkdir()
+    code, output = env.run("publish", "gc")
+    assert code == 0, output
+    assert not leftover.exists() and users.exists()
+    assert str(leftover) in output
+
+
+def test_seismic_curation_where_every_trace_is_rejected_publishes_nothing(tmp_path: Path) -> None:
+    from pipeline.publishing.contract import validate_store
+    from pipeline.synthetic.seismic_network import generate_seismic_network
+
+    net = generate_seismic_network(tmp_path / "net", seed=3, n_stations=4, n_events=2)
+    root = tmp_path / "published"
+    root.mkdir()
+    events = tmp_path / "elsewhen.csv"  # an event no waveform covers: every trace is a reject
+    events.write_text("event_id,time,latitude,longitude,depth_km\nE1,2001-01-01T00:00:00Z,40,-111.5,5\n")
+    out = tmp_path / "s.zarr"
+    args = ["curate", "seismic", "--no-prefect", "--waveforms", str(net.waveform_glob), "--inventory"]
+    args += [
+        str(net.inventory),
+        "--events",
+        str(events),
+        "--out",
+        str(out),
+        "--keep-all-errors",
+        "--publish",
+        "z",
+    ]
+    result = CliRunner().invoke(app, args, env={"EMIN_DATA_ROOT": str(root)})
+    assert result.exit_code == 2, result.output[-3000:]
+    assert "0 samples" in result.output and str(out) in result.output and "Traceback" not in result.output
+    assert list(root.iterdir()) == []  # nothing published
+    assert validate_store(out) == []  # the working copy records the rejects, with string dtypes
+    rejects = open_store(out, group="rejects")
+    assert rejects.sizes["reject"] > 0 and open_store(out).sizes["trace"] == 0

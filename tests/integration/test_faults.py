@@ -36,6 +36,7 @@ def _env(root: Path) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "EMIN_DATA_ROOT": str(root),
+        "EMIN_STATE_DIR": str(root.parent / "state"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
@@ -89,7 +90,14 @@ def _assert_root_sound(root: Path) -> None:
 
 
 def _gc_everything(root: Path, *beside: Path) -> None:
-    gc(root=root, min_age_s=3600.0)  # owners are dead: removed whatever their age
+    saved = os.environ.get("EMIN_STATE_DIR")
+    os.environ["EMIN_STATE_DIR"] = str(root.parent / "state")  # the registry the subprocesses wrote
+    try:
+        gc(root=root, min_age_s=3600.0)  # owners are dead: removed whatever their age
+    finally:
+        os.environ.pop("EMIN_STATE_DIR")
+        if saved is not None:
+            os.environ["EMIN_STATE_DIR"] = saved
     assert _leftovers(root, *beside) == []
 
 
