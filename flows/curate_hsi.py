@@ -25,7 +25,13 @@ from prefect.states import State
 from prefect.task_runners import TaskRunner
 
 from flows.publishing import publish_version, publish_version_task
-from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
+from flows.runners import (
+    hsi_extract_key,
+    hsi_polygons_key,
+    io_task_options,
+    make_task_runner,
+    quiet_product_errors,
+)
 from pipeline.errors import InputError
 from pipeline.hsi import curate as hsi
 from pipeline.hsi import extract as hsi_extract
@@ -289,6 +295,7 @@ def curate_hsi_job(job: HSIJob, *, prefect: bool = True, workers: int = 1, clust
     :func:`flows.publishing.publish_version`; returns the store path (the version's when published).
     """
     if prefect:
+        quiet_product_errors()
         return curate_hsi_flow(
             inputs=job.inputs, params=job.params, out=str(job.target), publish=job.publish,
             root=job.root, workers=workers, cluster=cluster, overwrite=job.overwrite,

@@ -19,7 +19,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 from flows.publishing import publish_version, publish_version_task
-from flows.runners import io_task_options, make_task_runner
+from flows.runners import io_task_options, make_task_runner, quiet_product_errors
 from pipeline.errors import InputError
 from pipeline.publishing.zarr_io import check_target, target_lock
 from pipeline.seismic.batch import TraceBatch, process_files
@@ -196,6 +196,7 @@ def curate_seismic_job(
     :func:`flows.publishing.publish_version`.
     """
     if prefect:
+        quiet_product_errors()
         return curate_seismic_flow(
             inputs=job.inputs,
             params=job.params,

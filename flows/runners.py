@@ -118,6 +118,30 @@ def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) 
     return False
 
 
+class _ProductErrorFilter(logging.Filter):
+    """Log a product error (:class:`EminError`) as its one-line message, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, EminError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_product_errors() -> None:
+    """Keep task/flow-run logs of a bad input to their one line (call after Prefect set up logging).
+
+    A product error already says what, where and the fix; its traceback (printed once per
+    task and once per flow by Prefect's console handler) is noise to the user. Bugs keep theirs.
+    """
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(f, _ProductErrorFilter) for f in handler.filters):
+                handler.addFilter(_ProductErrorFilter())
+
+
 def io_task_options(retries: int = 2) -> dict[str, Any]:
     """``@task`` options of every I/O task: a few retries, skipped for bad input."""
     return {"retries": retries, "retry_delay_seconds": 2, "retry_condition_fn": retry_transient}

@@ -344,15 +344,30 @@ def test_picks_and_events_with_bad_values(tmp_path: Path) -> None:
     assert "binary" in outputs[-1] and str(picks_bin) in outputs[-1]
 
 
-def test_prefect_route_reports_bad_input_in_one_message(env: Env) -> None:
-    """With Prefect on (the default), a bad input is one clear message, not task tracebacks."""
+@pytest.mark.parametrize("case", ["truncated", "all_nodata"])
+def test_prefect_route_reports_bad_input_in_one_message(env: Env, case: str) -> None:
+    """With Prefect on (the default), a bad input is one clear message, not task tracebacks.
+
+    ``truncated`` is caught by the preflight (before Prefect starts), ``all_nodata`` inside a
+    task run (its log lines keep the one-line message, without the traceback).
+    """
     import os
     import subprocess
     import sys
 
-    data = env.swir.read_bytes()
-    env.swir.write_bytes(data[: int(len(data) * 0.6)])
-    args = [a for a in env.hsi_args(env.tmp / "o.zarr") if a != "--no-prefect"]
+    if case == "truncated":
+        data = env.swir.read_bytes()
+        env.swir.write_bytes(data[: int(len(data) * 0.6)])
+        args = [a for a in env.hsi_args(env.tmp / "o.zarr") if a != "--no-prefect"]
+        expect, bad, max_lines = "truncated", env.swir, 6
+    else:
+        with rasterio.open(env.vnir) as src:
+            data = np.full((src.count, src.height, src.width), -9999.0, np.float32)
+            wl = np.array([float(src.tags(i + 1)["wavelength"]) for i in range(src.count)])
+        bad = write_raster(env.user / "blank.tif", data, origin=ORIGIN, res=1.0, wavelengths=wl)
+        args = env.hsi_args(env.tmp / "o.zarr", "--publish", "b", rasters={"B": (bad, "VNIR")})
+        args = [a for a in args if a != "--no-prefect"]
+        expect, max_lines = "0 samples", 40
     before = snapshot(env.user, env.root)
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
@@ -361,8 +376,9 @@ def test_prefect_route_reports_bad_input_in_one_message(env: Env) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr and "truncated" in done.stderr and str(env.swir) in done.stderr
-    assert len(done.stderr.strip().splitlines()) <= 6, done.stderr
+    assert "Traceback" not in done.stderr and expect in done.stderr and str(bad) in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= max_lines, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("  fix:") or "fix:" in done.stderr
     assert snapshot(env.user, env.root) == before
 
 
