@@ -263,6 +263,13 @@ def target_lock(target: str | Path, *, timeout_s: float = 600.0) -> Iterator[Non
         finally:
             _HELD[target] -= 1
         return
+    inside = published_version_above(target)
+    if inside is not None:  # the lock file would be a write into a published dataset
+        raise InputError(
+            f"is inside the published dataset folder {inside}; published versions are never written again",
+            path=target,
+            fix="choose an --out outside the dataset root, and use --publish NAME to publish a new version",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     path = target.parent / f".{target.name}.lock"
     deadline = time.monotonic() + timeout_s

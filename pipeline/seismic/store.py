@@ -164,9 +164,10 @@ class SeismicStoreWriter:
         self.params = params
         self.hook = hook
         self.tmp: Path | None = None
-        _recover(self.target)
         # an existing seismic store is appended to; anything else of the user's is refused
         check_target(self.target, kind=EMIN_KIND, append=True, root=root)
+        _recover(self.target)
+        check_target(self.target, kind=EMIN_KIND, append=True, root=root)  # what _recover put back
         self.existing_ids: set[str] = set()
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []

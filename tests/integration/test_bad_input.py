@@ -462,3 +462,27 @@ def test_seismic_curation_where_every_trace_is_rejected_publishes_nothing(tmp_pa
     assert validate_store(out) == []  # the working copy records the rejects, with string dtypes
     rejects = open_store(out, group="rejects")
     assert rejects.sizes["reject"] > 0 and open_store(out).sizes["trace"] == 0
+
+
+def test_library_routes_never_write_into_a_published_version(published: tuple[Env, Path]) -> None:
+    """The lock and the writers refuse a published version even when the CLI's checks are bypassed."""
+    from flows.curate_hsi import curate_hsi_job, resolve_job
+    from pipeline.errors import InputError
+    from pipeline.publishing.zarr_io import target_lock
+    from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
+
+    e, store = published
+    before = snapshot(e.root)
+    inside = store.parent / "x.zarr"
+    with pytest.raises(InputError, match="published"), target_lock(inside):
+        pass
+    inputs = HSIInputs(
+        polygons=e.polygons,
+        class_column="class_name",
+        transmission=e.transmission,
+        rasters=[RasterSpec(name="VNIR1", path=e.vnir, sensor="VNIR")],
+    )
+    job = resolve_job(None, "none.yaml", inputs, HSICurationParams(max_points_per_class=50), str(inside))
+    with pytest.raises(InputError, match="published"):
+        curate_hsi_job(job, prefect=False)
+    assert snapshot(e.root) == before
