@@ -18,6 +18,8 @@ import rasterio
 from scenes import ORIGIN, TinyScene, write_raster
 from typer.testing import CliRunner
 
+import flows.curate_hsi
+import flows.curate_seismic  # noqa: F401
 from flows.cli.main import app
 from pipeline.publishing.registry import verify_dataset
 from pipeline.publishing.versions import list_versions, publish_dataset, read_latest
