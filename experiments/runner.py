@@ -28,6 +28,7 @@ from experiments.result import Dataset, ExperimentResult
 from experiments.spec import ZERO, BudgetName, ExperimentSpec, RunPlan
 from experiments.stats import PairedComparison, holm, paired_comparison
 from pipeline.errors import InputError
+from pipeline.publishing.contract import STORE_KIND
 from pipeline.version import code_version
 from schemas.vae import VAETrainConfig
 
@@ -43,7 +44,6 @@ __all__ = [
     "run_key",
 ]
 
-STORE_KINDS = {"hsi": "hsi_samples", "seismic": "seismic_spectrograms"}
 DONE = "metrics.json"
 
 
@@ -67,9 +67,9 @@ def resolve_dataset(dataset: str, kind: str, *, root: str | None = None) -> Data
             f"cannot open as a Zarr store: {exc}", path=store, fix="give a curated store"
         ) from exc
     found = attrs.get("emin_kind")
-    if found != STORE_KINDS[kind]:
+    if found != STORE_KIND[kind]:
         raise InputError(
-            f"a {kind} experiment needs a {STORE_KINDS[kind]!r} store, this one is {found!r}",
+            f"a {kind} experiment needs a {STORE_KIND[kind]!r} store, this one is {found!r}",
             path=store,
             fix=f"give a {kind} dataset (emin datasets list)",
         )

@@ -26,8 +26,15 @@ from prefect.task_runners import TaskRunner
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
 from flows.progress import logs_warnings
-from flows.publishing import publish_version_task
-from flows.runners import hsi_extract_key, hsi_polygons_key, io_task_options, make_task_runner
+from flows.publishing import publish_version, publish_version_task
+from flows.runners import (
+    hsi_extract_key,
+    hsi_polygons_key,
+    io_task_options,
+    make_task_runner,
+    quiet_product_errors,
+)
+from pipeline.errors import InputError
 from pipeline.hsi import curate as hsi
 from pipeline.hsi import extract as hsi_extract
 from pipeline.hsi import sampling as hsi_sampling
@@ -35,7 +42,8 @@ from pipeline.hsi import store as hsi_store
 from pipeline.hsi.polygons import PolygonReport
 from pipeline.hsi.spectral import Transmission
 from pipeline.io.raster import read_cost
-from pipeline.publishing.zarr_io import write_atomically
+from pipeline.publishing.contract import validate_hsi_store
+from pipeline.publishing.zarr_io import check_target, target_lock, write_atomically
 from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
@@ -161,9 +169,14 @@ def publish_store(
     extractions: list[PrefectFuture[hsi_extract.ModalityExtraction]],
     target: Path,
     chunk: int,
+    *,
+    overwrite: bool = False,
+    root: str | None = None,
 ) -> Path:
     """Write the store atomically at ``target``: small arrays by a task here, modality arrays fanned out."""
-    with write_atomically(target) as tmp:
+    with write_atomically(
+        target, kind=hsi_store.KIND, overwrite=overwrite, root=root, validate=validate_hsi_store
+    ) as tmp:
         create_store_task(ds, rejects, tmp, chunk)
         fill_modalities(runner, tmp, extractions, ds["sample_id"].values)
     return target
@@ -177,6 +190,7 @@ class HSIJob(NamedTuple):
     target: Path
     publish: str | None
     root: str | None
+    overwrite: bool = False
 
 
 def resolve_job(
@@ -187,6 +201,7 @@ def resolve_job(
     out: str | None,
     publish: str | None = None,
     root: str | None = None,
+    overwrite: bool = False,
 ) -> HSIJob:
     """Inputs/params/output/publication from a catalog entry, or from direct arguments."""
     if entry is not None:
@@ -199,10 +214,11 @@ def resolve_job(
             Path(out) if out else cat_out,
             publish or cat_publish,
             root or cat_root,
+            True,  # an entry's path is that dataset's own working copy: re-runs replace its HSI store
         )
     if inputs is None or out is None:
         raise ValueError("give either `entry` (a catalog name) or both `inputs` and `out`")
-    return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root)
+    return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root, overwrite)
 
 
 def _curate_run_name() -> str:
@@ -225,6 +241,7 @@ def curate_hsi_flow(
     workers: Annotated[int, ui("Workers", ge=1)] = 1,
     publish: Annotated[OptStr, ui("Publish as dataset")] = None,
     root: Annotated[OptStr, ui("Dataset root")] = None,
+    overwrite: Annotated[bool, ui("Replace an existing HSI store at the output")] = False,
 ) -> str:
     """Curate an HSI multi-modality sample dataset; returns the path of the store.
 
@@ -233,7 +250,11 @@ def curate_hsi_flow(
     version in the dataset ``root``, and that version's store path is returned. Rasters are
     extracted, and their modality arrays compressed and written, concurrently: in threads,
     or on Dask with ``workers >= 2`` (a local cluster) or ``cluster="tcp://host:8786"`` (an
-    existing one, whose workers must see the inputs and ``out`` at the same paths). The run's
+    existing one, whose workers must see the inputs and ``out`` at the same paths).
+
+    ``out`` is checked first (it must not exist, be an empty folder, or hold an HSI store to
+    replace with ``overwrite``); the store is written, and published, last and under a lock on
+    ``out``, so two runs with the same ``out`` never publish each other's content. The run's
     artifacts (``curate-hsi-summary``, ``curate-hsi-table1``) are written after publishing and
     name the version; the dataset report is written beside the version.
 
@@ -247,12 +268,16 @@ def curate_hsi_flow(
         workers: Extraction workers: 1 = threads in the flow process, >= 2 = a local Dask cluster of that many processes.
         publish: Dataset name to publish the store as (a new immutable version); default: the entry's name, none without an entry.
         root: Dataset root for publishing (folder or fsspec URL); default: the catalog's, else $EMIN_DATA_ROOT or data/published.
+        overwrite: Replace an existing HSI store at `out` (never anything else; a catalog entry replaces its own store).
     """
     entry, cluster = entry or None, cluster or None
     params_given: HSICurationParams | None = None if params == HSICurationParams() else params
-    inputs, params, target, publish, root = resolve_job(
-        entry, catalog, inputs, params_given, out or None, publish or None, root or None
+    job = resolve_job(
+        entry, catalog, inputs, params_given, out or None, publish or None, root or None, overwrite
     )
+    inputs, params, target, publish, root = job.inputs, job.params, job.target, job.publish, job.root
+    overwrite = job.overwrite
+    check_target(target, kind=hsi_store.KIND, overwrite=overwrite, root=root)
     polygons, report, transmission = load_polygons_task(inputs, params)
     points = sample_points_task(polygons, params, report)
     with make_task_runner(cluster, workers) as runner:
@@ -269,8 +294,35 @@ def curate_hsi_flow(
                 100.0 * len(done) / len(in_order), f"rasters extracted: {len(done)}/{len(in_order)}"
             )
         ds, rejects = assemble_task(points, done, params, inputs)
-        path = publish_store(runner, ds, rejects, in_order, target, params.sample_chunk)
-    get_run_logger().info("wrote %s", path)
-    version = None if publish is None else publish_version_task(str(path), name=publish, root=root)
+        with target_lock(target):
+            path = publish_store(
+                runner, ds, rejects, in_order, target, params.sample_chunk, overwrite=overwrite, root=root
+            )
+            get_run_logger().info("wrote %s", path)
+            version = None if publish is None else publish_version_task(str(path), name=publish, root=root)
     publish_curation_artifacts("hsi", path, version, root=root)  # after publishing: names the version
     return str(path) if version is None else version.store
+
+
+def curate_hsi_job(job: HSIJob, *, prefect: bool = True, workers: int = 1, cluster: str | None = None) -> str:
+    """Run one resolved job: as the ``curate-hsi`` flow, or (``prefect=False``) in this process.
+
+    Both routes write the same store and, when ``job.publish`` is set, publish it with the same
+    :func:`flows.publishing.publish_version`; returns the store path (the version's when published).
+    """
+    if prefect:
+        quiet_product_errors()
+        return curate_hsi_flow(
+            inputs=job.inputs, params=job.params, out=str(job.target), publish=job.publish,
+            root=job.root, workers=workers, cluster=cluster, overwrite=job.overwrite,
+        )  # fmt: skip
+    if workers > 1 or cluster is not None:
+        raise InputError(
+            "Dask workers/cluster need the Prefect flow",
+            fix="--workers/--cluster fan rasters out through the flow: drop --no-prefect, or drop them",
+        )
+    with target_lock(job.target):
+        path = hsi.curate_hsi(job.inputs, job.params, out=job.target, overwrite=job.overwrite, root=job.root)
+        if job.publish is None:
+            return str(path)
+        return publish_version(str(path), name=job.publish, root=job.root).store

@@ -21,13 +21,15 @@ from flows.artifacts import ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
 from flows.progress import logs_warnings
 from flows.publishing import publish_version, publish_version_task
-from flows.runners import io_task_options, make_task_runner
+from flows.runners import io_task_options, make_task_runner, quiet_product_errors
 from pipeline.errors import InputError
+from pipeline.publishing.zarr_io import check_target, target_lock
 from pipeline.seismic.batch import TraceBatch, process_files
 from pipeline.seismic.curate import CurationSummary, curate_seismic, input_checksums_for
 from pipeline.seismic.store import SeismicStoreWriter
 from pipeline.seismic.windows import metadata_for
 from schemas.catalog import load_catalog
+from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import SeismicCurationParams, SeismicInputs
 
 
@@ -177,8 +179,18 @@ def curate_seismic_flow(
     inputs = inputs or _inputs_from_paths(waveforms_given, inventory, events, picks)
     job = resolve_job(entry, catalog, inputs, params_given, out, publish, root)
     inputs, params, target = job.inputs, job.params, job.target
+    check_target(target, kind=SEISMIC_KIND, append=True, root=job.root)
     meta: Any = load_metadata_task(inputs, params)
-    writer = SeismicStoreWriter(target, params)
+    with target_lock(target):
+        return _write_and_publish(job, meta, batch_files=batch_files, cluster=cluster, workers=workers)
+
+
+def _write_and_publish(
+    job: SeismicJob, meta: Any, *, batch_files: int, cluster: str | None, workers: int
+) -> CurationSummary:
+    """Append the new traces (under the caller's lock on the target), then publish: the flow's body."""
+    inputs, params, target = job.inputs, job.params, job.target
+    writer = SeismicStoreWriter(target, params, root=job.root)
     writer.add(TraceBatch.empty(meta.rejects))
     skip = frozenset(writer.existing_ids)
     files = sorted(inputs.waveforms)
@@ -221,6 +233,7 @@ def curate_seismic_job(
     :func:`flows.publishing.publish_version`.
     """
     if prefect:
+        quiet_product_errors()
         return curate_seismic_flow(
             inputs=job.inputs,
             params=job.params,
@@ -236,7 +249,8 @@ def curate_seismic_job(
             "Dask workers/cluster need the Prefect flow",
             fix="--workers/--cluster fan batches out through the flow: drop --no-prefect, or drop them",
         )
-    summary = curate_seismic(job.inputs, job.target, job.params, batch_files=batch_files)
-    if job.publish is not None:
-        summary.version_store = publish_version(str(job.target), name=job.publish, root=job.root).store
+    with target_lock(job.target):
+        summary = curate_seismic(job.inputs, job.target, job.params, batch_files=batch_files, root=job.root)
+        if job.publish is not None:
+            summary.version_store = publish_version(str(job.target), name=job.publish, root=job.root).store
     return summary

@@ -99,14 +99,47 @@ def gpu_resources(count: int = 1) -> Iterator[None]:
 
 
 def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry I/O hiccups, not bad input: an :class:`EminError` will fail the same way again."""
+    """Retry I/O hiccups only (``OSError`` other than a missing/forbidden path).
+
+    Bad input fails the same way again (an :class:`EminError`, a ``ValueError``, a pydantic
+    error, any bug), and an interrupt (Ctrl-C, a cancelled or crashed run) must stop the run:
+    neither is retried.
+    """
     try:
         state.result()
     except EminError:
         return False
-    except Exception:
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+        return False
+    except OSError:
         return True
+    except BaseException:
+        return False
     return False
+
+
+class _ProductErrorFilter(logging.Filter):
+    """Log a product error (:class:`EminError`) as its one-line message, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, EminError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_product_errors() -> None:
+    """Keep task/flow-run logs of a bad input to their one line (call after Prefect set up logging).
+
+    A product error already says what, where and the fix; its traceback (printed once per
+    task and once per flow by Prefect's console handler) is noise to the user. Bugs keep theirs.
+    """
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if not any(isinstance(f, _ProductErrorFilter) for f in handler.filters):
+                handler.addFilter(_ProductErrorFilter())
 
 
 def io_task_options(retries: int = 2) -> dict[str, Any]:

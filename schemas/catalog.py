@@ -191,7 +191,21 @@ def load_catalog(path: str | Path = "data_catalog.yaml") -> DataCatalog:
     path = Path(path).resolve()
     if not path.exists():
         raise MissingInputError("catalog file not found", path=path, fix="pass --catalog PATH")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"catalog is not UTF-8 text (byte {exc.start})", path=path, fix="give a YAML text file"
+        ) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(
+            f"malformed YAML at {where}{problem}",
+            path=path,
+            fix="fix the YAML syntax at that line (indentation, ':' after keys, quotes)",
+        ) from exc
     if not isinstance(raw, dict):
         raise InputError("catalog must be a mapping of entry names to entries", path=path)
     try:

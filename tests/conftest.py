@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# the registry of temporaries (pipeline.publishing.paths.state_dir) stays out of the user's home
+os.environ.setdefault("EMIN_STATE_DIR", tempfile.mkdtemp(prefix="emin-state-"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from scenes import TinyScene, make_tiny_scene

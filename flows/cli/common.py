@@ -66,12 +66,17 @@ def command_group(help: str) -> typer.Typer:
 
 
 def parse_pairs(values: list[str], option: str) -> dict[str, str]:
-    """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed item."""
+    """``["A=x", "B=y"]`` -> ``{"A": "x", "B": "y"}`` with a clear error on a malformed or repeated item."""
     pairs: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             fail(f"{option} expects NAME=VALUE, got {item!r}")
+        if key.strip() in pairs:
+            fail(
+                f"{option} names {key.strip()!r} twice ({pairs[key.strip()]!r} and {value.strip()!r}); "
+                f"fix: give each {option} NAME once (use a different NAME per modality)"
+            )
         pairs[key.strip()] = value.strip()
     return pairs
 
@@ -81,8 +86,13 @@ def parse_params(values: list[str]) -> dict[str, Any]:
     return {k.replace("-", "_"): yaml.safe_load(v) for k, v in parse_pairs(values, "--param").items()}
 
 
-def resolve_store(store: str) -> str:
-    """A store path as given, or the latest published version of a dataset name; must exist."""
+def resolve_store(store: str, kind: str | None = None) -> str:
+    """A store path as given, or the latest published version of a dataset name.
+
+    The store must be a readable emin store of ``kind``: see
+    :func:`pipeline.publishing.contract.require_store` (errors name the file and the fix).
+    ``kind`` is the trainer's (``hsi`` or ``seismic``); None accepts any known kind.
+    """
     if not (Path(store).exists() or "/" in store or store.endswith(".zarr")):
         from pipeline.publishing.registry import resolve
         from pipeline.publishing.versions import default_root
@@ -91,6 +101,9 @@ def resolve_store(store: str) -> str:
         store = f"{folder}/data.zarr"
     if not Path(store).exists():
         fail(f"store {store} does not exist; give a store path or a name from `emin datasets list`")
+    from pipeline.publishing.contract import STORE_KIND, require_store
+
+    require_store(store, None if kind is None else STORE_KIND[kind])
     return store
 
 

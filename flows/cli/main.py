@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import datasets as cli_datasets
@@ -27,6 +28,7 @@ from flows.cli import train as cli_train
 from flows.cli import vae as cli_vae
 from flows.cli.common import (
     ClusterOption,
+    PrefectOption,
     WorkersOption,
     command_group,
     console,
@@ -111,6 +113,10 @@ def curate_hsi(
     root: Annotated[
         str | None, typer.Option(help="dataset root for --publish (default $EMIN_DATA_ROOT)")
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace an existing HSI store at --out (nothing else)")
+    ] = False,
+    use_prefect: PrefectOption = True,
     workers: WorkersOption = 1,
     cluster: ClusterOption = None,
 ) -> None:
@@ -119,7 +125,7 @@ def curate_hsi(
     Prints Table 1 and, as the last line on stdout, the path of the store (the published
     version's store when publishing).
     """
-    from flows.curate_hsi import curate_hsi_flow, resolve_job
+    from flows.curate_hsi import curate_hsi_job, resolve_job
     from pipeline.hsi.store import table1_frame
     from pipeline.publishing.zarr_io import open_store
     from schemas.hsi import HSICurationParams
@@ -127,33 +133,39 @@ def curate_hsi(
     if (entry is None) == (polygons is None):
         fail("give either --entry NAME (catalog) or --polygons with --raster/--sensor/--out")
     if entry is not None:
-        job = resolve_job(entry, str(catalog), None, None, None if out is None else str(out), publish, root)
+        job = resolve_job(
+            entry, str(catalog), None, None, None if out is None else str(out), publish, root, overwrite
+        )
     else:
         if out is None:
             fail("--out is required with --polygons")
         assert polygons is not None and out is not None
         inputs = _hsi_inputs_from_args(polygons, class_column, raster, sensor, transmission, layer)
-        job = resolve_job(None, str(catalog), inputs, None, str(out), publish, root)
+        job = resolve_job(None, str(catalog), inputs, None, str(out), publish, root, overwrite)
     overrides = parse_params(param)
     if seed is not None:
         overrides["seed"] = seed
     params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
+    from pipeline import interrupt
+    from pipeline.hsi.curate import preflight
+
+    interrupt.install()
+    from pipeline.hsi.store import KIND
+    from pipeline.publishing.zarr_io import check_target
+
+    # deterministic input errors: one clear message before any flow/task starts
+    check_target(job.target, kind=KIND, overwrite=job.overwrite, root=job.root)
+    preflight(job.inputs, params)
     start = time.perf_counter()
-    path = curate_hsi_flow(
-        inputs=job.inputs,
-        params=params,
-        out=str(job.target),
-        publish=job.publish,
-        root=job.root,
-        workers=workers,
-        cluster=cluster,
-    )
+    path = curate_hsi_job(job._replace(params=params), prefect=use_prefect, workers=workers, cluster=cluster)
     elapsed = time.perf_counter() - start
     ds = open_store(path)
     show_table1(table1_frame(ds), title=f"Table 1: samples per class and modality ({elapsed:.1f} s)")
     hist = ds.attrs["modality_count_histogram"]
     console.print("modalities per sampled point: " + ", ".join(f"{k}: {v}" for k, v in enumerate(hist)))
     console.print(f"{ds.attrs['n_samples']} samples, {ds.attrs['n_rejected']} rejected (see group 'rejects')")
+    for message in ds.attrs.get("quality_warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(str(message))}")
     out_console.print(path)
 
 
@@ -186,3 +198,7 @@ def main() -> None:
     """Console entry point; hides third-party deprecation noise (affine inside rasterio)."""
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
     app(prog_name="emin")
+
+
+if __name__ == "__main__":
+    main()

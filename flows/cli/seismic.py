@@ -98,8 +98,23 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         elif max_horizontal_error_km is not None:
             params = params.model_copy(update={"max_horizontal_error_km": max_horizontal_error_km})
         job = job._replace(params=params)
+        from pipeline.publishing.zarr_io import check_target
+        from schemas.seismic import EMIN_KIND
+
+        check_target(job.target, kind=EMIN_KIND, append=True, root=job.root)  # before any work
         if not job.inputs.waveforms:
-            fail(f"no waveform file matches {waveforms or entry!r}")
+            fail(
+                f"no waveform file matches {waveforms or entry!r}\n"
+                "  fix: quote the glob and check it matches files (e.g. --waveforms 'data/*.mseed')"
+            )
+        from pipeline import interrupt
+
+        interrupt.install()
+        if use_prefect:  # deterministic input errors: one clear message before any task starts
+            from pipeline.io.waveforms import load_catalog, load_inventory, load_picks
+
+            load_inventory(job.inputs.inventory)
+            load_picks(job.inputs.picks, load_catalog(job.inputs.events)[0])
         try:
             summary = curate_seismic_job(
                 job, prefect=use_prefect, batch_files=batch_files, workers=workers, cluster=cluster

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         base = {"epochs": epochs, "patience": patience or None, "device": device} | parse_params(param or [])
         params = SweepParams(
-            store=resolve_store(store), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
+            store=resolve_store(store, "hsi"), out_dir=str(out), study_name=study_name, mode=mode,  # type: ignore[arg-type]
             n_trials=n_trials, max_new_trials=max_new_trials, cv_folds=cv_folds, final_seeds=seeds,
             parallel=max(parallel, workers), stack=stack, sampler_seed=sampler_seed, base=base,
             workers=workers, cluster=cluster, gpu=gpu, sampler=sampler,  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ def _run(
     fields = {k: v for k, v in fields.items() if v is not None} | parse_params(extra)
     if preset is not None:
         fields = cls.preset_fields(preset, str(fields.get("mode", "baseline"))) | fields
-    fields["store"] = resolve_store(str(fields["store"]))
+    fields["store"] = resolve_store(str(fields["store"]), kind)
     if fields.get("patience") == 0:
         fields["patience"] = None
     probe = cls.model_validate({**fields, "out_dir": None})

@@ -47,7 +47,7 @@ def register(train_app: typer.Typer) -> None:
         from schemas.vae import VAETrainConfig
 
         fields = {
-            "store": resolve_store(store), "decoder": decoder, "seed": seed, "device": device,
+            "store": resolve_store(store, "hsi"), "decoder": decoder, "seed": seed, "device": device,
             "library_csv": None if library is None else str(library), "n_clusters": clusters,
             "epochs": epochs,
         }  # fmt: skip

@@ -25,8 +25,10 @@ from pipeline.hsi.sampling import (
     seed_streams,
 )
 from pipeline.hsi.spectral import Transmission, read_transmission
-from pipeline.hsi.store import assemble_dataset, provenance_for, write_hsi_store
+from pipeline.hsi.store import KIND, assemble_dataset, provenance_for, write_hsi_store
+from pipeline.io.raster import open_raster_info
 from pipeline.io.vector import read_polygons
+from pipeline.publishing.zarr_io import check_target, target_lock
 from schemas.hsi import HSICurationParams, HSIInputs
 
 
@@ -117,11 +119,42 @@ def load_transmission(inputs: HSIInputs, params: HSICurationParams) -> Transmiss
     return None
 
 
+def preflight(inputs: HSIInputs, params: HSICurationParams) -> None:
+    """Cheap checks of every input before any work (or any Prefect task) starts.
+
+    Reads the transmission profile, the polygon layer and every raster's header, so that a
+    deterministic input error is reported once, as one clear message, instead of from inside
+    a task run. Raises the same :class:`~pipeline.errors.InputError` the full run would.
+    """
+    load_transmission(inputs, params)
+    load_polygons(inputs, params)
+    for spec in inputs.rasters:
+        open_raster_info(
+            spec.path,
+            wavelengths_nm=spec.wavelengths_nm,
+            wavelength_units=spec.wavelength_units,
+            scale_factor=spec.scale_factor,
+            offset=spec.offset,
+            nodata=spec.nodata,
+        )
+
+
 def curate_hsi(
-    inputs: HSIInputs, params: HSICurationParams, *, out: str | Path, progress: ProgressFn | None = None
+    inputs: HSIInputs,
+    params: HSICurationParams,
+    *,
+    out: str | Path,
+    progress: ProgressFn | None = None,
+    overwrite: bool = False,
+    root: str | Path | None = None,
 ) -> Path:
     """Run every step in order and write the store at ``out``; the library equivalent of the
-    ``curate-hsi`` flow (which also publishes a version when asked)."""
+    ``curate-hsi`` flow (which also publishes a version when asked).
+
+    ``out`` must not exist, be an empty folder, or (with ``overwrite``) hold an HSI store;
+    it is checked before any work and written last, atomically (see ``check_target``).
+    """
+    check_target(Path(out), kind=KIND, overwrite=overwrite, root=root)
 
     def tick(stage: str, done: int, total: int) -> None:
         if progress is not None:
@@ -139,6 +172,7 @@ def curate_hsi(
     ds, rejects = assemble_dataset(
         points, extractions, params, provenance=provenance_for(inputs, extractions)
     )
-    path = write_hsi_store(ds, rejects, out, chunk=params.sample_chunk)
+    with target_lock(out):
+        path = write_hsi_store(ds, rejects, out, chunk=params.sample_chunk, overwrite=overwrite, root=root)
     tick("publish", 1, 1)
     return path

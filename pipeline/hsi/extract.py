@@ -21,10 +21,16 @@ from pipeline.io.raster import footprint_bounds, open_raster_info, pixel_indices
 from schemas.hsi import HSICurationParams, RasterSpec
 
 #: Why a modality is absent for a sample (``status`` codes of :class:`ModalityExtraction`).
-PRESENT, OUTSIDE, NODATA, NONFINITE = 0, 1, 2, 3
+PRESENT, OUTSIDE, NODATA, NONFINITE, CLIPPED_CONSTANT = 0, 1, 2, 3, 4
 
 
-STATUS_NAMES = {PRESENT: "present", OUTSIDE: "outside_footprint", NODATA: "nodata", NONFINITE: "nonfinite"}
+STATUS_NAMES = {
+    PRESENT: "present",
+    OUTSIDE: "outside_footprint",
+    NODATA: "nodata",
+    NONFINITE: "nonfinite",
+    CLIPPED_CONSTANT: "clipped_constant",  # every band at the clip floor or ceiling: no spectrum left
+}
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -94,6 +100,11 @@ def extract_modality(
     status[(status == PRESENT) & nonfinite] = NONFINITE
     values[status != PRESENT] = np.nan
     clip_reflectance(values, *params.clip_range)
+    lo, hi = params.clip_range
+    present = status == PRESENT
+    flat = present & ((values == np.float32(lo)).all(axis=1) | (values == np.float32(hi)).all(axis=1))
+    status[flat] = CLIPPED_CONSTANT
+    values[flat] = np.nan
     res_x, res_y = abs(info.transform.a), abs(info.transform.e)
     return ModalityExtraction(
         name=spec.name,

@@ -31,7 +31,14 @@ def read_transmission(path: str | Path) -> Transmission:
         raise MissingInputError(
             "transmission profile not found", path=path, fix="check the `transmission` path"
         )
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise SchemaError(
+            f"transmission profile is not a readable CSV ({type(exc).__name__}: {str(exc)[:120]})",
+            path=path,
+            fix="give a text CSV with a header line `wavelength_nm,transmission` and numeric rows",
+        ) from exc
     missing = {"wavelength_nm", "transmission"} - set(table.columns)
     if missing:
         raise SchemaError(
@@ -39,8 +46,21 @@ def read_transmission(path: str | Path) -> Transmission:
             path=path,
             fix="name the columns wavelength_nm,transmission",
         )
-    wl = table["wavelength_nm"].to_numpy(np.float64)
-    tr = table["transmission"].to_numpy(np.float64)
+    wl = pd.to_numeric(table["wavelength_nm"], errors="coerce").to_numpy(np.float64)
+    tr = pd.to_numeric(table["transmission"], errors="coerce").to_numpy(np.float64)
+    if len(table) == 0:
+        raise SchemaError(
+            "transmission profile has no rows", path=path, fix="add rows wavelength_nm,transmission"
+        )
+    bad = np.flatnonzero(~(np.isfinite(wl) & np.isfinite(tr)))
+    if bad.size:
+        row = int(bad[0])
+        raise SchemaError(
+            f"transmission profile row {row + 2} (line {row + 2}) is not numeric: "
+            f"{table.iloc[row].tolist()!r} ({bad.size} such rows)",
+            path=path,
+            fix="every row must hold two numbers: wavelength_nm,transmission",
+        )
     if not (np.all(np.isfinite(wl)) and np.all(np.isfinite(tr))) or np.any(np.diff(wl) <= 0):
         raise InputError(
             "transmission profile must be finite with strictly increasing wavelength_nm",

@@ -4,6 +4,7 @@ and the Zarr working-copy writes (docs/format.md).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,19 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.checksums import input_checksums
-from pipeline.hsi.extract import NODATA, NONFINITE, OUTSIDE, PRESENT, STATUS_NAMES, ModalityExtraction
+from pipeline.errors import EminWarning, NoOverlapError
+from pipeline.hsi.extract import (
+    CLIPPED_CONSTANT,
+    NODATA,
+    NONFINITE,
+    OUTSIDE,
+    PRESENT,
+    STATUS_NAMES,
+    ModalityExtraction,
+)
 from pipeline.hsi.folds import stratified_folds
 from pipeline.hsi.sampling import SampledPoints, seed_streams
+from pipeline.publishing.contract import validate_hsi_store
 from pipeline.publishing.zarr_io import fill_array, write_atomically, write_zarr
 from pipeline.version import code_version
 from schemas.hsi import HSICurationParams, HSIInputs
@@ -91,9 +102,13 @@ def assemble_dataset(
     totals = {m: int(present[:, j].sum()) for j, m in enumerate(modalities)}
     n_kept = int(kept.sum())
     absent = {
-        e.name: {STATUS_NAMES[s]: int(np.sum(e.status == s)) for s in (OUTSIDE, NODATA, NONFINITE)}
+        e.name: {
+            STATUS_NAMES[s]: int(np.sum(e.status == s))
+            for s in (OUTSIDE, NODATA, NONFINITE, CLIPPED_CONSTANT)
+        }
         for e in extractions
     }
+    quality = _quality_warnings(extractions)
     attrs: dict[str, object] = {
         "emin_kind": KIND,
         "schema_version": SCHEMA_VERSION,
@@ -117,12 +132,42 @@ def assemble_dataset(
         "points_sampled_per_class": {c: int(np.sum(points.label_name == c)) for c in points.class_names},
         "rasters": {e.name: e.info for e in extractions},
         "polygons": points.report.as_attrs(),
+        "quality_warnings": quality,
         **provenance,
     }
+    if n_kept == 0:
+        reasons = {m: {k: v for k, v in a.items() if v} for m, a in absent.items()}
+        raise NoOverlapError(
+            f"none of the {points.size} sampled points has a valid pixel in any raster "
+            f"(absent per modality: {reasons}); refusing to write a dataset with 0 samples",
+            path=", ".join(str(e.info.get("path", e.name)) for e in extractions),
+            fix="check that the rasters cover the polygons and hold valid (non-nodata) reflectances",
+        )
     variables = {k: xr.Variable(*v) for k, v in data_vars.items()}
     ds = xr.Dataset(variables, coords={k: xr.Variable(*v) for k, v in coords.items()}, attrs=attrs)
     rejects = _rejects_table(points, status, labels_all, modalities, kept)
     return ds, rejects
+
+
+#: A modality with more than this share of its in-footprint points clipped to a constant is warned about.
+CLIPPED_WARN_SHARE = 0.05
+
+
+def _quality_warnings(extractions: list[ModalityExtraction]) -> list[str]:
+    """EminWarnings for suspicious modalities (also returned, for the store attrs)."""
+    found: list[str] = []
+    for e in extractions:
+        inside = int(np.sum(e.status != OUTSIDE))
+        flat = int(np.sum(e.status == CLIPPED_CONSTANT))
+        if inside and flat / inside > CLIPPED_WARN_SHARE:
+            msg = (
+                f"{e.info.get('path', e.name)}: {flat} of {inside} in-footprint spectra of modality {e.name!r} "
+                f"are constant after clipping to the reflectance range (all at the floor or ceiling) and were "
+                "marked absent (status clipped_constant); check the raster's scale factor/offset and units"
+            )
+            warnings.warn(msg, EminWarning, stacklevel=3)
+            found.append(msg)
+    return found
 
 
 def _rejects_table(
@@ -132,7 +177,7 @@ def _rejects_table(
     gone = np.flatnonzero(~kept)
     st = status[gone]
     reason = np.where((st == OUTSIDE).all(axis=1), "outside_all_footprints", "no_valid_pixel")
-    names = np.array([STATUS_NAMES[s] for s in range(4)], dtype=object)
+    names = np.array([STATUS_NAMES[s] for s in range(len(STATUS_NAMES))], dtype=object)
     detail = np.full(gone.size, "", dtype=object)
     for j, m in enumerate(modalities):  # a loop over modalities, vectorised over points
         detail = detail + (";" if j else "") + m + "=" + names[st[:, j]]
@@ -170,10 +215,20 @@ def provenance_for(inputs: HSIInputs, extractions: list[ModalityExtraction]) -> 
     }
 
 
-def write_hsi_store(ds: xr.Dataset, rejects: xr.Dataset, out: str | Path, *, chunk: int) -> Path:
-    """Publish the dataset and its rejects group atomically at ``out``."""
+def write_hsi_store(
+    ds: xr.Dataset,
+    rejects: xr.Dataset,
+    out: str | Path,
+    *,
+    chunk: int,
+    overwrite: bool = False,
+    root: str | Path | None = None,
+) -> Path:
+    """Write the dataset and its rejects group atomically at ``out`` (see ``write_atomically``)."""
     target = Path(out)
-    with write_atomically(target) as tmp:
+    with write_atomically(
+        target, kind=KIND, overwrite=overwrite, root=root, validate=validate_hsi_store
+    ) as tmp:
         create_hsi_store(ds, rejects, tmp, chunk=chunk)
     return target
 

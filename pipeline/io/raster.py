@@ -21,6 +21,7 @@ import rasterio.errors
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from pipeline import interrupt
 from pipeline.errors import InputError, MissingInputError, WavelengthError
 
 #: Largest window read at once (bytes); bounds peak memory during extraction.
@@ -101,6 +102,34 @@ def read_wavelengths(src: rasterio.DatasetReader) -> tuple[np.ndarray | None, st
     return None, "none"
 
 
+#: Raw (headered binary) drivers whose data file size is fixed by the header.
+RAW_DRIVERS = {"ENVI", "EHdr", "BIL", "BSQ", "BIP"}
+
+
+def _check_raw_size(src: rasterio.DatasetReader, path: Path) -> None:
+    """Reject a raw raster whose data file is shorter than its header says (GDAL would read zeros).
+
+    Expected bytes: header offset + samples × lines × bands × bytes per sample.
+    """
+    if src.driver not in RAW_DRIVERS:
+        return
+    try:
+        offset = int(src.tags(ns="ENVI").get("header_offset", "0") or 0)
+    except ValueError:
+        offset = 0
+    expected = offset + src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
+    actual = path.stat().st_size
+    if actual < expected:
+        raise InputError(
+            f"raster data file is truncated: {actual} bytes, but its header declares "
+            f"{src.width} samples x {src.height} lines x {src.count} bands x "
+            f"{np.dtype(src.dtypes[0]).itemsize} bytes + {offset} header offset = {expected} bytes "
+            f"({100 * actual / expected:.0f}% present); GDAL would read the missing part as zeros",
+            path=path,
+            fix="copy the complete .img file again (check its size against the source), or fix the .hdr",
+        )
+
+
 def open_raster_info(
     path: str | Path,
     *,
@@ -123,6 +152,7 @@ def open_raster_info(
             f"not a readable raster ({exc})", path=path, fix="give a GeoTIFF or ENVI file"
         ) from exc
     with src_ctx as src:
+        _check_raw_size(src, path)
         if src.crs is None:
             raise InputError(
                 "raster has no CRS", path=path, fix="assign one, e.g. `gdal_edit.py -a_srs EPSG:32611 FILE`"
@@ -254,6 +284,7 @@ def read_pixels(
             block = src.read(window=window)  # [bands, h, w]
             members = idx[lo:hi]
             values[members] = block[:, rows[members] - r0, cols[members] - c0].T
+            interrupt.check()  # Ctrl-C stops a long extraction within one window
             if on_window is not None:
                 on_window(k + 1, uniq.size)
     return PixelValues(inside=inside, values=values)

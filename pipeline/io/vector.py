@@ -21,6 +21,19 @@ def read_polygons(
         gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         raise InputError(f"cannot read polygons ({exc})", path=path, fix="give any OGR vector file") from exc
+    if len(gdf) == 0:
+        raise SchemaError(
+            "polygon layer has no features",
+            path=path,
+            fix="give a file (or --layer) holding the labelled polygons",
+        )
+    kinds = sorted(set(gdf.geometry.geom_type.dropna().astype(str)) - {"Polygon", "MultiPolygon"})
+    if kinds:
+        raise SchemaError(
+            f"polygon layer holds {kinds} geometries; labelled areas must be Polygon/MultiPolygon",
+            path=path,
+            fix="give the polygon layer (buffer points/lines into polygons first, e.g. with ogr2ogr)",
+        )
     if class_column not in gdf.columns:
         columns = [c for c in gdf.columns if c != gdf.geometry.name]
         raise SchemaError(

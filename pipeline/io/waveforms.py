@@ -189,6 +189,53 @@ def _horizontal_error_km(origin: Any) -> float:
     return float("nan")
 
 
+def _read_csv(path: Path, what: str, **kw: Any) -> pd.DataFrame:
+    """``pd.read_csv`` with a clear error for an empty, binary or malformed file."""
+    head = path.read_bytes()[:4096]
+    if b"\x00" in head:
+        raise SchemaError(
+            f"{what} is a binary file, not a CSV",
+            path=path,
+            fix=f"give the {what} as a text CSV (or QuakeML)",
+        )
+    try:
+        return pd.read_csv(path, **kw)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SchemaError(
+            f"{what} is not a readable CSV ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
+            path=path,
+            fix=f"give the {what} as a text CSV with a header line",
+        ) from exc
+
+
+def _require_numeric(df: pd.DataFrame, col: str, path: Path) -> None:
+    """Every non-empty value of ``df[col]`` must be a number; the error names the first bad row."""
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() & df[col].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SchemaError(
+            f"column {col!r} holds a non-numeric value {df[col].iloc[i]!r} at line {i + 2} "
+            f"({int(bad.sum())} such rows)",
+            path=path,
+            fix=f"{col} must be a number on every row (decimal point '.', no units)",
+        )
+
+
+def _utc_seconds(value: Any, path: Path, line: int, col: str) -> float:
+    """An ISO 8601 time as POSIX seconds; a clear error naming the line otherwise."""
+    from obspy import UTCDateTime
+
+    try:
+        return float(UTCDateTime(str(value)).timestamp)
+    except Exception as exc:  # obspy raises TypeError/ValueError/its own for a bad time
+        raise SchemaError(
+            f"column {col!r} at line {line} is not a time: {value!r}",
+            path=path,
+            fix="give times in ISO 8601 UTC, e.g. 2021-03-04T05:06:07.89Z",
+        ) from exc
+
+
 def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
     """Events as a table (EVENT_COLUMNS) from QuakeML (any obspy format) or CSV.
 
@@ -198,7 +245,7 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
     path = _require(Path(path), "event catalog")
     rejects: list[Reject] = []
     if path.suffix.lower() == ".csv":
-        df = pd.read_csv(path)
+        df = _read_csv(path, "event catalog")
         missing = [c for c in ("event_id", "time", "latitude", "longitude", "depth_km") if c not in df]
         if missing:
             raise SchemaError(
@@ -206,11 +253,13 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
                 path=path,
                 fix="columns: event_id,time,latitude,longitude,depth_km[,magnitude,horizontal_error_km]",
             )
-        from obspy import UTCDateTime
 
+        for col in ("latitude", "longitude", "depth_km", "magnitude", "horizontal_error_km"):
+            if col in df:
+                _require_numeric(df, col, path)
         rows = []
         csv_rows: list[Any] = list(df.itertuples(index=False))
-        for r in csv_rows:
+        for line, r in enumerate(csv_rows, start=2):
             eid = str(r.event_id)
             vals = [r.time, r.latitude, r.longitude, r.depth_km]
             if any(pd.isna(v) for v in vals):
@@ -221,7 +270,7 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
             rows.append(
                 (
                     eid,
-                    float(UTCDateTime(str(r.time)).timestamp),
+                    _utc_seconds(r.time, path, line, "time"),
                     float(r.latitude),
                     float(r.longitude),
                     float(r.depth_km),
@@ -266,11 +315,10 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
     if path is None:
         return {}
     path = _require(Path(path), "picks file")
-    from obspy import UTCDateTime
 
     picks: dict[tuple[str, str, str], float] = {}
     if path.suffix.lower() == ".csv":
-        df = pd.read_csv(path, dtype={"network": str, "station": str, "event_id": str})
+        df = _read_csv(path, "picks file", dtype={"network": str, "station": str, "event_id": str})
         missing = [c for c in ("event_id", "network", "station", "phase", "time") if c not in df]
         if missing:
             raise SchemaError(
@@ -278,10 +326,10 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
                 path=path,
                 fix="columns: event_id,network,station,phase,time",
             )
-        for r in df.itertuples(index=False):
+        for line, r in enumerate(df.itertuples(index=False), start=2):
             if str(r.phase).upper().startswith("P"):
                 key = (str(r.event_id), str(r.network), str(r.station))
-                t = float(UTCDateTime(str(r.time)).timestamp)
+                t = _utc_seconds(r.time, path, line, "time")
                 picks[key] = min(t, picks.get(key, t))
         return picks
     import obspy

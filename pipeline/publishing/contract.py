@@ -6,13 +6,14 @@ valid); ``emin validate`` prints them and exits non-zero.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from pipeline.errors import MissingInputError
+from pipeline.errors import ContractViolation, InputError, MissingInputError, PublishError
 from pipeline.publishing.zarr_io import as_str, open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import SCHEMA_VERSION as SEISMIC_SCHEMA_VERSION
@@ -282,6 +283,8 @@ def _validate_hsi_path(path: Path) -> list[str]:
     return validate_hsi(ds, rejects)
 
 
+#: Contract problems of the HSI store at a path (what ``write_atomically(validate=...)`` takes).
+validate_hsi_store = _validate_hsi_path
 VALIDATORS["hsi_samples"] = _validate_hsi_path
 VALIDATORS[SEISMIC_KIND] = validate_seismic_store
 
@@ -289,12 +292,101 @@ VALIDATORS[SEISMIC_KIND] = validate_seismic_store
 def validate_store(path: str | Path) -> list[str]:
     """Problems with the store at ``path``, dispatched on its ``emin_kind`` attribute."""
     path = Path(path)
-    if not path.exists():
-        raise MissingInputError(
-            "no store at this path", path=path, fix="check the path printed by the curate run"
-        )
+    require_store(path)
     attrs = open_store(path).attrs
     kind = attrs.get("emin_kind")
     if kind not in VALIDATORS:
         return [f"unknown emin_kind {kind!r}; known kinds: {sorted(VALIDATORS)}"]
     return VALIDATORS[str(kind)](path)
+
+
+def check_publishable(path: str | Path) -> None:
+    """Raise unless the store at ``path`` may be published: it satisfies its contract and is not empty."""
+    problems = validate_store(path)
+    if problems:
+        raise ContractViolation(path, problems)
+    ds = open_store(path)
+    n = int(ds.sizes.get("sample", ds.sizes.get("trace", 0)))
+    if n == 0:
+        raise PublishError(
+            f"{path} holds 0 samples; refusing to publish an empty dataset\n"
+            "  fix: check the inputs (every point/trace was rejected: see the store's 'rejects' group)"
+        )
+
+
+KNOWN_KINDS = ("hsi_samples", SEISMIC_KIND)
+#: The store kind (``attrs.emin_kind``) each trainer reads.
+STORE_KIND = {"hsi": "hsi_samples", "seismic": SEISMIC_KIND}
+
+
+def _unusable(path: Path, what: str, fix: str) -> InputError:
+    return InputError(what, path=path, fix=fix)
+
+
+def require_store(path: str | Path, kind: str | None = None, *, deep: bool = True) -> None:
+    """Raise a clear :class:`InputError` unless ``path`` is a readable emin store (of ``kind``).
+
+    Checks, naming the file at fault: the path is a Zarr v3 store (``zarr.json``), every group's
+    and array's metadata parses and describes a usable array, the store's ``emin_kind`` is
+    ``kind`` (or any known kind), and, with ``deep``, every chunk of every array decompresses
+    (the error names the array and chunk). The one store check the CLI and the trainers' loaders call.
+    """
+    import zarr
+
+    path = Path(path)
+    fix_path = (
+        "give the store path printed by `emin curate ...` (a folder ending in .zarr), or a dataset name"
+    )
+    if not path.exists():
+        raise MissingInputError("no store at this path", path=path, fix=fix_path)
+    if not path.is_dir() or not (path / "zarr.json").is_file():
+        raise _unusable(path, "is not a Zarr store (no zarr.json)", fix_path)
+    repub = "re-run the curation (or open another published version); the store's metadata is damaged"
+    for meta in sorted(path.rglob("zarr.json")):
+        try:
+            doc = json.loads(meta.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise _unusable(meta, f"metadata is not valid JSON ({exc})", repub) from exc
+        if not isinstance(doc, dict) or doc.get("node_type") not in ("group", "array"):
+            raise _unusable(meta, "metadata is not a Zarr v3 group or array document", repub)
+    attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    found = attrs.get("emin_kind") if isinstance(attrs, dict) else None
+    wanted = (kind,) if kind else KNOWN_KINDS
+    if found not in wanted:
+        raise _unusable(
+            path,
+            f"is a store of kind {found!r}, not {' or '.join(repr(k) for k in wanted)}",
+            f"give a {' or '.join(wanted)} store (emin datasets list shows each dataset's kind)",
+        )
+    try:
+        root = zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
+        arrays = sorted(root.arrays(), key=lambda kv: kv[0])
+        for g_name, group in root.groups():
+            arrays += [(f"{g_name}/{a}", arr) for a, arr in sorted(group.arrays(), key=lambda kv: kv[0])]
+    except Exception as exc:
+        raise _unusable(
+            path, f"store metadata cannot be opened ({type(exc).__name__}: {exc})", repub
+        ) from exc
+    sizes: dict[tuple[str, str], int] = {}
+    for name, arr in arrays:
+        dims = getattr(arr.metadata, "dimension_names", None) or ()
+        prefix = name.rsplit("/", 1)[0] if "/" in name else ""
+        for d, n in zip(dims, arr.shape, strict=False):
+            if d is not None and sizes.setdefault((prefix, d), n) != n:
+                raise _unusable(
+                    path / name / "zarr.json",
+                    f"dimension {d!r} has length {n} here but {sizes[(prefix, d)]} in another array",
+                    repub,
+                )
+        if not deep:
+            continue
+        for idx in np.ndindex(*arr.cdata_shape):
+            try:
+                arr.get_block_selection(idx)
+            except Exception as exc:
+                raise _unusable(
+                    path / name,
+                    f"chunk {'.'.join(map(str, idx))} of array {name!r} cannot be read "
+                    f"({type(exc).__name__}: {str(exc)[:160]})",
+                    "the store is corrupt: re-run the curation, or open another published version",
+                ) from exc

@@ -85,9 +85,30 @@ def item_for(name: str, version: str, *, root: str | Path | None = None) -> pyst
     fs, base = filesystem(root or default_root())
     ds = open_dataset(name, version, root=root)
     manifest = read_manifest(name, version, root=root)
+    return item_from(ds, manifest, name=name, version=version, folder=fs_url(fs, f"{base}/{name}/{version}"))
+
+
+def preview_item(ds: xr.Dataset, *, name: str) -> pystac.Item:
+    """Render (in memory) the Item a version of ``ds`` would get: a publish runs it before writing.
+
+    A dataset whose STAC metadata cannot be rendered is never published.
+    """
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    manifest = {"created": created, "content_hash": "sha256:preview", "sizes": {}, "counts": {}}
+    item = item_from(ds, manifest, name=name, version="v0-preview", folder="preview")
+    item.to_dict()
+    return item
+
+
+def item_from(
+    ds: xr.Dataset, manifest: dict[str, Any], *, name: str, version: str, folder: str
+) -> pystac.Item:
+    """The STAC Item of ``ds`` described by ``manifest`` (its version folder at ``folder``)."""
     created = dt.datetime.fromisoformat(manifest["created"])
     start, end = _interval(ds, created)
     bbox = _bbox(ds)
+    if not all(np.isfinite(bbox)):
+        raise ValueError(f"no finite bounding box for {name} {version} ({bbox})")
     kind = ds.attrs.get("emin_kind")
     props: dict[str, Any] = {
         "start_datetime": start.isoformat(),
@@ -110,7 +131,6 @@ def item_for(name: str, version: str, *, root: str | Path | None = None) -> pyst
         props["emin:working_crs"] = ds.attrs["crs"]
     item = pystac.Item(id=f"{name}-{version}", geometry=_geometry(bbox), bbox=bbox, datetime=None,
                        properties=props, start_datetime=start, end_datetime=end)  # fmt: skip
-    folder = fs_url(fs, f"{base}/{name}/{version}")
     item.add_asset("data", pystac.Asset(href=f"{folder}/{STORE_DIR}", media_type=ZARR_MEDIA_TYPE,
                                         roles=["data"], title=f"{name} {version} (Zarr v3)"))  # fmt: skip
     item.add_asset("manifest", pystac.Asset(href=f"{folder}/manifest.json", media_type=pystac.MediaType.JSON,

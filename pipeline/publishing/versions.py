@@ -32,7 +32,9 @@ import fsspec
 import xarray as xr
 from fsspec.implementations.local import LocalFileSystem
 
+from pipeline import interrupt
 from pipeline.errors import PublishError
+from pipeline.publishing import paths
 from pipeline.publishing.manifest import (
     array_entries,
     content_hash,
@@ -40,7 +42,7 @@ from pipeline.publishing.manifest import (
     jsonable,
     prepared_for_publish,
 )
-from pipeline.publishing.zarr_io import write_zarr
+from pipeline.publishing.zarr_io import register_temporary, write_zarr
 from pipeline.version import code_version
 
 MANIFEST_VERSION = 1
@@ -54,7 +56,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def default_root() -> str:
     """The dataset root: ``$EMIN_DATA_ROOT``, else ``data/published``."""
-    return os.environ.get("EMIN_DATA_ROOT", "data/published")
+    return paths.default_root()
 
 
 @dataclass(frozen=True)
@@ -260,11 +262,14 @@ def publish_dataset(
 
     for vid in list_versions(name, root=fs_url(fs, base)):
         if vid.endswith(f"-{short}"):
+            _check_own_content(fs, folder, vid, digest)
             _point_latest(fs, folder, vid)
             return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
 
     tmp = f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
+        if _is_local(fs):
+            register_temporary(Path(tmp))  # first: a kill right after the mkdir leaves it registered
         fs.makedirs(tmp, exist_ok=False)
         store = f"{tmp}/{STORE_DIR}"
         chunking = dict(chunks) if chunks is not None else default_chunks(main)
@@ -278,12 +283,23 @@ def publish_dataset(
     finally:
         if fs.exists(tmp):
             fs.rm(tmp, recursive=True)
+    created = version is not None
     if version is None:  # a concurrent publish of identical content won
-        vid = next(v for v in list_versions(name, root=fs_url(fs, base)) if v.endswith(f"-{short}"))
-        _point_latest(fs, folder, vid)
-        return PublishedVersion(name, vid, f"{folder}/{vid}", created=False)
+        version = next(v for v in list_versions(name, root=fs_url(fs, base)) if v.endswith(f"-{short}"))
+    _check_own_content(fs, folder, version, digest)
     _point_latest(fs, folder, version)
-    return PublishedVersion(name, version, f"{folder}/{version}", created=True)
+    return PublishedVersion(name, version, f"{folder}/{version}", created=created)
+
+
+def _check_own_content(fs: fsspec.AbstractFileSystem, folder: str, version: str, digest: str) -> None:
+    """A publish reports only a version whose manifest names the content this call published."""
+    manifest = json.loads(fs.cat_file(f"{folder}/{version}/{MANIFEST}"))
+    if manifest.get("content_hash") != "sha256:" + digest:
+        raise PublishError(
+            f"{folder}/{version} holds content {manifest.get('content_hash')}, not this run's "
+            f"sha256:{digest}; nothing was reported as published\n"
+            "  fix: re-run the publish (another run may have written the same dataset at the same time)"
+        )
 
 
 def _install(
@@ -310,6 +326,7 @@ def _install(
         manifest = _manifest(name=name, version=vid, digest=digest, ds=main, groups=children, arrays=arrays,
                              files=files, input_checksums=input_checksums, parameters=parameters)  # fmt: skip
         write_small_file(fs, f"{tmp}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        interrupt.check()
         if _rename_dir(fs, tmp, f"{folder}/{vid}"):
             return vid
         time.sleep(0.01)
@@ -318,20 +335,43 @@ def _install(
 
 def _point_latest(fs: fsspec.AbstractFileSystem, folder: str, version: str) -> None:
     """Move the ``latest`` pointer of a dataset folder to ``version`` (atomic, done last)."""
+    interrupt.check()
     write_small_file(fs, f"{folder}/{LATEST}", json.dumps({"version": version}).encode())
 
 
-def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
-    """Remove partial writes (``.tmp-*`` folders and pointer temp files) older than ``min_age_s``.
+#: Names of the temporaries the product makes: ``.tmp-<hex>`` in a dataset folder, and
+#: ``.<name>.tmp-<hex>`` beside a working copy (``--out``).
+TEMPORARY_RE = re.compile(r"^(\.tmp-[0-9a-f]{12}|\..+\.tmp-[0-9a-f]{12})$")
 
-    Complete versions are never touched. The age guard keeps publishes in progress safe.
-    Returns the removed (or, with ``dry_run``, removable) paths.
+
+def _owner_alive(entry: Mapping[str, Any]) -> bool:
+    """Whether the process that made a registered temporary may still be writing it."""
+    if entry.get("host") != os.uname().nodename:
+        return True  # another machine's run: only the age rule applies
+    try:
+        os.kill(int(entry["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
+    """Remove partial writes the product left behind; complete versions are never touched.
+
+    Removed: ``.tmp-*`` folders and pointer temp files in dataset folders older than
+    ``min_age_s``, and every temporary listed in the user's registry
+    (``paths.temporaries_registry()``, written by every run that makes one, wherever it makes
+    it: beside an ``--out`` too) whose owning process is gone or that is older than ``min_age_s``.
+    Only paths named like the product's temporaries are removed. Returns the removed (or, with
+    ``dry_run``, removable) paths.
     """
+    removed = _gc_registered(root, min_age_s=min_age_s, dry_run=dry_run)
     fs, base = filesystem(root or default_root())
     if not fs.isdir(base):
-        return []
+        return sorted(removed)
     now = time.time()
-    removed: list[str] = []
     for ds_folder in fs.ls(base, detail=False):
         if not fs.isdir(ds_folder):
             continue
@@ -343,9 +383,46 @@ def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bo
             mtime = now if mtime is None else mtime
             if isinstance(mtime, dt.datetime):
                 mtime = mtime.timestamp()
-            if now - float(mtime) < min_age_s:
+            if now - float(mtime) < min_age_s or str(entry["name"]) in removed:
                 continue
             if not dry_run:
                 fs.rm(entry["name"], recursive=True)
             removed.append(str(entry["name"]))
-    return sorted(removed)
+    return sorted(set(removed))
+
+
+def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) -> list[str]:
+    """The registry part of :func:`gc`; rewrites the registry without the entries that are gone."""
+    import shutil
+
+    reg = paths.temporaries_registry()
+    if not reg.is_file():
+        return []
+    now = time.time()
+    removed: list[str] = []
+    keep: list[str] = []
+    for line in reg.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            p = Path(entry["path"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if not (p.exists() or p.is_symlink()):
+            continue
+        if not TEMPORARY_RE.match(p.name) or not p.is_dir():
+            continue  # never remove anything not named like the product's temporaries
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        if _owner_alive(entry) and age < min_age_s:
+            keep.append(line)
+            continue
+        if not dry_run:
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            keep.append(line)
+        removed.append(str(p))
+    if not dry_run:
+        write_small_file(LocalFileSystem(), str(reg), "".join(f"{k}\n" for k in keep).encode())
+    return removed

@@ -8,19 +8,25 @@ versioned copies under a dataset root) is :mod:`pipeline.publishing.versions`.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import json
 import os
 import shutil
+import time
 import uuid
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
+from numpy.dtypes import StringDType
 from zarr.codecs import BloscCodec
 
-from pipeline.errors import PublishError
+from pipeline import interrupt
+from pipeline.errors import ContractViolation, InputError, PublishError
 
 ZARR_FORMAT = 3
 
@@ -62,6 +68,9 @@ def write_zarr(
         var.encoding = {}
         if var.dtype.kind == "U":  # fixed-width UTF-32 has no Zarr v3 spec; store variable-length UTF-8
             clean[name] = var.astype(object)
+        elif var.dtype.kind == "O" and var.size == 0:
+            # an empty object array would be written as float64: keep it a string array
+            clean[name] = var.astype(StringDType())
     encoding = encoding_for(clean, chunks)
     if deferred:
         import dask.array
@@ -114,9 +123,186 @@ def open_store(path: str | Path, *, group: str | None = None, consolidated: bool
         return xr.open_zarr(path, group=group, consolidated=consolidated)
 
 
+#: Name of the marker file inside every temporary folder the product makes (``emin publish gc``
+#: removes a folder only when it holds this marker and its owner is gone).
+TMP_MARKER = ".emin-temporary"
+
+
 def temporary_sibling(target: Path) -> Path:
     """A hidden, unique path next to ``target`` (same filesystem, so rename is atomic)."""
     return target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+
+
+def mark_temporary(tmp: Path) -> None:
+    """Create ``tmp`` (if needed) holding the marker that says the product made it, and by whom."""
+    register_temporary(tmp)  # first: a kill right after the mkdir leaves it registered
+    tmp.mkdir(parents=True, exist_ok=True)
+    info = {"pid": os.getpid(), "created": time.time(), "host": os.uname().nodename}
+    (tmp / TMP_MARKER).write_text(json.dumps(info))
+
+
+def register_temporary(tmp: Path) -> None:
+    """Record ``tmp`` in the registry of temporaries (``paths.temporaries_registry()``), best effort.
+
+    ``emin publish gc`` reads the registry to find leftovers of killed runs wherever they were made.
+    """
+    from pipeline.publishing.paths import temporaries_registry
+
+    reg = temporaries_registry()
+    line = json.dumps({"path": str(tmp.absolute()), "pid": os.getpid(), "host": os.uname().nodename})
+    with contextlib.suppress(OSError):
+        reg.parent.mkdir(parents=True, exist_ok=True)
+        with open(reg, "a") as f:  # one short line per append: atomic on a local filesystem
+            f.write(line + "\n")
+
+
+def store_kind(path: Path) -> str | None:
+    """The ``emin_kind`` of the Zarr store at ``path``; ``""`` for a store without one; None if no store."""
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return ""
+    attrs = doc.get("attributes", {}) if isinstance(doc, dict) else {}
+    return str(attrs.get("emin_kind", "")) if isinstance(attrs, dict) else ""
+
+
+def published_version_above(path: Path) -> Path | None:
+    """The published version folder or dataset folder that ``path`` is inside of (or is), if any."""
+    for p in [path, *path.parents]:
+        if (p / "manifest.json").is_file() and (p / "data.zarr").is_dir():
+            return p
+        if (p / "latest").is_file():
+            try:
+                if "version" in json.loads((p / "latest").read_text()):
+                    return p
+            except (OSError, ValueError):
+                continue
+    return None
+
+
+def check_target(
+    target: Path, *, kind: str, overwrite: bool = False, append: bool = False, root: str | Path | None = None
+) -> None:
+    """Refuse to write a ``kind`` store at ``target`` unless that cannot lose anything of the user's.
+
+    Allowed: a path that does not exist, an empty folder, or a store of the same kind (replaced
+    only with ``overwrite``; extended in place with ``append``). Refused, with the fix: an
+    existing file, a folder that is not an emin store of this kind, and any path inside a
+    published dataset (versions are immutable; publish with ``--publish`` instead).
+    """
+    from pipeline.publishing.paths import default_root
+
+    target = Path(target).absolute()
+    base = str(root or default_root())
+    if "://" not in base:
+        root_path = Path(base).absolute()
+        if target == root_path or root_path in target.parents:
+            raise InputError(
+                f"is inside the dataset root {root_path}, which only versioned publishing writes",
+                path=target,
+                fix="choose an --out outside the dataset root, and use --publish NAME to publish a version",
+            )
+    inside = published_version_above(target)
+    if inside is not None:
+        raise InputError(
+            f"is inside the published dataset folder {inside}; published versions are never written again",
+            path=target,
+            fix="choose an --out outside the dataset root, and use --publish NAME to publish a new version",
+        )
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not target.is_dir() or target.is_symlink():
+        raise InputError(
+            "already exists and is not a Zarr store (a file or a link); refusing to replace it",
+            path=target,
+            fix="choose an --out path that does not exist yet (e.g. ending in .zarr)",
+        )
+    found = store_kind(target)
+    if found is None:
+        if not any(target.iterdir()):
+            return
+        raise InputError(
+            "is an existing folder that is not an emin store; refusing to replace or write into it",
+            path=target,
+            fix="choose an --out path that does not exist yet (e.g. ending in .zarr)",
+        )
+    if found != kind:
+        raise InputError(
+            f"holds a store of kind {found or 'unknown'!r}, not {kind!r}; refusing to replace it",
+            path=target,
+            fix="choose another --out for this dataset",
+        )
+    if not (overwrite or append):
+        raise InputError(
+            f"already holds a {kind} store",
+            path=target,
+            fix="pass --overwrite to replace it, or choose another --out",
+        )
+
+
+_HELD: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def target_lock(target: str | Path, *, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``target`` (file ``.<name>.lock`` beside it) for the block.
+
+    Two runs writing the same path wait for each other; the lock dies with its process
+    (``flock``), so a killed run never leaves a stale lock behind, and the file is removed
+    when the lock is released (a killed run leaves an empty, unlocked ``.lock`` file that the
+    next run re-uses).
+    """
+    target = Path(target).absolute()
+    if _HELD.get(target, 0):  # re-entrant within a process (a flow called by a locked job)
+        _HELD[target] += 1
+        try:
+            yield
+        finally:
+            _HELD[target] -= 1
+        return
+    inside = published_version_above(target)
+    if inside is not None:  # the lock file would be a write into a published dataset
+        raise InputError(
+            f"is inside the published dataset folder {inside}; published versions are never written again",
+            path=target,
+            fix="choose an --out outside the dataset root, and use --publish NAME to publish a new version",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.parent / f".{target.name}.lock"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if time.monotonic() > deadline:
+                raise PublishError(
+                    f"{target} is locked by another run for more than {timeout_s:.0f} s ({path}); "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            time.sleep(0.05)
+            continue
+        try:  # the holder before us may have removed the file: lock the file that is there now
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    _HELD[target] = 1
+    try:
+        yield
+    finally:
+        _HELD.pop(target, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # still locked while unlinked: a waiter re-checks the inode above
+        os.close(fd)
 
 
 def swap_into_place(tmp: Path, target: Path) -> None:
@@ -125,6 +311,8 @@ def swap_into_place(tmp: Path, target: Path) -> None:
     The old store is renamed aside first and deleted only after the new one is in
     place; a crash between the two renames leaves ``.<name>.old-*`` to restore.
     """
+    with contextlib.suppress(FileNotFoundError):
+        (tmp / TMP_MARKER).unlink()
     if target.exists():
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
         os.rename(target, old)
@@ -135,25 +323,37 @@ def swap_into_place(tmp: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def write_atomically(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path to write a store into; move it to ``target`` on success.
+def write_atomically(
+    target: str | Path,
+    *,
+    kind: str,
+    overwrite: bool = False,
+    root: str | Path | None = None,
+    validate: Callable[[Path], list[str]] | None = None,
+) -> Iterator[Path]:
+    """Yield a temporary path to write a ``kind`` store into; move it to ``target`` on success.
 
     On any exception the temporary store is deleted and ``target`` is untouched. This is a
     working-copy write; *publishing* (an immutable, versioned copy) is
-    :func:`pipeline.publishing.versions.publish_dataset`.
-    An existing store at ``target`` is replaced only after the new one is complete.
+    :func:`pipeline.publishing.versions.publish_dataset`. ``target`` must pass
+    :func:`check_target` (an existing store of the same kind is replaced only with
+    ``overwrite``, and only after the new one is complete and, with ``validate``, has no
+    contract problem).
     """
     target = Path(target).absolute()
-    if target.exists() and not overwrite:
-        raise PublishError(
-            f"{target} already exists; pass overwrite=True (CLI: --overwrite) or choose another --out"
-        )
+    check_target(target, kind=kind, overwrite=overwrite, root=root)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(target)
     try:
+        mark_temporary(tmp)
         yield tmp
-        if not tmp.exists():
+        if store_kind(tmp) is None:
             raise PublishError(f"nothing was written to {tmp}; refusing to write an empty {target}")
+        problems = [] if validate is None else validate(tmp)
+        if problems:  # a store that breaks its contract never replaces anything
+            raise ContractViolation(tmp, problems)
+        check_target(target, kind=kind, overwrite=overwrite, root=root)  # it may have appeared meanwhile
+        interrupt.check()
         swap_into_place(tmp, target)
     finally:
         if tmp.exists():

@@ -122,6 +122,11 @@ def process_segments(
     return out, table, freq, time_s, timings, waves
 
 
+def _text(values: Iterable[str]) -> np.ndarray:
+    """A string column as an object array: stays a string column when empty (never float64)."""
+    return np.array(list(values), dtype=object)
+
+
 def segment_table(
     segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams
 ) -> pd.DataFrame:
@@ -140,15 +145,15 @@ def segment_table(
 
     return pd.DataFrame(
         {
-            "trace_id": [s.trace_id for s in segments],
+            "trace_id": _text(s.trace_id for s in segments),
             "event_id": ev["event_id"].to_numpy()[rows].astype(str) if len(rows) else np.zeros(0, str),
-            "network": [s.network for s in segments],
-            "station": [s.station for s in segments],
-            "location": [s.location for s in segments],
-            "channel_codes": [s.channel_codes for s in segments],
-            "sensor_type": [s.sensor_type for s in segments],
-            "source_file": [s.source_file for s in segments],
-            "p_source": [s.p_source for s in segments],
+            "network": _text(s.network for s in segments),
+            "station": _text(s.station for s in segments),
+            "location": _text(s.location for s in segments),
+            "channel_codes": _text(s.channel_codes for s in segments),
+            "sensor_type": _text(s.sensor_type for s in segments),
+            "source_file": _text(s.source_file for s in segments),
+            "p_source": _text(s.p_source for s in segments),
             "station_latitude": sta_lat,
             "station_longitude": sta_lon,
             "event_latitude": ev_lat,

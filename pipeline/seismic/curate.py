@@ -13,11 +13,11 @@ from typing import Any
 
 from pipeline.checksums import file_sha256
 from pipeline.errors import InputError
-from pipeline.publishing.zarr_io import open_store
+from pipeline.publishing.zarr_io import check_target, open_store, target_lock
 from pipeline.seismic.batch import TraceBatch, process_files
 from pipeline.seismic.store import SeismicStoreWriter, WriteHook
 from pipeline.seismic.windows import metadata_for
-from schemas.seismic import SeismicCurationParams, SeismicInputs
+from schemas.seismic import EMIN_KIND, SeismicCurationParams, SeismicInputs
 
 
 @dataclass
@@ -78,11 +78,30 @@ def curate_seismic(
     *,
     batch_files: int = 32,
     hook: WriteHook | None = None,
+    root: str | Path | None = None,
 ) -> CurationSummary:
-    """Curate waveforms + inventory + events into (or append to) the spectrogram store at ``out``."""
+    """Curate waveforms + inventory + events into (or append to) the spectrogram store at ``out``.
+
+    ``out`` must not exist, be an empty folder, or hold a seismic store (appended to); the
+    append holds a lock on ``out`` and is swapped in atomically.
+    """
     params = params or SeismicCurationParams()
     if not inputs.waveforms:
         raise InputError("no waveform files given", fix="check the --waveforms glob matches files")
+    check_target(Path(out), kind=EMIN_KIND, append=True, root=root)
+    with target_lock(out):
+        return _curate_locked(inputs, out, params, batch_files=batch_files, hook=hook, root=root)
+
+
+def _curate_locked(
+    inputs: SeismicInputs,
+    out: str | Path,
+    params: SeismicCurationParams,
+    *,
+    batch_files: int,
+    hook: WriteHook | None,
+    root: str | Path | None,
+) -> CurationSummary:
     t = time.perf_counter()
     meta = metadata_for(inputs, params)
     timings = {
@@ -92,7 +111,7 @@ def curate_seismic(
         "spectrogram": 0.0,
         "write": 0.0,
     }
-    writer = SeismicStoreWriter(out, params, hook=hook)
+    writer = SeismicStoreWriter(out, params, hook=hook, root=root)
     writer.add(TraceBatch.empty(meta.rejects))
     files = sorted(Path(p) for p in inputs.waveforms)
     try:

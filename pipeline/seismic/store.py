@@ -29,14 +29,18 @@ import xarray as xr
 import zarr
 from numpy.dtypes import StringDType
 
+from pipeline import interrupt
 from pipeline.errors import ContractViolation, InputError
 from pipeline.io.waveforms import EVENT_COLUMNS, Reject
 from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import (
     ZARR_FORMAT,
     as_str,
+    check_target,
     compressor,
+    mark_temporary,
     open_store,
+    register_temporary,
     swap_into_place,
     temporary_sibling,
 )
@@ -149,13 +153,21 @@ class SeismicStoreWriter:
     """
 
     def __init__(
-        self, target: str | Path, params: SeismicCurationParams, *, hook: WriteHook | None = None
+        self,
+        target: str | Path,
+        params: SeismicCurationParams,
+        *,
+        hook: WriteHook | None = None,
+        root: str | Path | None = None,
     ) -> None:
         self.target = Path(target).absolute()
         self.params = params
         self.hook = hook
         self.tmp: Path | None = None
+        # an existing seismic store is appended to; anything else of the user's is refused
+        check_target(self.target, kind=EMIN_KIND, append=True, root=root)
         _recover(self.target)
+        check_target(self.target, kind=EMIN_KIND, append=True, root=root)  # what _recover put back
         self.existing_ids: set[str] = set()
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []
@@ -198,12 +210,15 @@ class SeismicStoreWriter:
         if self.tmp is None:
             self.tmp = temporary_sibling(self.target)
             self.target.parent.mkdir(parents=True, exist_ok=True)
+            register_temporary(self.tmp)  # before it exists: a kill at any point leaves it registered
             if self.target.exists():
                 _link_tree(self.target, self.tmp)
+            mark_temporary(self.tmp)
         return self.tmp
 
     def add(self, batch: TraceBatch) -> int:
         """Append the batch's traces that are not in the store yet; returns how many were added."""
+        interrupt.check()
         known_rejects = {(r.trace_id, r.reason) for r in self.old_rejects + self.new_rejects}
         for r in batch.rejects:
             if (r.trace_id, r.reason) not in known_rejects:
@@ -332,6 +347,7 @@ class SeismicStoreWriter:
                 raise ContractViolation(tmp, problems)
             if self.hook is not None:
                 self.hook("swap", self.n_written)
+            interrupt.check()
             swap_into_place(tmp, self.target)
             self.tmp = None
         except BaseException:
