@@ -32,7 +32,7 @@ def test_deployment_run_on_real_server(tiny_scene: TinyScene, tmp_path: Path) ->
     from flows.serve import local_stack
 
     catalog = _catalog(tmp_path, tiny_scene)
-    with local_stack(tmp_path / "prefect-home", poll_seconds=1) as stack:
+    with local_stack(tmp_path / "prefect-home", poll_seconds=1, deployments=["demo-hsi"]) as stack:
         deployment = _get(f"{stack.api_url}/deployments/name/curate-hsi/demo-hsi")
         assert deployment["work_pool_name"] == "emin-process"
         schema = json.dumps(deployment["parameter_openapi_schema"])
