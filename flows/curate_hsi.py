@@ -12,7 +12,7 @@ arrays run in the flow process.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple, cast
+from typing import Annotated, Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -25,6 +25,7 @@ from prefect.task_runners import TaskRunner
 
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
+from flows.jobs import HSIJob, resolve_job
 from flows.progress import logs_warnings
 from flows.publishing import publish_version, publish_version_task
 from flows.runners import (
@@ -44,7 +45,6 @@ from pipeline.hsi.spectral import Transmission
 from pipeline.io.raster import read_cost
 from pipeline.publishing.contract import validate_hsi_store
 from pipeline.publishing.zarr_io import check_target, target_lock, write_atomically
-from schemas.catalog import load_catalog
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
 #: I/O tasks whose results are persisted (PREFECT_LOCAL_STORAGE_PATH) and reused across runs,
@@ -182,45 +182,6 @@ def publish_store(
     return target
 
 
-class HSIJob(NamedTuple):
-    """Everything one curate-hsi run needs, whether it came from the catalog or from arguments."""
-
-    inputs: HSIInputs
-    params: HSICurationParams
-    target: Path
-    publish: str | None
-    root: str | None
-    overwrite: bool = False
-
-
-def resolve_job(
-    entry: str | None,
-    catalog: str,
-    inputs: HSIInputs | None,
-    params: HSICurationParams | None,
-    out: str | None,
-    publish: str | None = None,
-    root: str | None = None,
-    overwrite: bool = False,
-) -> HSIJob:
-    """Inputs/params/output/publication from a catalog entry, or from direct arguments."""
-    if entry is not None:
-        cat = load_catalog(catalog)
-        cat_inputs, cat_params, cat_out = cat.hsi_job(entry)
-        cat_publish, cat_root = cat.publication(entry)
-        return HSIJob(
-            inputs or cat_inputs,
-            params or cat_params,
-            Path(out) if out else cat_out,
-            publish or cat_publish,
-            root or cat_root,
-            True,  # an entry's path is that dataset's own working copy: re-runs replace its HSI store
-        )
-    if inputs is None or out is None:
-        raise ValueError("give either `entry` (a catalog name) or both `inputs` and `out`")
-    return HSIJob(inputs, params or HSICurationParams(), Path(out), publish, root, overwrite)
-
-
 def _curate_run_name() -> str:
     """``curate-<entry>`` (or ``curate-<out stem>`` without an entry)."""
     from prefect.runtime import flow_run
@@ -273,7 +234,7 @@ def curate_hsi_flow(
     entry, cluster = entry or None, cluster or None
     params_given: HSICurationParams | None = None if params == HSICurationParams() else params
     job = resolve_job(
-        entry, catalog, inputs, params_given, out or None, publish or None, root or None, overwrite
+        "hsi", entry, catalog, inputs, params_given, out or None, publish or None, root or None, overwrite
     )
     inputs, params, target, publish, root = job.inputs, job.params, job.target, job.publish, job.root
     overwrite = job.overwrite

@@ -4,7 +4,7 @@ Thin wiring over :mod:`pipeline.seismic`: metadata once, waveform files fanned o
 batches (tasks with retries on I/O) on the run's task runner (threads, or Dask: see
 :func:`flows.runners.make_task_runner`), appends done in order by one writer (build aside, swap).
 
-:func:`resolve_job` turns a catalog entry or direct arguments into one :class:`SeismicJob`;
+:func:`flows.jobs.resolve_job` turns a catalog entry or direct arguments into one :class:`~flows.jobs.SeismicJob`;
 :func:`curate_seismic_job` runs that job, as this flow or (``prefect=False``) with the
 library's :func:`~pipeline.seismic.curate.curate_seismic`, and publishes it either way with
 the same :func:`flows.publishing.publish_version`.
@@ -13,12 +13,13 @@ the same :func:`flows.publishing.publish_version`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 from prefect import flow, task
 
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
+from flows.jobs import SeismicJob, resolve_job
 from flows.progress import logs_warnings
 from flows.publishing import publish_version, publish_version_task
 from flows.runners import io_task_options, make_task_runner, quiet_product_errors
@@ -28,7 +29,6 @@ from pipeline.seismic.batch import TraceBatch, process_files
 from pipeline.seismic.curate import CurationSummary, curate_seismic, input_checksums_for
 from pipeline.seismic.store import SeismicStoreWriter
 from pipeline.seismic.windows import metadata_for
-from schemas.catalog import load_catalog
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import SeismicCurationParams, SeismicInputs
 
@@ -61,42 +61,6 @@ def summary_markdown(counts: dict[str, Any], store: Path, published: bool) -> st
     edges = hist["edges"]
     lines += [f"| {edges[i]}-{edges[i + 1]} | {n} |" for i, n in enumerate(hist["counts"])]
     return "\n".join(lines)
-
-
-class SeismicJob(NamedTuple):
-    """Everything one curate-seismic run needs, whether it came from the catalog or from arguments."""
-
-    inputs: SeismicInputs
-    params: SeismicCurationParams
-    target: Path
-    publish: str | None
-    root: str | None
-
-
-def resolve_job(
-    entry: str | None,
-    catalog: str,
-    inputs: SeismicInputs | None,
-    params: SeismicCurationParams | None,
-    out: str | None,
-    publish: str | None = None,
-    root: str | None = None,
-) -> SeismicJob:
-    """Inputs/params/output/publication from a catalog entry, or from direct arguments."""
-    if entry is not None:
-        cat = load_catalog(catalog)
-        cat_inputs, cat_params, cat_out = cat.seismic_job(entry)
-        cat_publish, cat_root = cat.publication(entry)
-        return SeismicJob(
-            inputs or cat_inputs,
-            params or cat_params,
-            Path(out) if out else cat_out,
-            publish or cat_publish,
-            root or cat_root,
-        )
-    if inputs is None or out is None:
-        raise ValueError("give either `entry` (a catalog name) or both `inputs` and `out`")
-    return SeismicJob(inputs, params or SeismicCurationParams(), Path(out), publish, root)
 
 
 def _inputs_from_paths(
@@ -177,7 +141,7 @@ def curate_seismic_flow(
     params_given = None if params == SeismicCurationParams() else params
     waveforms_given = list(waveforms) or None
     inputs = inputs or _inputs_from_paths(waveforms_given, inventory, events, picks)
-    job = resolve_job(entry, catalog, inputs, params_given, out, publish, root)
+    job = resolve_job("seismic", entry, catalog, inputs, params_given, out, publish, root)
     inputs, params, target = job.inputs, job.params, job.target
     check_target(target, kind=SEISMIC_KIND, append=True, root=job.root)
     meta: Any = load_metadata_task(inputs, params)

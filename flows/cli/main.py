@@ -9,6 +9,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # the ephemeral API server waits 20 s by default; a busy 2-core laptop needs longer to start it
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -125,7 +126,8 @@ def curate_hsi(
     Prints Table 1 and, as the last line on stdout, the path of the store (the published
     version's store when publishing).
     """
-    from flows.curate_hsi import curate_hsi_job, resolve_job
+    from flows.curate_hsi import curate_hsi_job
+    from flows.jobs import resolve_job
     from pipeline.hsi.store import table1_frame
     from pipeline.publishing.zarr_io import open_store
     from schemas.hsi import HSICurationParams
@@ -134,14 +136,22 @@ def curate_hsi(
         fail("give either --entry NAME (catalog) or --polygons with --raster/--sensor/--out")
     if entry is not None:
         job = resolve_job(
-            entry, str(catalog), None, None, None if out is None else str(out), publish, root, overwrite
+            "hsi",
+            entry,
+            str(catalog),
+            None,
+            None,
+            None if out is None else str(out),
+            publish,
+            root,
+            overwrite,
         )
     else:
         if out is None:
             fail("--out is required with --polygons")
         assert polygons is not None and out is not None
         inputs = _hsi_inputs_from_args(polygons, class_column, raster, sensor, transmission, layer)
-        job = resolve_job(None, str(catalog), inputs, None, str(out), publish, root, overwrite)
+        job = resolve_job("hsi", None, str(catalog), inputs, None, str(out), publish, root, overwrite)
     overrides = parse_params(param)
     if seed is not None:
         overrides["seed"] = seed
@@ -157,7 +167,9 @@ def curate_hsi(
     check_target(job.target, kind=KIND, overwrite=job.overwrite, root=job.root)
     preflight(job.inputs, params)
     start = time.perf_counter()
-    path = curate_hsi_job(job._replace(params=params), prefect=use_prefect, workers=workers, cluster=cluster)
+    path = curate_hsi_job(
+        dataclasses.replace(job, params=params), prefect=use_prefect, workers=workers, cluster=cluster
+    )
     elapsed = time.perf_counter() - start
     ds = open_store(path)
     show_table1(table1_frame(ds), title=f"Table 1: samples per class and modality ({elapsed:.1f} s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -72,7 +73,8 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
 
         Give either --entry NAME (catalog) or --waveforms/--inventory/--events/--out.
         """
-        from flows.curate_seismic import curate_seismic_job, resolve_job
+        from flows.curate_seismic import curate_seismic_job
+        from flows.jobs import resolve_job
         from pipeline.errors import EminError
         from schemas.seismic import SeismicInputs
 
@@ -86,7 +88,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                 assert waveforms is not None and inventory is not None and events is not None
                 direct = SeismicInputs.from_glob(waveforms, inventory, events, picks)
             job = resolve_job(
-                entry, str(catalog), direct, None, None if out is None else str(out), publish, root
+                "seismic", entry, str(catalog), direct, None, None if out is None else str(out), publish, root
             )
         except EminError as exc:
             fail(str(exc))
@@ -97,7 +99,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             params = params.model_copy(update={"max_horizontal_error_km": None})
         elif max_horizontal_error_km is not None:
             params = params.model_copy(update={"max_horizontal_error_km": max_horizontal_error_km})
-        job = job._replace(params=params)
+        job = dataclasses.replace(job, params=params)
         from pipeline.publishing.zarr_io import check_target
         from schemas.seismic import EMIN_KIND
 

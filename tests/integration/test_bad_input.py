@@ -468,7 +468,8 @@ def test_seismic_curation_where_every_trace_is_rejected_publishes_nothing(tmp_pa
 
 def test_library_routes_never_write_into_a_published_version(published: tuple[Env, Path]) -> None:
     """The lock and the writers refuse a published version even when the CLI's checks are bypassed."""
-    from flows.curate_hsi import curate_hsi_job, resolve_job
+    from flows.curate_hsi import curate_hsi_job
+    from flows.jobs import resolve_job
     from pipeline.errors import InputError
     from pipeline.publishing.zarr_io import target_lock
     from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
@@ -484,7 +485,9 @@ def test_library_routes_never_write_into_a_published_version(published: tuple[En
         transmission=e.transmission,
         rasters=[RasterSpec(name="VNIR1", path=e.vnir, sensor="VNIR")],
     )
-    job = resolve_job(None, "none.yaml", inputs, HSICurationParams(max_points_per_class=50), str(inside))
+    job = resolve_job(
+        "hsi", None, "none.yaml", inputs, HSICurationParams(max_points_per_class=50), str(inside)
+    )
     with pytest.raises(InputError, match="published"):
         curate_hsi_job(job, prefect=False)
     assert snapshot(e.root) == before
