@@ -26,7 +26,7 @@ from prefect.task_runners import TaskRunner
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
 from flows.jobs import HSIJob, resolve_job
-from flows.progress import logs_warnings
+from flows.progress import logs_warnings, notify_stage
 from flows.publishing import publish_version, publish_version_task
 from flows.runners import (
     hsi_extract_key,
@@ -85,6 +85,7 @@ def extract_task(
     step = {"next": 0.0}
 
     def on_window(done: int, total: int) -> None:
+        notify_stage(f"extract {spec.name} (windows)", done, total)
         if done / total >= step["next"] or done == total:
             logger.info("%s: %d/%d windows read (%.0f%%)", spec.name, done, total, 100 * done / total)
             step["next"] = done / total + 0.25
@@ -283,7 +284,14 @@ def curate_hsi_job(job: HSIJob, *, prefect: bool = True, workers: int = 1, clust
             fix="--workers/--cluster fan rasters out through the flow: drop --no-prefect, or drop them",
         )
     with target_lock(job.target):
-        path = hsi.curate_hsi(job.inputs, job.params, out=job.target, overwrite=job.overwrite, root=job.root)
+        path = hsi.curate_hsi(
+            job.inputs,
+            job.params,
+            out=job.target,
+            overwrite=job.overwrite,
+            root=job.root,
+            progress=notify_stage,
+        )
         if job.publish is None:
             return str(path)
         return publish_version(str(path), name=job.publish, root=job.root).store

@@ -20,7 +20,7 @@ from prefect import flow, task
 from flows.artifacts import ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
 from flows.jobs import SeismicJob, resolve_job
-from flows.progress import logs_warnings
+from flows.progress import logs_warnings, notify_stage
 from flows.publishing import publish_version, publish_version_task
 from flows.runners import io_task_options, make_task_runner, quiet_product_errors
 from pipeline.errors import InputError
@@ -169,6 +169,7 @@ def _write_and_publish(
             for i, fut in enumerate(futures, 1):
                 writer.add(fut.result())
                 progress.update(100.0 * i / len(futures), f"waveform batches written: {i}/{len(futures)}")
+                notify_stage("waveform batches", i, len(futures))
             published = writer.commit(input_checksums_for(inputs))
         except BaseException:
             writer.abort()

@@ -5,7 +5,8 @@
   flow in-process (``emin train ...``) draws its progress bar from the same epochs the run
   logs. ``--no-prefect`` runs pass :class:`TerminalProgress` to the trainer directly.
 * :class:`TerminalProgress`: a rich progress bar on stderr, silent under ``quiet`` or when
-  stderr is not a TTY.
+  stderr is not a TTY; :class:`StageProgress` the same for curation stages, fed by
+  :func:`notify_stage` through :func:`listening_stages` (raster windows, waveform batches).
 * :func:`metrics_table`: a training run's headline metrics as a rich table.
 * :func:`warnings_to_logger`: ``EminWarning`` (and other warnings) raised inside a flow go
   to the run logger, so they show in the UI's log view.
@@ -26,42 +27,72 @@ from typing import Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
+    "StageProgress",
     "TerminalProgress",
     "interactive",
     "listening",
+    "listening_stages",
     "logs_warnings",
     "metrics_table",
     "notify_epoch",
+    "notify_stage",
     "warnings_to_logger",
 ]
 
 EpochListener = Callable[[int, int, Mapping[str, float]], None]
-_listeners: list[EpochListener] = []
-_lock = threading.Lock()
+StageListener = Callable[[str, int, int], None]
 
 
-@contextlib.contextmanager
-def listening(listener: EpochListener | None) -> Iterator[None]:
+class _Listeners:
+    """Callbacks registered for a ``with`` block, told of events from any thread of this process."""
+
+    def __init__(self) -> None:
+        self._fns: list[Callable[..., None]] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def registered(self, fn: Callable[..., None] | None) -> Iterator[None]:
+        if fn is None:
+            yield
+            return
+        with self._lock:
+            self._fns.append(fn)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._fns.remove(fn)
+
+    def notify(self, *args: Any) -> None:
+        with self._lock:
+            current = list(self._fns)
+        for fn in current:  # a drawing problem never stops the work
+            with contextlib.suppress(Exception):
+                fn(*args)
+
+
+_epochs = _Listeners()
+_stages = _Listeners()
+
+
+def listening(listener: EpochListener | None) -> contextlib.AbstractContextManager[None]:
     """Call ``listener(epoch, epochs, row)`` for every epoch a flow in this process finishes."""
-    if listener is None:
-        yield
-        return
-    with _lock:
-        _listeners.append(listener)
-    try:
-        yield
-    finally:
-        with _lock:
-            _listeners.remove(listener)
+    return _epochs.registered(listener)
 
 
 def notify_epoch(epoch: int, epochs: int, row: Mapping[str, float]) -> None:
-    """Tell every listener (called by the flows' epoch callback; exceptions are swallowed)."""
-    with _lock:
-        current = list(_listeners)
-    for fn in current:
-        with contextlib.suppress(Exception):
-            fn(epoch, epochs, row)
+    """Tell every epoch listener (called by the flows' epoch callback; exceptions are swallowed)."""
+    _epochs.notify(epoch, epochs, row)
+
+
+def listening_stages(listener: StageListener | None) -> contextlib.AbstractContextManager[None]:
+    """Call ``listener(stage, done, total)`` as curation stages (raster windows, batches) advance."""
+    return _stages.registered(listener)
+
+
+def notify_stage(stage: str, done: int, total: int) -> None:
+    """Tell every stage listener that ``stage`` has ``done`` of ``total`` units."""
+    _stages.notify(stage, done, total)
 
 
 def interactive(quiet: bool = False) -> bool:
@@ -109,6 +140,46 @@ class TerminalProgress:
             if self._task is not None:  # early stopping: show the bar complete
                 task = self._progress.tasks[0]
                 self._progress.update(self._task, total=task.completed)
+            self._progress.stop()
+
+
+class StageProgress:
+    """Rich progress bars, one per curation stage (``extract VNIR1`` windows, waveform batches).
+
+    ``with StageProgress() as bar, listening_stages(bar): curate(...)``; silent under ``quiet``
+    or without a TTY, like :class:`TerminalProgress`.
+    """
+
+    def __init__(self, *, quiet: bool = False, force: bool | None = None) -> None:
+        self.enabled = interactive(quiet) if force is None else force
+        self.calls = 0
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> StageProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )  # fmt: skip
+            self._progress.start()
+        return self
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        with self._lock:
+            self.calls += 1
+            if self._progress is None:
+                return
+            if stage not in self._tasks:
+                self._tasks[stage] = self._progress.add_task(stage, total=max(total, 1))
+            self._progress.update(self._tasks[stage], completed=done, total=max(total, 1))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
             self._progress.stop()
 
 

@@ -118,6 +118,7 @@ def curate_hsi(
         bool, typer.Option("--overwrite", help="replace an existing HSI store at --out (nothing else)")
     ] = False,
     use_prefect: PrefectOption = True,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
     workers: WorkersOption = 1,
     cluster: ClusterOption = None,
 ) -> None:
@@ -128,6 +129,7 @@ def curate_hsi(
     """
     from flows.curate_hsi import curate_hsi_job
     from flows.jobs import resolve_job
+    from flows.progress import StageProgress, listening_stages
     from pipeline.hsi.store import table1_frame
     from pipeline.publishing.zarr_io import open_store
     from schemas.hsi import HSICurationParams
@@ -167,9 +169,10 @@ def curate_hsi(
     check_target(job.target, kind=KIND, overwrite=job.overwrite, root=job.root)
     preflight(job.inputs, params)
     start = time.perf_counter()
-    path = curate_hsi_job(
-        dataclasses.replace(job, params=params), prefect=use_prefect, workers=workers, cluster=cluster
-    )
+    with StageProgress(quiet=quiet) as bars, listening_stages(bars):
+        path = curate_hsi_job(
+            dataclasses.replace(job, params=params), prefect=use_prefect, workers=workers, cluster=cluster
+        )
     elapsed = time.perf_counter() - start
     ds = open_store(path)
     show_table1(table1_frame(ds), title=f"Table 1: samples per class and modality ({elapsed:.1f} s)")

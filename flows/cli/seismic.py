@@ -62,6 +62,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         use_prefect: bool = typer.Option(
             True, "--prefect/--no-prefect", help="run as the curate-seismic flow"
         ),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
         workers: int = typer.Option(
             1, "--workers", help="Dask workers for the batch fan-out (>=2: local cluster)"
         ),
@@ -75,6 +76,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         """
         from flows.curate_seismic import curate_seismic_job
         from flows.jobs import resolve_job
+        from flows.progress import StageProgress, listening_stages
         from pipeline.errors import EminError
         from schemas.seismic import SeismicInputs
 
@@ -118,9 +120,10 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             load_inventory(job.inputs.inventory)
             load_picks(job.inputs.picks, load_catalog(job.inputs.events)[0])
         try:
-            summary = curate_seismic_job(
-                job, prefect=use_prefect, batch_files=batch_files, workers=workers, cluster=cluster
-            )
+            with StageProgress(quiet=quiet) as bars, listening_stages(bars):
+                summary = curate_seismic_job(
+                    job, prefect=use_prefect, batch_files=batch_files, workers=workers, cluster=cluster
+                )
         except EminError as exc:
             fail(str(exc))
         out = job.target

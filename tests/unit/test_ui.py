@@ -199,3 +199,23 @@ def test_seismic_report_sections(tmp_path: Path) -> None:
     assert html.count('src="data:image/png;base64,') == 4 and 'id="counts"' in html
     png = error_by_distance([10.0, 20.0, 30.0], [20.0, 60.0, 140.0], ["3C", "1C", "3C"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stage_progress_listens_to_every_stage_and_stays_quiet_without_a_tty() -> None:
+    """Curation stages (raster windows, waveform batches) reach a registered bar, from any thread."""
+    import threading
+
+    from flows.progress import StageProgress, listening_stages, notify_stage
+
+    with StageProgress(force=False) as bar, listening_stages(bar):
+        threads = [
+            threading.Thread(target=lambda i=i: [notify_stage(f"extract R{i}", k, 4) for k in range(1, 5)])
+            for i in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    notify_stage("after the block", 1, 1)  # nobody listens any more
+    assert bar.calls == 12
+    assert not StageProgress(quiet=True).enabled
