@@ -394,7 +394,7 @@ def _write_cube(
         "modality": spec.name,
         "flight": str(spec.flight + 1),
         "synthetic": "true",
-        "generator": f"emin-fusion pipeline.synthetic.hsi_scene {__version__}",
+        "generator": f"emin-fusion pipeline.synthetic {__version__}",  # unchanged across releases: same bytes
         "seed": str(seed),
         "quantity": "pseudo-reflectance" + (" x 10000" if spec.dtype == "int16" else ""),
     }
