@@ -126,6 +126,21 @@ def train_seismic_task(config: SeismicTrainConfig) -> dict[str, Any]:
     return out
 
 
+def _prepare(
+    cls: type[TrainConfig], kind: str, config: Any, where: tuple[str, str, str, str], fields: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """The run's config and dataset: ``config`` as given, else one built from the flow's flat
+    ``fields`` on ``where`` = (dataset, version, root, store); logs the resolved version."""
+    if config is None:
+        ds = resolve_dataset(*where)
+        config = _config(cls, kind, {"store": ds["store"], **fields})
+    else:
+        ds = _dataset_of(config)
+    if ds.get("version"):
+        get_run_logger().info("training on %s %s (%s)", ds["dataset"], ds["version"], ds["store"])
+    return config, ds
+
+
 def _finish(kind: str, out: dict[str, Any], dataset: dict[str, Any]) -> dict[str, Any]:
     out["dataset"] = dataset
     publish_training_artifacts(kind, out, history=out.pop("history", None))
@@ -189,18 +204,30 @@ def train_hsi_flow(
         device: auto (CUDA when available), cpu or cuda.
         out_dir: Run folder; empty = runs/<run name> (e.g. runs/hsi-baseline-s0).
     """
-    if config is None:
-        ds = resolve_dataset(dataset, version, root, store)
-        fields = {"store": ds["store"], "mode": mode, "alpha": alpha, "alpha_value": alpha_value, "net": net,
-                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                  "patience": patience, "label_fraction": label_fraction, "teachers": teachers,
-                  "switch_epoch": switch_epoch, "seed": seed, "device": device, "out_dir": out_dir}  # fmt: skip
-        config = _config(HSITrainConfig, "hsi", fields)
-    else:
-        ds = _dataset_of(config)
+    config, ds = _prepare(
+        HSITrainConfig,
+        "hsi",
+        config,
+        (dataset, version, root, store),
+        {
+            "mode": mode,
+            "alpha": alpha,
+            "alpha_value": alpha_value,
+            "net": net,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "patience": patience,
+            "label_fraction": label_fraction,
+            "teachers": teachers,
+            "switch_epoch": switch_epoch,
+            "seed": seed,
+            "device": device,
+            "out_dir": out_dir,
+        },
+    )
     logger = get_run_logger()
-    if ds.get("version"):
-        logger.info("training on %s %s (%s)", ds["dataset"], ds["version"], ds["store"])
     out = train_hsi_task(config)
     m = out["metrics"]
     logger.info(
@@ -262,18 +289,29 @@ def train_seismic_flow(
         device: auto (CUDA when available), cpu or cuda.
         out_dir: Run folder; empty = runs/<run name> (e.g. runs/seismic-baseline-s0).
     """
-    if config is None:
-        ds = resolve_dataset(dataset, version, root, store)
-        fields = {"store": ds["store"], "mode": mode, "alpha": alpha, "alpha_value": alpha_value, "arch": arch,
-                  "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                  "patience": patience, "label_fraction": label_fraction, "max_traces": max_traces,
-                  "seed": seed, "device": device, "out_dir": out_dir}  # fmt: skip
-        config = _config(SeismicTrainConfig, "seismic", fields)
-    else:
-        ds = _dataset_of(config)
+    config, ds = _prepare(
+        SeismicTrainConfig,
+        "seismic",
+        config,
+        (dataset, version, root, store),
+        {
+            "mode": mode,
+            "alpha": alpha,
+            "alpha_value": alpha_value,
+            "arch": arch,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "patience": patience,
+            "label_fraction": label_fraction,
+            "max_traces": max_traces,
+            "seed": seed,
+            "device": device,
+            "out_dir": out_dir,
+        },
+    )
     logger = get_run_logger()
-    if ds.get("version"):
-        logger.info("training on %s %s (%s)", ds["dataset"], ds["version"], ds["store"])
     out = train_seismic_task(config)
     m = out["metrics"]
     logger.info(
