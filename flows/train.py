@@ -111,7 +111,9 @@ def train_seismic_task(config: SeismicTrainConfig) -> dict[str, Any]:
     from models.data import load_seismic
     from models.training.seismic import train_seismic
 
-    data = load_seismic(config.store, max_traces=config.max_traces)
+    data = load_seismic(
+        config.store, max_traces=config.max_traces, polarity=config.inputs == "power+polarity"
+    )
     split = data.split.cpu().numpy()
     eval_idx = np.flatnonzero(split == 2) if (split == 2).any() else np.flatnonzero(split == 1)
     distances = data.distance_km.cpu().numpy()[eval_idx]
@@ -251,6 +253,7 @@ def train_seismic_flow(
     alpha: Annotated[AlphaKind, ui("α choice")] = "fixed",
     alpha_value: Annotated[float, ui("α (supervised weight)", ge=0.0, le=1.0)] = 0.5,
     arch: Annotated[Literal["small", "vgg11", "vgg13", "vgg16", "vgg19"], ui("Architecture")] = "small",
+    inputs: Annotated[Literal["power", "power+polarity"], ui("Input channels")] = "power",
     epochs: Annotated[int, ui("Epochs", ge=1)] = 20,
     batch_size: Annotated[int, ui("Batch size", ge=2)] = 64,
     lr: Annotated[float, ui("Learning rate", gt=0.0)] = 1e-3,
@@ -278,6 +281,7 @@ def train_seismic_flow(
         alpha: How α is chosen in the EMIN modes: fixed (`alpha_value`), sampled, or mgda.
         alpha_value: Weight α of the supervised loss for alpha=fixed (0–1).
         arch: small (quick) or a VGG variant.
+        inputs: power (3 log-power channels) or power+polarity (+ the Z-N/Z-E cross-spectra; needs a store curated with cross_spectra).
         epochs: Maximum number of epochs.
         batch_size: Traces per optimiser step.
         lr: Adam learning rate.
@@ -299,6 +303,7 @@ def train_seismic_flow(
             "alpha": alpha,
             "alpha_value": alpha_value,
             "arch": arch,
+            "inputs": inputs,
             "epochs": epochs,
             "batch_size": batch_size,
             "lr": lr,

@@ -2,7 +2,8 @@
 
 HSI (``docs/format.md``): modalities are packed to ``x [M, N, D_max]`` float32 with NaN → 0
 and zero padding, ``mask [M, N]`` bool (the store's ``present``), ``labels [N]``,
-``folds [N]``. Seismic (``docs/seismic.md``): ``x [N, 3, freq, time]`` float32 plus per-trace
+``folds [N]``. Seismic (``docs/seismic.md``): ``x [N, 3, freq, time]`` float32 (5 channels
+with the ``cross_spectrum`` polarity pair appended, ``polarity=True``) plus per-trace
 targets, station/event coordinates, an integer event index, the sensor type and the split.
 Both demo datasets fit in memory many times over; training indexes these tensors directly.
 Synthetic datasets (and their store layout) for tests and benchmarks: :mod:`models.synthetic`.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.errors import DataSelectionError
+from pipeline.errors import DataSelectionError, TrainingConfigError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -176,7 +177,7 @@ def stratified_label_split(
 class SeismicData:
     """A seismic spectrogram store as tensors (see module docstring)."""
 
-    x: Tensor  # [N, 3, F, T] float32 (standardised by :meth:`standardise`)
+    x: Tensor  # [N, 3 or 5, F, T] float32 (standardised by :meth:`standardise`)
     distance_km: Tensor  # [N] float32
     sin_baz: Tensor  # [N]
     cos_baz: Tensor  # [N]
@@ -227,11 +228,25 @@ def _strs(values: Any) -> list[str]:
     return [str(v) for v in np.asarray(values).tolist()]
 
 
-def seismic_from_dataset(ds: xr.Dataset, max_traces: int | None = None) -> SeismicData:
-    """Convert an (open) seismic store dataset into :class:`SeismicData` on the CPU."""
+def seismic_from_dataset(
+    ds: xr.Dataset, max_traces: int | None = None, *, polarity: bool = False
+) -> SeismicData:
+    """Convert an (open) seismic store dataset into :class:`SeismicData` on the CPU.
+
+    ``polarity``: append the store's ``cross_spectrum`` (ZN, ZE) to the 3 log-power channels.
+    """
     if max_traces is not None:
         ds = ds.isel(trace=slice(0, max_traces))
     x = np.asarray(ds["spectrogram"].values, dtype=np.float32)
+    if polarity:
+        if "cross_spectrum" not in ds:
+            raise TrainingConfigError(
+                "the store has no `cross_spectrum` (polarity channels)",
+                field="inputs",
+                fix="re-curate with `emin curate seismic --cross-spectra` (cross_spectra: true), "
+                "or train with inputs=power",
+            )
+        x = np.concatenate([x, np.asarray(ds["cross_spectrum"].values, dtype=np.float32)], axis=1)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     events = _strs(ds["event_id"].values)
     uniq, inv = np.unique(np.asarray(events), return_inverse=True)
@@ -263,11 +278,15 @@ def seismic_from_dataset(ds: xr.Dataset, max_traces: int | None = None) -> Seism
 
 
 def load_seismic(
-    path: str | Path, device: torch.device | str = "cpu", max_traces: int | None = None
+    path: str | Path,
+    device: torch.device | str = "cpu",
+    max_traces: int | None = None,
+    *,
+    polarity: bool = False,
 ) -> SeismicData:
-    """Read a published seismic store straight into tensors on ``device``."""
+    """Read a published seismic store straight into tensors on ``device`` (see :func:`seismic_from_dataset`)."""
     import xarray as xr
 
     with xr.open_zarr(str(path)) as ds:
-        data = seismic_from_dataset(ds, max_traces)
+        data = seismic_from_dataset(ds, max_traces, polarity=polarity)
     return data.to(device)

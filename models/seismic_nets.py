@@ -142,11 +142,11 @@ def sensor_groups(sensor_type: Sequence[str], sensors: Sequence[str]) -> Tensor:
 
 def _vgg(config: SeismicTrainConfig) -> VGGRegressor:
     cfg = SMALL_VGG if config.arch == "small" else VGG_CFGS[config.arch]
-    return VGGRegressor(3, cfg=cfg, head_hidden=config.head_hidden, dropout=config.dropout)
+    return VGGRegressor(config.in_channels, cfg=cfg, head_hidden=config.head_hidden, dropout=config.dropout)
 
 
 def build_seismic_model(config: SeismicTrainConfig, sensors: Sequence[str] | None = None) -> nn.Module:
-    """VGG-style regressor on 3-channel spectrograms (``arch="small"`` or a VGG config).
+    """VGG-style regressor on 3- or 5-channel spectrograms (``arch="small"`` or a VGG config).
 
     ``networks="per-sensor"`` (needs ``sensors``, the sorted sensor types): one regressor per
     sensor type, built in ``sensors`` order from the ambient seed.

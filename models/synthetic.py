@@ -118,11 +118,14 @@ def synthetic_seismic(
     seed: int = 0,
     p_3c: float = 0.4,
     noise: float = 0.1,
+    polarity: bool = False,
 ) -> SeismicData:
     """A learnable seismic-like set: the S-onset time encodes distance, 3C N/E amplitudes encode BAZ.
 
     Stations and events lie around (40 N, 112 W); each event is seen by ``stations_per_event``
     random stations. 1C traces have N/E exactly 0. Splits by event: 70/15/15 % train/val/test.
+    ``polarity``: two more channels like the store's ``cross_spectrum`` (ZN, ZE along the
+    event→station direction at the onset; zero for 1C), so ``x`` has 5 channels.
     """
     rng = np.random.default_rng(seed)
     st_lat = 40.0 + rng.uniform(-1.0, 1.0, n_stations)
@@ -148,6 +151,11 @@ def synthetic_seismic(
     rad = np.radians(baz)
     x[:, 1] = 1.0 + (np.cos(rad)[:, None, None] * bump[:, None, :]) * fshape
     x[:, 2] = 1.0 + (np.sin(rad)[:, None, None] * bump[:, None, :]) * fshape
+    if polarity:
+        pair = -0.3 * np.stack([np.cos(rad), np.sin(rad)], axis=1)[:, :, None, None] * bump[:, None, None, :]
+        x = np.concatenate(
+            [x, np.broadcast_to(pair * fshape, (n, 2, n_freq, n_time)).astype(np.float32)], axis=1
+        )
     x += rng.normal(0.0, noise, x.shape).astype(np.float32)
     x[~is3c, 1:] = 0.0
     u = rng.random(n_events)
@@ -195,6 +203,10 @@ def seismic_to_dataset(data: SeismicData) -> xr.Dataset:
         "event_latitude": ("trace", data.event_lat.cpu().numpy()),
         "event_longitude": ("trace", data.event_lon.cpu().numpy()),
     }
-    spec = ("trace", "channel", "freq", "time")
+    x = data.x.cpu().numpy()
+    variables: dict[str, Any] = {"spectrogram": (("trace", "channel", "freq", "time"), x[:, :3])}
+    if x.shape[1] == 5:  # the polarity pair of ``synthetic_seismic(polarity=True)``
+        coords["pair"] = ("pair", _str_array(["ZN", "ZE"]))
+        variables["cross_spectrum"] = (("trace", "pair", "freq", "time"), x[:, 3:])
     attrs = {"emin_kind": "seismic_spectrograms", "schema_version": "1.0"}
-    return xr.Dataset({"spectrogram": (spec, data.x.cpu().numpy())}, coords=coords, attrs=attrs)
+    return xr.Dataset(variables, coords=coords, attrs=attrs)

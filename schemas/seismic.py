@@ -30,6 +30,7 @@ DATA_SHAPING_PARAMS = (
     "split_fractions",
     "traces_per_chunk",
     "keep_waveforms",
+    "cross_spectra",
 )
 
 
@@ -43,7 +44,7 @@ _SEISMIC_TITLES = {
     "clip_counts": "Clip level (counts)", "reject_inventory_rate_mismatch": "Reject inventory rate mismatch",
     "taup_model": "Travel-time model", "split_seed": "Split seed",
     "split_fractions": "Split fractions (train, val, test)", "keep_waveforms": "Keep waveforms",
-    "traces_per_chunk": "Zarr chunk (traces)",
+    "cross_spectra": "Polarity channels (cross-spectra)", "traces_per_chunk": "Zarr chunk (traces)",
 }  # fmt: skip
 _SEISMIC_DESCRIPTIONS = {
     "freqmin_hz": "band-pass filter low corner",
@@ -97,6 +98,12 @@ class SeismicCurationParams(BaseModel):
         default=False,
         description="also store the preprocessed ZNE windows as `waveform` (trace, channel, sample) float32 "
         "(needed by `emin export seisbench`; ~4x the spectrogram volume)",
+    )
+    cross_spectra: bool = Field(
+        default=False,
+        description="also store `cross_spectrum` (trace, pair=ZN/ZE, freq, time) float32: Re(Z·N*), Re(Z·E*) "
+        "per frame over the frame's total power; keeps the P polarity that log power drops, so triaxial "
+        "back azimuth is learnable (~2/3 of the spectrogram volume)",
     )
     traces_per_chunk: int = Field(
         default=64, ge=16, description="traces per Zarr chunk (>= 1 MB at 3x51x120 float32)"

@@ -257,9 +257,13 @@ class SeismicTrainConfig(TrainConfig):
     the default for student–teacher, so no EMIN gradient reaches the teacher) or ``shared``.
     ``label_fraction`` keeps that fraction of the training *events* labelled,
     ``labelled_events`` that many events. Early stopping by validation median location error.
+    ``inputs``: ``power`` (the 3 log-power channels) or ``power+polarity`` (plus the store's
+    Z–N/Z–E ``cross_spectrum``, 5 channels: keeps P polarity, so triaxial back azimuth is
+    learnable; needs a store curated with ``cross_spectra``).
     """
 
     arch: Literal["small", "vgg11", "vgg13", "vgg16", "vgg19"] = "small"
+    inputs: Literal["power", "power+polarity"] = "power"
     head_hidden: list[int] = Field(default_factory=lambda: [256])
     distance_scale_km: float = Field(100.0, gt=0.0)
     teacher_sensor: str = "3C"
@@ -275,6 +279,11 @@ class SeismicTrainConfig(TrainConfig):
     def _check_budget(self) -> SeismicTrainConfig:
         _one_budget(self.label_fraction, self.labelled_events, "labelled_events")
         return self
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the network: 3 log-power (+ 2 cross-spectra for ``power+polarity``)."""
+        return 5 if self.inputs == "power+polarity" else 3
 
     @property
     def effective_centre(self) -> str:

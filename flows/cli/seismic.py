@@ -54,6 +54,11 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         keep_waveforms: bool = typer.Option(
             False, "--keep-waveforms", help="also store the windowed ZNE waveforms (for SeisBench export)"
         ),
+        cross_spectra: bool = typer.Option(
+            False,
+            "--cross-spectra",
+            help="also store the Z-N/Z-E cross-spectra (polarity channels: back azimuth becomes learnable)",
+        ),
         batch_files: int = typer.Option(32, "--batch-files"),
         publish: str | None = typer.Option(
             None, "--publish", help="also publish as a version of this dataset name (entries: their name)"
@@ -97,6 +102,8 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         params = job.params
         if keep_waveforms:
             params = params.model_copy(update={"keep_waveforms": True})
+        if cross_spectra:
+            params = params.model_copy(update={"cross_spectra": True})
         if keep_all_errors:
             params = params.model_copy(update={"max_horizontal_error_km": None})
         elif max_horizontal_error_km is not None:

@@ -162,6 +162,10 @@ def register(app: typer.Typer) -> typer.Typer:
             float | None, typer.Option(help="supervised-loss weight α (alpha=fixed)")
         ] = None,
         arch: Annotated[str | None, typer.Option(help="small | vgg11 | vgg13 | vgg16 | vgg19")] = None,
+        inputs: Annotated[
+            str | None,
+            typer.Option(help="power | power+polarity (needs a store curated with --cross-spectra)"),
+        ] = None,
         epochs: EpochsOption = None,
         batch_size: Annotated[int | None, typer.Option()] = None,
         lr: Annotated[float | None, typer.Option()] = None,
@@ -184,6 +188,7 @@ def register(app: typer.Typer) -> typer.Typer:
             "label_fraction": label_fraction, "max_traces": max_traces, "seed": seed, "device": device,
             "preset": preset, "emin": emin, "unlabelled": unlabelled, "alpha_schedule": alpha_schedule,
             "restore": restore, "labelled_events": labelled_events, "centre": centre, "networks": networks,
+            "inputs": inputs,
         }  # fmt: skip
         _run("seismic", fields, param or [], out, use_prefect, quiet)
 

@@ -39,7 +39,7 @@ from models.training.loop import (
     train_context,
 )
 from models.training.seismic_eval import evaluate_seismic, mean_predictors, predict_seismic
-from pipeline.errors import DataSelectionError
+from pipeline.errors import DataSelectionError, TrainingConfigError
 
 if TYPE_CHECKING:
     from schemas.training import SeismicTrainConfig
@@ -237,6 +237,12 @@ def _metrics(
 
 def _setup(config: SeismicTrainConfig, data: SeismicData, device: torch.device) -> dict[str, Any]:
     """Split, standardisation, targets, sensor groups and the model of one run."""
+    if data.x.shape[1] != config.in_channels:
+        raise TrainingConfigError(
+            f"inputs={config.inputs!r} needs {config.in_channels} input channels, the data has {data.x.shape[1]}",
+            field="inputs",
+            fix="load the data with load_seismic(..., polarity=True) for power+polarity, or set inputs to match",
+        )
     split = seismic_split(config, data)
     mean, std = data.channel_stats(torch.from_numpy(split.labelled).to(device))
     data = data.standardise(mean, std)
@@ -269,7 +275,11 @@ def train_seismic(
     start = time.perf_counter()
     device = resolve_device(config.device)
     with train_context(config.seed, device, config.deterministic):
-        data = (load_seismic(config.store, max_traces=config.max_traces) if data is None else data).to(device)
+        if data is None:
+            data = load_seismic(
+                config.store, max_traces=config.max_traces, polarity=config.inputs == "power+polarity"
+            )
+        data = data.to(device)
         st = _setup(config, data, device)
         split, data, target, group, model = st["split"], st["data"], st["target"], st["group"], st["model"]
         scale, chunk = config.distance_scale_km, config.eval_chunk

@@ -251,6 +251,7 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     one_c = st == "1C"
     if one_c.any() and np.any(values[one_c][:, 1:] != 0):
         problems.append("N/E channels of vertical-only (1C) traces are not exactly zero")
+    problems += _cross_spectrum_problems(ds, one_c)
     split = as_str(ds["split"].values)
     if not set(split.tolist()) <= {"train", "val", "test"}:
         problems.append(f"split values {sorted(set(split.tolist()))}, expected train/val/test")
@@ -268,6 +269,33 @@ def validate_seismic_store(path: str | Path) -> list[str]:
                 problems.append(f"rejects/{col} missing or not along dim 'reject'")
     except Exception as exc:
         problems.append(f"rejects subgroup unreadable: {exc}")
+    return problems
+
+
+def _cross_spectrum_problems(ds: xr.Dataset, one_c: np.ndarray) -> list[str]:
+    """The optional ``cross_spectrum``: present iff curated with ``cross_spectra``, and in range."""
+    wanted = bool(ds.attrs.get("parameters", {}).get("cross_spectra", False))
+    if "cross_spectrum" not in ds:
+        return (
+            ["parameters.cross_spectra is true but data variable 'cross_spectrum' is missing"]
+            if wanted
+            else []
+        )
+    cross = ds["cross_spectrum"]
+    if cross.dims != ("trace", "pair", "freq", "time") or cross.dtype != np.float32:
+        return [
+            f"cross_spectrum is {cross.dtype} {cross.dims}, expected float32 ('trace', 'pair', 'freq', 'time')"
+        ]
+    problems = (
+        [] if wanted else ["data variable 'cross_spectrum' present but parameters.cross_spectra is false"]
+    )
+    if [str(p) for p in ds["pair"].values] != ["ZN", "ZE"]:
+        problems.append(f"pair coordinate {list(ds['pair'].values)}, expected ['ZN', 'ZE']")
+    values = cross.values
+    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 0.5 + 1e-6):
+        problems.append("cross_spectrum values must be finite and within [-0.5, 0.5]")
+    if one_c.any() and np.any(values[one_c] != 0):
+        problems.append("cross_spectrum of vertical-only (1C) traces is not exactly zero")
     return problems
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,14 @@ import pandas as pd
 
 from pipeline.io.waveforms import Reject
 from pipeline.seismic.labels import station_event_labels
-from pipeline.seismic.signal import batched_log_spectrogram, preprocess_batch, resample_batch, rotate_to_zne
+from pipeline.seismic.signal import (
+    CROSS_PAIRS,
+    batched_cross_spectrum,
+    batched_log_spectrogram,
+    preprocess_batch,
+    resample_batch,
+    rotate_to_zne,
+)
 from pipeline.seismic.windows import Segment, SeismicMetadata, extract_segments
 from schemas.seismic import SeismicCurationParams
 
@@ -33,6 +40,7 @@ class TraceBatch:
     timings_s: dict[str, float] = field(default_factory=dict)
     n_skipped: int = 0
     waveform: np.ndarray | None = None  # [n, 3, samples] float32 when params.keep_waveforms
+    cross_spectrum: np.ndarray | None = None  # [n, 2, freq, time] float32 when params.cross_spectra
 
     @classmethod
     def empty(cls, rejects: Sequence[Reject] = ()) -> TraceBatch:
@@ -92,16 +100,22 @@ def windowed_samples(
 
 def process_segments(
     segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
-) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray, dict[str, float], np.ndarray | None]:
+) -> TraceBatch:
     """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time.
 
-    Also returns the windows themselves (float32) when ``params.keep_waveforms``.
+    Also keeps the windows themselves (float32) when ``params.keep_waveforms`` and the Z–N/Z–E
+    cross-spectra of 3C traces when ``params.cross_spectra`` (zeros for 1C). No rejects here.
     """
     fs = params.sampling_rate_hz
     n_freq = params.nperseg // 2 + 1
     out = np.zeros((len(segments), 3, n_freq, params.n_frames), dtype=np.float32)
     n_samples = params.n_frames * params.nperseg
     waves = np.zeros((len(segments), 3, n_samples), np.float32) if params.keep_waveforms else None
+    cross = (
+        np.zeros((len(segments), len(CROSS_PAIRS), n_freq, params.n_frames), np.float32)
+        if params.cross_spectra
+        else None
+    )
     timings = {"preprocess": 0.0, "spectrogram": 0.0}
     freq = np.fft.rfftfreq(params.nperseg, 1 / fs)
     time_s = (np.arange(params.n_frames) * params.nperseg + params.nperseg / 2) / fs - params.pre_p_s
@@ -117,9 +131,14 @@ def process_segments(
         block = np.zeros((len(part), 3, n_freq, params.n_frames), dtype=np.float32)
         block[valid] = spec
         out[start : start + len(part)] = block
+        if cross is not None:
+            three = valid[:, 1]
+            cross[start : start + len(part)][three] = batched_cross_spectrum(
+                window[three], nperseg=params.nperseg
+            )
         timings["spectrogram"] += time.perf_counter() - t
     table = segment_table(segments, meta, params)
-    return out, table, freq, time_s, timings, waves
+    return TraceBatch(out, table, [], freq, time_s, timings, waveform=waves, cross_spectrum=cross)
 
 
 def _text(values: Iterable[str]) -> np.ndarray:
@@ -193,9 +212,9 @@ def process_files(
         skipped += len(segs) - sum(sg.trace_id not in skip_ids for sg in segs)
         rejects += rej
     t_read = time.perf_counter() - t
-    spec, table, freq, time_s, timings, waves = process_segments(segments, meta, params)
-    timings["read"] = t_read
-    return TraceBatch(spec, table, rejects, freq, time_s, timings, n_skipped=skipped, waveform=waves)
+    batch = process_segments(segments, meta, params)
+    batch.timings_s["read"] = t_read
+    return replace(batch, rejects=rejects, n_skipped=skipped)
 
 
 def spectrogram_definition(params: SeismicCurationParams) -> str:

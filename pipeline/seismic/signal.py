@@ -169,3 +169,45 @@ def batched_log_spectrogram(
     freq = np.fft.rfftfreq(nperseg, 1.0 / fs)
     time = (np.arange(n_frames) * nperseg + nperseg / 2) / fs
     return freq, time, np.ascontiguousarray(np.swapaxes(values, -1, -2))
+
+
+#: Channel pairs of :func:`batched_cross_spectrum` (Z with each horizontal).
+CROSS_PAIRS = ("ZN", "ZE")
+CROSS_SPECTRUM_DEFINITION = (
+    "Re(Z·H*) / (|Z|^2 + |N|^2 + |E|^2) per frequency of each de-meaned, Hann-windowed, non-overlapping "
+    "frame of the spectrogram (same ZNE window), H = N for pair ZN and E for pair ZE; in [-0.5, 0.5]; "
+    "0 for 1C sensors and frames without power"
+)
+
+
+def batched_cross_spectrum(x: np.ndarray, *, nperseg: int, workers: int = -1) -> np.ndarray:
+    """Normalised real Z–N and Z–E cross-spectra of [..., 3 (Z, N, E), n_frames*nperseg] windows.
+
+    Per frame (the de-meaned, Hann-windowed, non-overlapping frames of
+    :func:`batched_log_spectrogram`) and frequency: ``Re(Z·H*) / (|Z|² + |N|² + |E|²)`` for
+    H = N, E, in [-0.5, 0.5] (0 where the frame has no power). Log power drops polarity, so a
+    P arrival's back azimuth is ambiguous by quadrant there; these keep it: for P motion
+    along the ray the pair is proportional to the horizontal direction of motion, whatever
+    the source polarity (Z and H flip together). Returns [..., 2 (ZN, ZE), freq, time] float32.
+    """
+    n_frames = x.shape[-1] // nperseg
+    if x.shape[-2] != 3 or n_frames < 1:
+        raise InputError(f"cross-spectra need [..., 3, >= {nperseg}] windows, got shape {x.shape}")
+    win = scipy.signal.get_window("hann", nperseg)
+    frames = np.asarray(x[..., : n_frames * nperseg], dtype=np.float64).reshape(
+        *x.shape[:-1], n_frames, nperseg
+    )
+    lead = x.shape[:-2]
+    out = np.zeros((*lead, 2, n_frames, nperseg // 2 + 1), dtype=np.float32)
+    flat_x = frames.reshape(-1, 3, n_frames, nperseg)
+    flat_out = out.reshape(-1, 2, n_frames, nperseg // 2 + 1)
+    step = max(1, 16_384 // (3 * n_frames))  # traces per block: bounded work buffers
+    for i in range(0, flat_x.shape[0], step):
+        block = flat_x[i : i + step]
+        spec = scipy.fft.rfft((block - block.mean(axis=-1, keepdims=True)) * win, axis=-1, workers=workers)
+        power = (spec.real**2 + spec.imag**2).sum(axis=1)  # [b, frames, freq]
+        cross = (spec[:, :1] * np.conj(spec[:, 1:])).real  # [b, 2, frames, freq]
+        np.divide(cross, power[:, None], out=cross, where=power[:, None] > 0)
+        cross[np.broadcast_to(power[:, None] <= 0, cross.shape)] = 0.0
+        flat_out[i : i + step] = cross
+    return np.ascontiguousarray(np.swapaxes(out, -1, -2))

@@ -46,7 +46,7 @@ from pipeline.publishing.zarr_io import (
 )
 from pipeline.seismic.batch import TraceBatch, segment_table, spectrogram_definition
 from pipeline.seismic.labels import event_split
-from pipeline.seismic.signal import CHANNELS
+from pipeline.seismic.signal import CHANNELS, CROSS_PAIRS, CROSS_SPECTRUM_DEFINITION
 from pipeline.seismic.windows import SeismicMetadata
 from pipeline.version import code_version
 from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SCHEMA_VERSION, SeismicCurationParams
@@ -97,6 +97,7 @@ def _batch_dataset(
     freq: np.ndarray,
     time_s: np.ndarray,
     waveform: np.ndarray | None = None,
+    cross_spectrum: np.ndarray | None = None,
 ) -> xr.Dataset:
     coords: dict[str, Any] = {
         "channel": ("channel", _strings(CHANNELS)),
@@ -120,6 +121,13 @@ def _batch_dataset(
             ("trace", "channel", "sample"),
             waveform.astype(np.float32, copy=False),
             {"description": "preprocessed ZNE window from P-pre_p_s (zeros for N/E of 1C sensors)"},
+        )
+    if cross_spectrum is not None:
+        coords["pair"] = ("pair", _strings(CROSS_PAIRS))
+        data["cross_spectrum"] = (
+            ("trace", "pair", "freq", "time"),
+            cross_spectrum.astype(np.float32, copy=False),
+            {"description": CROSS_SPECTRUM_DEFINITION},
         )
     return xr.Dataset(data, coords=coords)
 
@@ -195,7 +203,8 @@ class SeismicStoreWriter:
     def _check_params(self, stored: dict[str, Any]) -> None:
         mine = json.loads(self.params.model_dump_json())
         for key in DATA_SHAPING_PARAMS:
-            a, b = stored.get(key), mine.get(key)
+            # a parameter newer than the store: the store was written with its default
+            a, b = stored.get(key, SeismicCurationParams.model_fields[key].default), mine.get(key)
             if isinstance(a, list | tuple):
                 a, b = list(a), list(b) if b is not None else b
             if a != b:
@@ -254,6 +263,7 @@ class SeismicStoreWriter:
         table = table[keep].reset_index(drop=True)
         spec = batch.spectrogram[keep]
         wave = None if batch.waveform is None else batch.waveform[keep]
+        cross = None if batch.cross_spectrum is None else batch.cross_spectrum[keep]
         events = table["event_id"].astype(str).tolist()
         fresh = sorted({e for e in events if e not in self.event_split})
         for e, s in zip(
@@ -263,13 +273,13 @@ class SeismicStoreWriter:
         ):
             self.event_split[e] = s
         table["split"] = [self.event_split[e] for e in events]
-        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s, wave)
+        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s, wave, cross)
         self.freq, self.time_s = batch.freq_hz, batch.time_s
         tmp = self._ensure_tmp()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             if (tmp / "zarr.json").exists():
-                ds = ds.drop_vars(["channel", "freq", "time"])
+                ds = ds.drop_vars(["channel", "freq", "time", *(["pair"] if cross is not None else [])])
                 ds.to_zarr(tmp, mode="a", append_dim="trace", zarr_format=ZARR_FORMAT, consolidated=False)
             else:
                 ds.to_zarr(
@@ -324,6 +334,9 @@ class SeismicStoreWriter:
                     empty.freq_hz,
                     empty.time_s,
                     np.zeros((0, 3, n_samples), np.float32) if p.keep_waveforms else None,
+                    np.zeros((0, len(CROSS_PAIRS), n_freq, p.n_frames), np.float32)
+                    if p.cross_spectra
+                    else None,
                 )
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

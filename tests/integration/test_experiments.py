@@ -35,7 +35,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     hsi_to_dataset(data).to_zarr(hsi, mode="w", consolidated=True)
     seis = root / "seismic.zarr"
-    seismic_to_dataset(synthetic_seismic(n_events=16, stations_per_event=4, seed=0)).to_zarr(
+    seismic_to_dataset(synthetic_seismic(n_events=16, stations_per_event=4, seed=0, polarity=True)).to_zarr(
         seis, mode="w", consolidated=True
     )
     return {"hsi": hsi, "seismic": seis}

@@ -203,6 +203,48 @@ def test_crash_between_renames_is_recovered(net: SeismicNetwork, tmp_path: Path)
     assert validate_seismic_store(out) == []
 
 
+def test_cross_spectra_store_keeps_polarity_and_equals_scipy(
+    net: SeismicNetwork, store: Path, tmp_path: Path
+) -> None:
+    """``cross_spectra``: the spectrogram is unchanged, the pair equals scipy's complex STFT of
+    the windowed samples, and atan2(ZE, ZN) of the P frames is the event→station azimuth
+    (back azimuth + 180°), which log power alone cannot tell from its mirror images."""
+    params = PARAMS.model_copy(update={"cross_spectra": True})
+    out = tmp_path / "polarity.zarr"
+    curate_seismic(inputs(net), out, params)
+    assert validate_seismic_store(out) == []
+    ds, plain = open_store(out), open_store(store)
+    np.testing.assert_array_equal(ds["spectrogram"].values, plain["spectrogram"].values)
+    ids = as_str(ds["trace_id"].values).tolist()
+    meta = load_metadata(net.inventory, net.events, net.picks, travel_time_table("iasp91", 5.0))
+    segs, _ = extract_segments(net.waveform_files[0], meta, params)
+    window, valid = windowed_samples(segs, params)
+    _, _, spec = scipy.signal.spectrogram(window, fs=100.0, window="hann", nperseg=100, noverlap=0,
+                                          detrend="constant", mode="complex")  # fmt: skip
+    total = (np.abs(spec) ** 2).sum(axis=1)
+    ref = np.stack([(spec[:, 0] * np.conj(spec[:, h])).real / total for h in (1, 2)], axis=1)
+    for i, seg in enumerate(segs):
+        got = ds["cross_spectrum"].values[ids.index(seg.trace_id)]
+        np.testing.assert_allclose(got, ref[i] if valid[i, 1] else 0.0, atol=1e-5, rtol=0)
+    three = as_str(ds["sensor_type"].values) == "3C"
+    t = ds["time"].values
+    p_frames = ds["cross_spectrum"].values[three][:, :, 2:20, (t > 0) & (t < 3)].sum(axis=(2, 3))
+    azimuth = np.degrees(np.arctan2(p_frames[:, 1], p_frames[:, 0]))
+    expected = ds["back_azimuth_deg"].values[three] + 180.0
+    error = np.abs((azimuth - expected + 180.0) % 360.0 - 180.0)
+    assert three.sum() >= 10 and np.median(error) < 20.0
+    with pytest.raises(InputError, match="cross_spectra"):  # an append must keep the representation
+        curate_seismic(inputs(net), out, PARAMS)
+
+
+def test_polarity_inputs_need_a_store_with_cross_spectra(store: Path) -> None:
+    from models.data import load_seismic
+    from pipeline.errors import TrainingConfigError
+
+    with pytest.raises(TrainingConfigError, match="--cross-spectra"):
+        load_seismic(store, polarity=True)
+
+
 def test_append_with_different_window_is_refused(net: SeismicNetwork, store: Path) -> None:
     with pytest.raises(InputError, match="window_s"):
         curate_seismic(inputs(net), store, SeismicCurationParams(max_horizontal_error_km=None, window_s=60.0))

@@ -17,6 +17,7 @@ from models.synthetic import hsi_to_dataset, seismic_to_dataset, synthetic_hsi, 
 from models.training.hsi import predict_hsi, teacher_vector, train_hsi
 from models.training.loop import EarlyStopper
 from models.training.seismic import event_grouped_order, train_seismic
+from pipeline.errors import TrainingConfigError
 from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 HSI = synthetic_hsi(n=400, seed=1, separation=1.5)
@@ -244,6 +245,19 @@ def test_seismic_learns_and_beats_predict_the_mean(tmp_path: Path) -> None:
         assert (tmp_path / "s" / name).exists(), name
     _model, ckpt = load_model(tmp_path / "s")
     assert ckpt["meta"]["channel_mean"].shape == (3,)
+
+
+def test_polarity_inputs_train_a_five_channel_model_and_round_trip(tmp_path: Path) -> None:
+    data = seismic_from_dataset(
+        seismic_to_dataset(synthetic_seismic(n_events=12, seed=4, polarity=True)), polarity=True
+    )
+    assert data.x.shape[1] == 5 and (data.x[~data.is_3c][:, 1:] == 0).all()
+    with pytest.raises(TrainingConfigError, match="inputs"):
+        train_seismic(seis_cfg(), data)  # 3-channel config on 5-channel data
+    train_seismic(seis_cfg(inputs="power+polarity", out_dir=str(tmp_path / "p")), data)
+    model, ckpt = load_model(tmp_path / "p")
+    assert ckpt["meta"]["channel_mean"].shape == (5,)
+    assert model(data.x[:2]).shape == (2, 3)
 
 
 def test_on_epoch_is_called_once_per_epoch_with_its_history_row() -> None:
