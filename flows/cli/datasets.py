@@ -50,7 +50,9 @@ def register(app: typer.Typer) -> None:
         ] = 3600.0,
         dry_run: Annotated[bool, typer.Option(help="list what would be removed")] = False,
     ) -> None:
-        """Remove partial writes left by crashed publishes (complete versions are never touched)."""
+        """Remove partial writes left by crashed runs (complete versions are never touched) and stop
+        the helper processes (Prefect's temporary server, Dask workers) a killed run left running."""
+        from pipeline.orphans import find_orphans, stop_orphans
         from pipeline.publishing.versions import gc
 
         removed = gc(root=root, min_age_s=min_age, dry_run=dry_run)
@@ -58,6 +60,12 @@ def register(app: typer.Typer) -> None:
         for p in removed:
             _out.print(f"{verb} {p}")
         _out.print(f"{verb} {len(removed)} partial write(s)")
+        orphans = find_orphans()
+        stopped = orphans if dry_run else stop_orphans(orphans)
+        verb = "would stop" if dry_run else "stopped"
+        for o in stopped:
+            _out.print(f"{verb} process {o.pid} left by emin process {o.owner_pid}: {o.command[:120]}")
+        _out.print(f"{verb} {len(stopped)} orphaned helper process(es)")
 
     @datasets_app.command("list")
     def datasets_list(root: RootOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:

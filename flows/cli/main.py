@@ -212,6 +212,9 @@ def validate(path: Annotated[Path, typer.Argument(help="a published store")]) ->
 def main() -> None:
     """Console entry point; hides third-party deprecation noise (affine inside rasterio)."""
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+    from pipeline.orphans import mark_owner
+
+    mark_owner()  # helper processes (Prefect's server, Dask workers) can be traced back to this run
     app(prog_name="emin")
 
 

@@ -233,3 +233,43 @@ def test_ctrl_c_with_prefect_stops_within_seconds_and_writes_nothing(
     assert code != 0, "the run was not interrupted: it finished before the signal (make the delay shorter)"
     assert not out.exists() and _leftovers(tmp_path) == []
     assert "Traceback" not in log.read_text()
+
+
+def _descendants_of(owner: int) -> dict[int, str]:
+    """Processes whose environment names ``owner`` as their emin owner (read from /proc directly)."""
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f"EMIN_OWNER_PID={owner}".encode() in env and (proc / "stat").read_text().split(") ")[1][0] != "Z":
+            found[int(proc.name)] = cmd
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="orphan tracking reads /proc (Linux)")
+def test_kill_9_with_prefect_orphans_the_server_and_gc_stops_it(
+    tiny_scene: TinyScene, tmp_path: Path
+) -> None:
+    """kill -9 skips Prefect's atexit, so its temporary server outlives the run; gc stops it."""
+    root, out, log = tmp_path / "root", tmp_path / "p.zarr", tmp_path / "stderr.txt"
+    args = [a for a in _hsi_args(tiny_scene, out) if a != "--no-prefect"]
+    with open(log, "w") as err:
+        proc = subprocess.Popen(args, env=_env(root), stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 120
+        servers: dict[int, str] = {}
+        while not servers and time.monotonic() < deadline and proc.poll() is None:
+            servers = {p: c for p, c in _descendants_of(proc.pid).items() if "prefect.server.api.server" in c}
+            time.sleep(0.2)
+        assert servers, f"no Prefect server seen: {log.read_text()[-2000:]}"
+        proc.kill()
+        proc.wait(timeout=30)
+    time.sleep(1.0)
+    assert set(servers) <= set(_descendants_of(proc.pid)), "the server died with the run: nothing to test"
+    done = subprocess.run(_emin("publish", "gc", "--root", str(root)), env=_env(root), capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not set(servers) & set(_descendants_of(proc.pid)), done.stdout
+    assert "orphaned helper process" in done.stdout and str(next(iter(servers))) in done.stdout
