@@ -186,7 +186,8 @@ def _observing_stations(
     length = 45.0 * 10 ** (0.3 * (ev.magnitude - 1))
     p = np.exp(-((d_km / length) ** 1.5))
     seen = (rng.random(n_stations) < p) & (d_km <= max_distance_km)
-    seen[np.argsort(d_km)[:min_stations]] = True
+    nearest = np.argsort(d_km)[:min_stations]
+    seen[nearest[d_km[nearest] <= max_distance_km]] = True  # never beyond the travel-time table
     return np.flatnonzero(seen), d_km, az_es
 
 
@@ -219,6 +220,8 @@ def _record_event(
     from obspy import Stream, Trace, UTCDateTime
 
     idx, d_km, az_es = _observing_stations(rng, st, ev, max_distance_km, min_stations)
+    if idx.size == 0:  # no station within max_distance_km: a catalogued event without recordings
+        return
     deg = great_circle_deg(np.full(idx.size, ev.latitude), np.full(idx.size, ev.longitude),
                            st.latitude[idx], st.longitude[idx])  # fmt: skip
     tp = tt.p_time(deg, np.full(idx.size, ev.depth_km)) + st.delay[idx]

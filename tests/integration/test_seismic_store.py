@@ -245,6 +245,17 @@ def test_polarity_inputs_need_a_store_with_cross_spectra(store: Path) -> None:
         load_seismic(store, polarity=True)
 
 
+def test_sparse_network_records_only_within_max_distance(tmp_path: Path) -> None:
+    """8 stations, 3 events: the nearest stations of an event may lie beyond 450 km; they are
+    not forced to record it (that used to fail on the travel-time table), and an event no
+    station sees gets no file."""
+    net = generate_seismic_network(tmp_path / "net", seed=6, n_stations=8, n_events=3)
+    truth = pd.read_csv(net.truth)
+    assert len(net.waveform_files) < 3 and truth.distance_km.max() <= 450.0
+    summary = curate_seismic(inputs(net), tmp_path / "s.zarr", PARAMS)
+    assert summary.n_added == len(truth)
+
+
 def test_append_with_different_window_is_refused(net: SeismicNetwork, store: Path) -> None:
     with pytest.raises(InputError, match="window_s"):
         curate_seismic(inputs(net), store, SeismicCurationParams(max_horizontal_error_km=None, window_s=60.0))
