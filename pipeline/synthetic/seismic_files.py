@@ -54,6 +54,7 @@ def write_inventory(path: Path, stations: pd.DataFrame, network: str, sample_rat
     inv = Inventory(
         networks=[Network(code=network, stations=sta_objs, description="emin-fusion SYNTHETIC network")],
         source="emin-fusion synthetic (pipeline.synthetic.seismic_network)",
+        created=UTCDateTime(0),  # not the wall clock: the same seed writes the same bytes
     )
     inv.write(str(path), format="STATIONXML")
 
@@ -89,7 +90,12 @@ def write_quakeml(path: Path, events: pd.DataFrame) -> None:
                 horizontal_uncertainty=err_m, preferred_description="horizontal uncertainty"
             ),
         )
-        mag = Magnitude(mag=float(e.magnitude), magnitude_type="ML", origin_id=origin.resource_id)
+        mag = Magnitude(
+            resource_id=ResourceIdentifier(f"smi:local/emin-synth/magnitude/{e.event_id}"),
+            mag=float(e.magnitude),
+            magnitude_type="ML",
+            origin_id=origin.resource_id,
+        )
         ev = Event(
             resource_id=ResourceIdentifier(f"smi:local/emin-synth/event/{e.event_id}"),
             origins=[origin],
@@ -99,4 +105,8 @@ def write_quakeml(path: Path, events: pd.DataFrame) -> None:
         ev.preferred_origin_id = origin.resource_id
         ev.preferred_magnitude_id = mag.resource_id
         evs.append(ev)
-    Catalog(events=evs, description="emin-fusion SYNTHETIC catalog").write(str(path), format="QUAKEML")
+    Catalog(  # fixed ids (obspy draws random UUIDs): the same seed writes the same bytes
+        events=evs,
+        resource_id=ResourceIdentifier("smi:local/emin-synth/catalog"),
+        description="emin-fusion SYNTHETIC catalog",
+    ).write(str(path), format="QUAKEML")

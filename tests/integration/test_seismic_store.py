@@ -53,6 +53,8 @@ def test_generator_is_deterministic_and_documented(net: SeismicNetwork, tmp_path
     again = generate_seismic_network(tmp_path, seed=3, n_stations=20, n_events=10)
     for a, b in zip(net.waveform_files, again.waveform_files, strict=True):
         assert a.read_bytes() == b.read_bytes()
+    for a, b in ((net.inventory, again.inventory), (net.events, again.events), (net.picks, again.picks)):
+        assert a.read_bytes() == b.read_bytes(), a.name  # no wall clock, no random resource ids
     assert "NOT REAL DATA" in net.readme.read_text()
     import obspy
 
