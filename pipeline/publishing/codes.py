@@ -11,7 +11,8 @@ reject reason…) as signed integer codes carrying three attributes (docs/format
 ``categories``
     the K exact names in code order: what decoding uses
 
-Codes never change meaning: a store that is appended to adds new names at the end. Format 1.0
+Codes never change meaning: a store that is appended to adds new names at the end, in order of
+first appearance. Format 1.0
 stored these columns as zarr v3 ``string`` arrays, which only zarr-python reads; unique ids and
 free text stay ``string`` in 1.1. :func:`strings` reads a column of either version as text.
 
@@ -77,14 +78,17 @@ def coded(
     values: Iterable[object], categories: Sequence[str] = (), dtype: DTypeLike | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Codes of ``values`` and the column's attributes: ``categories`` keep their codes, new names
-    are appended (sorted), so a column that is appended to never changes an old code's meaning.
+    are appended in order of first appearance, so a column that is appended to never changes an
+    old code's meaning, and the same values in the same order give the same codes however they
+    are split into batches.
 
     ``dtype`` defaults to the smallest that fits; a column that is appended to passes its own
     (ValueError when the names outgrow it).
     """
     vals = [str(v) for v in values]
     known = [str(c) for c in categories]
-    cats = [*known, *sorted(set(vals) - set(known))]
+    seen = set(known)
+    cats = [*known, *(v for v in dict.fromkeys(vals) if v not in seen)]
     dtype = code_dtype(len(cats)) if dtype is None else np.dtype(dtype)
     if len(cats) > np.iinfo(dtype).max + 1:
         raise ValueError(f"{len(cats)} categories do not fit {dtype} codes")

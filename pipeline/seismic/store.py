@@ -71,7 +71,6 @@ SCHEMA_VERSION = FORMAT_VERSIONS[-1]
 REJECT_COLUMNS = ("trace_id", "reason", "detail", "source_file")
 #: Every coded column of the store (the rejects' reason as ``rejects/reason``): (categories, dtype) it starts with.
 CODED_COLUMNS = {**SEISMIC_CODED, "rejects/reason": SEISMIC_REJECT_REASON}
-Categories = dict[str, list[str]]
 
 
 def _zarr_writes_replace_files() -> bool:
@@ -194,7 +193,7 @@ class SeismicStoreWriter:
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []
         self.old_attrs: dict[str, Any] = {}
-        self.categories: Categories = {k: list(cats) for k, (cats, _dtype) in CODED_COLUMNS.items()}
+        self.categories: dict[str, list[str]] = {k: list(cats) for k, (cats, _dtype) in CODED_COLUMNS.items()}
         if self.target.exists():
             ds = open_store(self.target)
             self.old_attrs = dict(ds.attrs)

@@ -35,6 +35,7 @@ from pipeline.publishing.registry import resolve, verify_dataset
 from pipeline.publishing.torch_data import HSISampleDataset, SpectrogramDataset
 from pipeline.publishing.versions import STORE_DIR, publish_dataset
 from pipeline.publishing.zarr_io import open_store
+from pipeline.reports.dataset import dataset_figures
 from pipeline.seismic.curate import curate_seismic
 from pipeline.seismic.store import SeismicStoreWriter
 from pipeline.synthetic.seismic_network import SeismicNetwork, generate_seismic_network
@@ -242,6 +243,10 @@ def test_format_1_0_stores_still_read_everywhere(stores: Stores, tmp_path: Path)
     assert len(SpectrogramDataset(old_seis, splits=["train"])) == len(
         SpectrogramDataset(stores.seismic, splits=["train"])
     )
+    for one, two in ((stores.hsi, old_hsi), (stores.seismic, old_seis)):  # the reports draw the same figures
+        a_figs = dataset_figures(open_store(one).load(), open_store(one, group="rejects").load())
+        b_figs = dataset_figures(open_store(two).load(), open_store(two, group="rejects").load())
+        assert a_figs.keys() == b_figs.keys() and all(png for _t, png in b_figs.values())
     export_seisbench(new, out=tmp_path / "sb_new")
     export_seisbench(old, out=tmp_path / "sb_old")
     assert (tmp_path / "sb_new" / "metadata.csv").read_text() == (

@@ -24,14 +24,22 @@ from pipeline.publishing.contract import SEISMIC_CODED
 from pipeline.publishing.manifest import variable_digest
 
 
-def test_codes_keep_known_categories_and_append_new_names_sorted() -> None:
+def test_codes_keep_known_categories_and_append_new_names_in_order_of_appearance() -> None:
     codes, attrs = coded(["b", "z", "a", "b"], ["z", "q"])
-    assert attrs["categories"] == ["z", "q", "a", "b"]
-    assert codes.tolist() == [3, 0, 2, 3] and codes.dtype == np.int8
-    assert attrs["flag_values"] == [0, 1, 2, 3] and attrs["flag_meanings"] == "z q a b"
+    assert attrs["categories"] == ["z", "q", "b", "a"]
+    assert codes.tolist() == [2, 0, 3, 2] and codes.dtype == np.int8
+    assert attrs["flag_values"] == [0, 1, 2, 3] and attrs["flag_meanings"] == "z q b a"
     again, attrs2 = coded(["c", "a"], attrs["categories"], np.int16)  # an append: old codes keep meaning
-    assert attrs2["categories"][:4] == attrs["categories"] and again.tolist() == [4, 2]
+    assert attrs2["categories"][:4] == attrs["categories"] and again.tolist() == [4, 3]
     assert again.dtype == np.int16
+
+
+def test_codes_do_not_depend_on_how_values_are_batched() -> None:
+    values = ["S3", "S1", "S3", "S2", "S1", "S4"]
+    whole, attrs = coded(values)
+    first, part = coded(values[:3])
+    second, parts = coded(values[3:], part["categories"])
+    assert parts == attrs and np.concatenate([first, second]).tolist() == whole.tolist()
 
 
 def test_smallest_code_dtype_and_overflow_is_refused() -> None:
