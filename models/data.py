@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from pipeline.errors import DataSelectionError, TrainingConfigError
+from pipeline.publishing.codes import strings
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -92,7 +93,7 @@ class HSIData:
 
 def hsi_from_dataset(ds: xr.Dataset, modalities: Sequence[str] | None = None) -> HSIData:
     """Pack an (open) HSI store dataset into :class:`HSIData` on the CPU."""
-    all_mods = [str(m) for m in ds.attrs.get("modalities", [str(v) for v in ds["modality"].values])]
+    all_mods = [str(m) for m in ds.attrs.get("modalities", strings(ds, "modality").tolist())]
     mods = list(modalities) if modalities is not None else all_mods
     missing = [m for m in mods if m not in all_mods]
     if missing:
@@ -224,10 +225,6 @@ class SeismicData:
         return mean.float(), var.sqrt().clamp(min=1e-6).float()
 
 
-def _strs(values: Any) -> list[str]:
-    return [str(v) for v in np.asarray(values).tolist()]
-
-
 def seismic_from_dataset(
     ds: xr.Dataset, max_traces: int | None = None, *, polarity: bool = False
 ) -> SeismicData:
@@ -248,10 +245,9 @@ def seismic_from_dataset(
             )
         x = np.concatenate([x, np.asarray(ds["cross_spectrum"].values, dtype=np.float32)], axis=1)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    events = _strs(ds["event_id"].values)
-    uniq, inv = np.unique(np.asarray(events), return_inverse=True)
-    sensors = _strs(ds["sensor_type"].values)
-    split = np.array([SPLIT_CODES.get(s, 0) for s in _strs(ds["split"].values)], np.int64)
+    uniq, inv = np.unique(strings(ds, "event_id"), return_inverse=True)
+    sensors = strings(ds, "sensor_type").tolist()
+    split = np.array([SPLIT_CODES.get(s, 0) for s in strings(ds, "split").tolist()], np.int64)
 
     def f32(name: str) -> Tensor:
         return torch.from_numpy(np.asarray(ds[name].values, dtype=np.float32))

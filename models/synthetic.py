@@ -16,6 +16,7 @@ import torch
 
 from models.data import SPLIT_CODES, HSIData, SeismicData
 from models.geo import bearing_deg, haversine_km
+from pipeline.publishing.codes import FORMAT_VERSIONS, category_attrs, coded
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -73,10 +74,18 @@ def synthetic_hsi(
 
 
 def _str_array(values: Sequence[str]) -> np.ndarray:
-    """Variable-length strings (numpy StringDType), as the published stores hold them."""
+    """Variable-length strings (numpy StringDType), as the published stores hold ids."""
     from numpy.dtypes import StringDType
 
     return np.array(list(values), dtype=StringDType())
+
+
+def _coded(
+    dim: str, values: Sequence[str], categories: Sequence[str] = ()
+) -> tuple[str, np.ndarray, dict[str, Any]]:
+    """A categorical column as the published stores hold it: integer codes with their names in attrs."""
+    codes, attrs = coded(values, categories)
+    return dim, codes, attrs
 
 
 def hsi_to_dataset(data: HSIData) -> xr.Dataset:
@@ -93,14 +102,13 @@ def hsi_to_dataset(data: HSIData) -> xr.Dataset:
     labels = data.labels.cpu().numpy()
     coords = {
         "sample_id": ("sample", data.sample_id.cpu().numpy()),
-        "label": ("sample", labels.astype(np.int16)),
-        "label_name": ("sample", _str_array([data.class_names[k] for k in labels])),
+        "label": ("sample", labels.astype(np.int16), category_attrs(data.class_names)),
         "fold": ("sample", data.folds.cpu().numpy().astype(np.int8)),
-        "modality": ("modality", _str_array(data.modalities)),
+        "modality": _coded("modality", data.modalities, data.modalities),
     }
     attrs = {
         "emin_kind": "hsi_samples",
-        "schema_version": "1.0",
+        "schema_version": FORMAT_VERSIONS[-1],
         "class_names": list(data.class_names),
         "modalities": list(data.modalities),
         "sensor_types": dict(data.sensor_types),
@@ -187,13 +195,13 @@ def seismic_to_dataset(data: SeismicData) -> xr.Dataset:
     names = {v: k for k, v in SPLIT_CODES.items()}
     n, _, nf, nt = data.x.shape
     coords: dict[str, Any] = {
-        "channel": ("channel", _str_array(["Z", "N", "E"])),
+        "channel": _coded("channel", ["Z", "N", "E"], ["Z", "N", "E"]),
         "freq": ("freq", np.arange(nf, dtype=np.float32)),
         "time": ("time", np.arange(nt, dtype=np.float32)),
         "trace_id": ("trace", _str_array([f"t{i}" for i in range(n)])),
         "event_id": ("trace", _str_array([data.event_ids[i] for i in data.event_index.tolist()])),
-        "sensor_type": ("trace", _str_array(data.sensor_type)),
-        "split": ("trace", _str_array([names[int(s)] for s in data.split.tolist()])),
+        "sensor_type": _coded("trace", data.sensor_type, ["3C", "1C"]),
+        "split": _coded("trace", [names[int(s)] for s in data.split.tolist()], list(SPLIT_CODES)),
         "distance_km": ("trace", data.distance_km.cpu().numpy().astype(np.float64)),
         "back_azimuth_deg": ("trace", data.baz_deg.cpu().numpy().astype(np.float64)),
         "sin_baz": ("trace", data.sin_baz.cpu().numpy().astype(np.float64)),
@@ -206,7 +214,7 @@ def seismic_to_dataset(data: SeismicData) -> xr.Dataset:
     x = data.x.cpu().numpy()
     variables: dict[str, Any] = {"spectrogram": (("trace", "channel", "freq", "time"), x[:, :3])}
     if x.shape[1] == 5:  # the polarity pair of ``synthetic_seismic(polarity=True)``
-        coords["pair"] = ("pair", _str_array(["ZN", "ZE"]))
+        coords["pair"] = ("pair", np.arange(2, dtype=np.int8), category_attrs(["ZN", "ZE"]))
         variables["cross_spectrum"] = (("trace", "pair", "freq", "time"), x[:, 3:])
-    attrs = {"emin_kind": "seismic_spectrograms", "schema_version": "1.0"}
+    attrs = {"emin_kind": "seismic_spectrograms", "schema_version": FORMAT_VERSIONS[-1]}
     return xr.Dataset(variables, coords=coords, attrs=attrs)

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.form import form_config
 
-SCHEMA_VERSION = "1.0"
 EMIN_KIND = "seismic_spectrograms"
 
 # Parameters that shape the stored arrays: an append must use the same values as the store.

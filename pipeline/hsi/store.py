@@ -24,12 +24,13 @@ from pipeline.hsi.extract import (
 )
 from pipeline.hsi.folds import stratified_folds
 from pipeline.hsi.sampling import SampledPoints, seed_streams
-from pipeline.publishing.contract import validate_hsi_store
+from pipeline.publishing.codes import FORMAT_VERSIONS, category_attrs, code_dtype, coded
+from pipeline.publishing.contract import HSI_REJECT_REASONS, validate_hsi_store
 from pipeline.publishing.zarr_io import fill_array, write_atomically, write_zarr
 from pipeline.version import code_version
 from schemas.hsi import HSICurationParams, HSIInputs
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = FORMAT_VERSIONS[-1]
 
 
 KIND = "hsi_samples"
@@ -66,21 +67,21 @@ def assemble_dataset(
     folds = stratified_folds(labels, params.n_folds, rngs["folds"])
     present = present_all[kept]
     sample_ids = np.arange(points.size, dtype=np.int64)
+    label_attrs = {"description": "index into attrs['class_names']", **category_attrs(points.class_names)}
 
-    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]] = {}
-    coords: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]] = {
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, object]]] = {}
+    coords: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, object]]] = {
         "sample_id": (("sample",), sample_ids[kept], {"description": "id of the sampled point"}),
         "x": (("sample",), points.x[kept], {"units": "m", "description": "easting, working CRS"}),
         "y": (("sample",), points.y[kept], {"units": "m", "description": "northing, working CRS"}),
-        "label": (("sample",), labels, {"description": "index into attrs['class_names']"}),
-        "label_name": (("sample",), points.label_name[kept].astype(str), {}),
+        "label": (("sample",), labels, label_attrs),
         "fold": (
             ("sample",),
             folds,
             {"description": f"1..{params.n_folds}; {params.n_folds} is the test fold"},
         ),
         "polygon_id": (("sample",), points.polygon_id[kept], {"description": "-1 for background"}),
-        "modality": (("modality",), np.array(modalities, dtype=str), {}),
+        "modality": _modality_coord(modalities),
     }
     for e in extractions:
         band = f"band_{e.name}"
@@ -145,8 +146,19 @@ def assemble_dataset(
         )
     variables = {k: xr.Variable(*v) for k, v in data_vars.items()}
     ds = xr.Dataset(variables, coords={k: xr.Variable(*v) for k, v in coords.items()}, attrs=attrs)
-    rejects = _rejects_table(points, status, labels_all, modalities, kept)
+    rejects = _rejects_table(
+        points, status, xr.Variable(("reject",), labels_all, label_attrs), modalities, kept
+    )
     return ds, rejects
+
+
+def _modality_coord(modalities: list[str]) -> tuple[tuple[str, ...], np.ndarray, dict[str, object]]:
+    """The ``modality`` coordinate: codes 0..M-1 naming the modalities in catalog order."""
+    return (
+        ("modality",),
+        np.arange(len(modalities), dtype=code_dtype(len(modalities))),
+        category_attrs(modalities),
+    )
 
 
 #: A modality with more than this share of its in-footprint points clipped to a constant is warned about.
@@ -171,27 +183,30 @@ def _quality_warnings(extractions: list[ModalityExtraction]) -> list[str]:
 
 
 def _rejects_table(
-    points: SampledPoints, status: np.ndarray, labels: np.ndarray, modalities: list[str], kept: np.ndarray
+    points: SampledPoints, status: np.ndarray, labels: xr.Variable, modalities: list[str], kept: np.ndarray
 ) -> xr.Dataset:
-    """Every sampled point that is not in the dataset, with the reason per modality."""
+    """Every sampled point that is not in the dataset, with why (overall, and per modality)."""
     gone = np.flatnonzero(~kept)
     st = status[gone]
-    reason = np.where((st == OUTSIDE).all(axis=1), "outside_all_footprints", "no_valid_pixel")
-    names = np.array([STATUS_NAMES[s] for s in range(len(STATUS_NAMES))], dtype=object)
-    detail = np.full(gone.size, "", dtype=object)
-    for j, m in enumerate(modalities):  # a loop over modalities, vectorised over points
-        detail = detail + (";" if j else "") + m + "=" + names[st[:, j]]
+    reason, reason_attrs = coded(
+        np.where((st == OUTSIDE).all(axis=1), "outside_all_footprints", "no_valid_pixel"), HSI_REJECT_REASONS
+    )
+    status_names = [STATUS_NAMES[s] for s in range(len(STATUS_NAMES))]
     return xr.Dataset(
         {
             "sample_id": ("reject", gone.astype(np.int64)),
             "x": ("reject", points.x[gone]),
             "y": ("reject", points.y[gone]),
-            "label": ("reject", labels[gone]),
-            "label_name": ("reject", points.label_name[gone].astype(str)),
+            "label": labels[gone],
             "polygon_id": ("reject", points.polygon_id[gone]),
-            "reason": ("reject", reason.astype(str)),
-            "detail": ("reject", detail.astype(str)),
+            "reason": ("reject", reason, reason_attrs),
+            "status": (
+                ("reject", "modality"),
+                st.astype(code_dtype(len(status_names))),
+                {"description": "per modality: present or why absent", **category_attrs(status_names)},
+            ),
         },
+        coords={"modality": _modality_coord(modalities)},
         attrs={"description": "sampled points absent from every modality, with the reason per modality"},
     )
 

@@ -7,16 +7,17 @@ valid); ``emin validate`` prints them and exits non-zero.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from pipeline.errors import ContractViolation, InputError, MissingInputError, PublishError
-from pipeline.publishing.zarr_io import as_str, open_store
+from pipeline.publishing.codes import FORMAT_VERSIONS, check_coded, coded_format, strings
+from pipeline.publishing.zarr_io import open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
-from schemas.seismic import SCHEMA_VERSION as SEISMIC_SCHEMA_VERSION
 
 HSI_REQUIRED_ATTRS = (
     "schema_version",
@@ -41,6 +42,15 @@ HSI_COORDS = {
     "polygon_id": "i",
 }
 SENSOR_RANGES_NM = {"VNIR": (350.0, 1100.0), "SWIR": (850.0, 2600.0)}
+#: Categories of an HSI reject's ``reason`` (codes 0, 1).
+HSI_REJECT_REASONS = ("outside_all_footprints", "no_valid_pixel")
+
+
+def _version_problems(attrs: Mapping[Hashable, Any]) -> list[str]:
+    version = attrs.get("schema_version")
+    if version not in FORMAT_VERSIONS:
+        return [f"attrs.schema_version is {version!r}, expected one of {list(FORMAT_VERSIONS)}"]
+    return []
 
 
 def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
@@ -51,6 +61,7 @@ def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
         return [f"missing attrs {missing}"]
     if "sample" not in ds.dims:
         return ["no `sample` dimension"]
+    problems += _version_problems(ds.attrs)
     n = ds.sizes["sample"]
     for name, kind in HSI_COORDS.items():
         if name not in ds.coords:
@@ -59,11 +70,12 @@ def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
             problems.append(
                 f"coord {name!r} must be ({kind}) along sample, got {ds[name].dtype} {ds[name].dims}"
             )
-    if "label_name" not in ds.coords:
-        problems.append("missing coord 'label_name'")
     if problems:
         return problems
-    classes = list(ds.attrs["class_names"])
+    classes = [str(c) for c in ds.attrs["class_names"]]
+    problems += _hsi_codes(ds, rejects, classes) if coded_format(ds.attrs["schema_version"]) else _hsi_1_0(ds)
+    if problems:
+        return problems
     modalities = list(ds.attrs["modalities"])
     params = ds.attrs["parameters"]
     lo, hi = params["clip_range"]
@@ -75,13 +87,12 @@ def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
         problems.append("x/y hold non-finite values")
     if label.size and (label.min() < 0 or label.max() >= len(classes)):
         problems.append(f"label outside [0, {len(classes)})")
-    elif not np.array_equal(np.asarray(classes, dtype=object)[label], ds["label_name"].values.astype(object)):
-        problems.append("label_name does not match class_names[label]")
+        return problems
     fold = ds["fold"].values
     if fold.size and (fold.min() < 1 or fold.max() > n_folds):
         problems.append(f"fold outside 1..{n_folds}")
     background = params.get("background_class", "background")
-    is_bg = ds["label_name"].values.astype(object) == background
+    is_bg = strings(ds, "label") == background
     if not np.array_equal(is_bg, ds["polygon_id"].values == -1):
         problems.append("polygon_id must be -1 exactly for background samples")
     for value in np.unique(label):
@@ -101,12 +112,38 @@ def validate_hsi(ds: xr.Dataset, rejects: xr.Dataset | None) -> list[str]:
     return problems
 
 
+def _hsi_1_0(ds: xr.Dataset) -> list[str]:
+    """Format 1.0: class names in the string coord ``label_name`` (= ``class_names[label]``)."""
+    if "label_name" not in ds.coords:
+        return ["missing coord 'label_name'"]
+    names = np.asarray(ds.attrs["class_names"], dtype=object)
+    label = ds["label"].values
+    in_range = not label.size or (label.min() >= 0 and label.max() < names.size)
+    if in_range and not np.array_equal(names[label], ds["label_name"].values.astype(object)):
+        return ["label_name does not match class_names[label]"]
+    return []
+
+
+def _hsi_codes(ds: xr.Dataset, rejects: xr.Dataset | None, classes: list[str]) -> list[str]:
+    """Format 1.1: ``label`` and ``modality`` (and the rejects' label, reason, status) are coded."""
+    problems = check_coded(ds["label"], "label", classes)
+    if "modality" in ds.coords:
+        problems += check_coded(ds["modality"], "modality", [str(m) for m in ds.attrs["modalities"]])
+    if rejects is not None:
+        for name, cats in (("label", classes), ("reason", HSI_REJECT_REASONS), ("status", None)):
+            if name not in rejects.variables:
+                problems.append(f"rejects/{name} missing")
+            else:
+                problems += [f"rejects/{p}" for p in check_coded(rejects[name], name, cats)]
+    return problems
+
+
 def _check_modalities(ds: xr.Dataset, modalities: list[str], lo: float, hi: float) -> list[str]:
     """Per-modality variables, wavelengths, presence mask and Table 1 consistency."""
     problems: list[str] = []
     if "present" not in ds or ds["present"].dims != ("sample", "modality") or ds["present"].dtype != bool:
         return ["`present` must be bool (sample, modality)"]
-    if [str(v) for v in ds["modality"].values] != modalities:
+    if "modality" not in ds.coords or strings(ds, "modality").tolist() != modalities:
         problems.append("modality coord differs from attrs['modalities']")
         return problems
     present = ds["present"].values
@@ -152,6 +189,21 @@ def _check_modalities(ds: xr.Dataset, modalities: list[str], lo: float, hi: floa
     return problems
 
 
+#: Categorical per-trace columns of a seismic store: the names its categories start with (in code
+#: order, the same in every store) and the code dtype, fixed so that appends never have to widen it.
+SEISMIC_CODED: dict[str, tuple[tuple[str, ...], str]] = {
+    "network": ((), "int16"),
+    "station": ((), "int16"),
+    "location": ((), "int16"),
+    "channel_codes": ((), "int16"),
+    "sensor_type": (("3C", "1C"), "int8"),
+    "split": (("train", "val", "test"), "int8"),
+    "p_source": (("pick", "taup"), "int8"),
+}
+#: The ``channel`` coordinate and the rejects' ``reason`` (codes in 1.1), as :data:`SEISMIC_CODED`.
+SEISMIC_CHANNELS: tuple[tuple[str, ...], str] = (("Z", "N", "E"), "int8")
+SEISMIC_REJECT_REASON: tuple[tuple[str, ...], str] = ((), "int16")
+
 SEISMIC_TRACE_COORDS = {
     "trace_id": "U",
     "event_id": "U",
@@ -196,10 +248,8 @@ def validate_seismic_store(path: str | Path) -> list[str]:
         return [f"cannot open as a Zarr store: {exc}"]
     if ds.attrs.get("emin_kind") != SEISMIC_KIND:
         problems.append(f"attrs.emin_kind is {ds.attrs.get('emin_kind')!r}, expected {SEISMIC_KIND!r}")
-    if ds.attrs.get("schema_version") != SEISMIC_SCHEMA_VERSION:
-        problems.append(
-            f"attrs.schema_version is {ds.attrs.get('schema_version')!r}, expected {SEISMIC_SCHEMA_VERSION!r}"
-        )
+    problems += _version_problems(ds.attrs)
+    coded = coded_format(ds.attrs.get("schema_version"))
     for key in ("parameters", "input_checksums", "code_version", "counts"):
         if key not in ds.attrs:
             problems.append(f"attrs.{key} missing")
@@ -210,8 +260,11 @@ def validate_seismic_store(path: str | Path) -> list[str]:
         problems.append(f"spectrogram dims {spec.dims}, expected ('trace', 'channel', 'freq', 'time')")
     if spec.dtype != np.float32:
         problems.append(f"spectrogram dtype {spec.dtype}, expected float32")
-    if "channel" in ds.coords and [str(c) for c in ds["channel"].values] != ["Z", "N", "E"]:
-        problems.append(f"channel coordinate {list(ds['channel'].values)}, expected ['Z', 'N', 'E']")
+    if "channel" in ds.coords:
+        if coded:
+            problems += check_coded(ds["channel"], "channel", SEISMIC_CHANNELS[0])
+        elif strings(ds, "channel").tolist() != list(SEISMIC_CHANNELS[0]):
+            problems.append(f"channel coordinate {list(ds['channel'].values)}, expected ['Z', 'N', 'E']")
     for name, kind in SEISMIC_TRACE_COORDS.items():
         if name not in ds.coords:
             problems.append(f"coordinate {name!r} missing")
@@ -219,9 +272,11 @@ def validate_seismic_store(path: str | Path) -> list[str]:
         if ds[name].dims != ("trace",):
             problems.append(f"coordinate {name!r} has dims {ds[name].dims}, expected ('trace',)")
         k = ds[name].dtype.kind
-        if kind == "U" and k not in "UTO":
+        if coded and name in SEISMIC_CODED:
+            problems += _coded_prefix(ds[name], name, SEISMIC_CODED[name])
+        elif kind == "U" and k not in "UTO":
             problems.append(f"coordinate {name!r} dtype {ds[name].dtype}, expected strings")
-        if kind != "U" and k != kind:
+        elif kind != "U" and k != kind:
             problems.append(f"coordinate {name!r} dtype {ds[name].dtype}, expected kind {kind!r}")
     if problems:
         return problems
@@ -229,7 +284,7 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     values = spec.values if n else np.zeros((0, 3, 1, 1), np.float32)
     if not np.all(np.isfinite(values)):
         problems.append("spectrogram holds non-finite values")
-    tid = as_str(ds["trace_id"].values)
+    tid = strings(ds, "trace_id")
     if len(set(tid.tolist())) != n:
         problems.append("trace_id values are not unique")
     dist = ds["distance_km"].values
@@ -245,17 +300,17 @@ def validate_seismic_store(path: str | Path) -> list[str]:
         np.abs(np.cos(np.radians(baz)) - c) > 1e-6
     ):
         problems.append("sin_baz/cos_baz disagree with back_azimuth_deg")
-    st = as_str(ds["sensor_type"].values)
+    st = strings(ds, "sensor_type")
     if not set(st.tolist()) <= {"3C", "1C"}:
         problems.append(f"sensor_type values {sorted(set(st.tolist()))}, expected 3C/1C")
     one_c = st == "1C"
     if one_c.any() and np.any(values[one_c][:, 1:] != 0):
         problems.append("N/E channels of vertical-only (1C) traces are not exactly zero")
     problems += _cross_spectrum_problems(ds, one_c)
-    split = as_str(ds["split"].values)
+    split = strings(ds, "split")
     if not set(split.tolist()) <= {"train", "val", "test"}:
         problems.append(f"split values {sorted(set(split.tolist()))}, expected train/val/test")
-    ev = as_str(ds["event_id"].values)
+    ev = strings(ds, "event_id")
     per_event: dict[str, set[str]] = {}
     for e, sp in zip(ev.tolist(), split.tolist(), strict=True):
         per_event.setdefault(e, set()).add(sp)
@@ -264,9 +319,13 @@ def validate_seismic_store(path: str | Path) -> list[str]:
         problems.append(f"events in more than one split: {multi[:5]}")
     try:
         rej = open_store(path, group="rejects")
-        for col in ("trace_id", "reason", "detail"):
+        for col in ("trace_id", "reason", "detail", "source_file"):
             if col not in rej.variables or rej[col].dims != ("reject",):
                 problems.append(f"rejects/{col} missing or not along dim 'reject'")
+            elif coded and col == "reason":
+                problems += [f"rejects/{p}" for p in _coded_prefix(rej[col], col, SEISMIC_REJECT_REASON)]
+            elif rej[col].dtype.kind not in "UTO":
+                problems.append(f"rejects/{col} dtype {rej[col].dtype}, expected strings")
     except Exception as exc:
         problems.append(f"rejects subgroup unreadable: {exc}")
     return problems
@@ -289,13 +348,26 @@ def _cross_spectrum_problems(ds: xr.Dataset, one_c: np.ndarray) -> list[str]:
     problems = (
         [] if wanted else ["data variable 'cross_spectrum' present but parameters.cross_spectra is false"]
     )
-    if [str(p) for p in ds["pair"].values] != ["ZN", "ZE"]:
-        problems.append(f"pair coordinate {list(ds['pair'].values)}, expected ['ZN', 'ZE']")
+    if strings(ds, "pair").tolist() != ["ZN", "ZE"]:
+        problems.append(f"pair coordinate {strings(ds, 'pair').tolist()}, expected ['ZN', 'ZE']")
     values = cross.values
     if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 0.5 + 1e-6):
         problems.append("cross_spectrum values must be finite and within [-0.5, 0.5]")
     if one_c.any() and np.any(values[one_c] != 0):
         problems.append("cross_spectrum of vertical-only (1C) traces is not exactly zero")
+    return problems
+
+
+def _coded_prefix(var: xr.DataArray, name: str, spec: tuple[tuple[str, ...], str]) -> list[str]:
+    """A 1.1 seismic coded column: valid codes of the fixed dtype whose categories start as specified."""
+    prefix, dtype = spec
+    problems = check_coded(var, name)
+    if problems:
+        return problems
+    if var.dtype != np.dtype(dtype):
+        problems.append(f"{name!r} codes are {var.dtype}, expected {dtype}")
+    if tuple(var.attrs["categories"][: len(prefix)]) != prefix:
+        problems.append(f"{name!r} categories must start with {list(prefix)}")
     return problems
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.errors import ExportError
+from pipeline.publishing.codes import is_text, strings
 
 SPLIT_NAMES = {"train": "train", "val": "dev", "dev": "dev", "test": "test"}
 #: store coordinate -> SeisBench metadata column
@@ -52,10 +53,6 @@ class SeisBenchExport:
     n_traces: int
 
 
-def _text(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values).astype(object).astype(str)
-
-
 def _iso(values: np.ndarray) -> list[str]:
     return [f"{v}Z" for v in np.asarray(values).astype("datetime64[ms]").astype(str)]
 
@@ -76,18 +73,17 @@ def export_seisbench(ds: xr.Dataset, *, out: str | Path) -> SeisBenchExport:
     out.mkdir(parents=True, exist_ok=True)
     params = ds.attrs.get("parameters", {})
     fs = float(ds["waveform"].attrs.get("sampling_rate_hz", params.get("sampling_rate_hz")))
-    names = np.char.replace(_text(ds["trace_id"].values).astype(str), "/", "_")
+    names = np.char.replace(strings(ds, "trace_id"), "/", "_")
     if len(set(names.tolist())) != names.size:
         raise ExportError("trace ids are not unique; SeisBench trace names must be")
-    split = _text(ds["split"].values)
+    split = strings(ds, "split")
     unknown = sorted(set(split.tolist()) - set(SPLIT_NAMES))
     if unknown:
         raise ExportError(f"split values {unknown} have no SeisBench name; expected {sorted(SPLIT_NAMES)}")
     meta = pd.DataFrame({"trace_name": names, "split": [SPLIT_NAMES[s] for s in split]})
     for coord, col in COLUMNS.items():
         if coord in ds.variables:
-            v = np.asarray(ds[coord].values)
-            meta[col] = _text(v) if v.dtype.kind in "OUT" else v
+            meta[col] = strings(ds, coord) if is_text(ds[coord]) else np.asarray(ds[coord].values)
     if "event_time" in ds.variables:
         meta["source_origin_time"] = _iso(ds["event_time"].values)
     start = ds["window_start_time"].values if "window_start_time" in ds.variables else None
@@ -97,7 +93,7 @@ def export_seisbench(ds: xr.Dataset, *, out: str | Path) -> SeisBenchExport:
             dt_s = (ds["p_arrival_time"].values - start) / np.timedelta64(1, "s")
             meta["trace_P_arrival_sample"] = np.rint(dt_s * fs).astype(np.int64)
     meta["trace_sampling_rate_hz"] = fs
-    meta["trace_component_order"] = "".join(_text(ds["channel"].values))
+    meta["trace_component_order"] = "".join(strings(ds, "channel"))
     meta["trace_npts"] = int(ds.sizes[ds["waveform"].dims[-1]])
     wave = np.asarray(ds["waveform"].transpose("trace", "channel", ...).values, dtype=np.float32)
     tmp_h5 = out / f".waveforms.hdf5.tmp-{uuid.uuid4().hex[:8]}"
@@ -105,7 +101,7 @@ def export_seisbench(ds: xr.Dataset, *, out: str | Path) -> SeisBenchExport:
     try:
         with h5py.File(tmp_h5, "w") as f:
             fmt = f.create_group("data_format")
-            fmt.create_dataset("component_order", data="".join(_text(ds["channel"].values)))
+            fmt.create_dataset("component_order", data="".join(strings(ds, "channel")))
             fmt.create_dataset("dimension_order", data="CW")
             fmt.create_dataset("sampling_rate", data=fs)
             fmt.create_dataset("measurement", data="velocity")

@@ -13,6 +13,7 @@ import pydantic_core
 import xarray as xr
 
 from pipeline.checksums import array_digest
+from pipeline.publishing.codes import categories_of
 
 #: Attributes that describe how a dataset was made, not what it holds (left out of the content id).
 VOLATILE_ATTRS = ("code_version",)
@@ -44,6 +45,16 @@ def normalised_values(var: xr.Variable | xr.DataArray) -> np.ndarray:
     return values
 
 
+def variable_digest(var: xr.Variable | xr.DataArray) -> str:
+    """The manifest digest of a variable: its values, and for a coded column its categories too
+    (what a code means is content: relabelling a code changes the digest)."""
+    arrays = [normalised_values(var)]
+    cats = categories_of(var.attrs)
+    if cats is not None:
+        arrays.append(np.asarray(cats, dtype=object))
+    return "sha256:" + array_digest(*arrays)
+
+
 def dtype_name(dtype: np.dtype[Any]) -> str:
     """A dtype name stable across a Zarr round trip (every string flavour is ``"string"``)."""
     return "string" if dtype.kind in "OUT" else str(dtype)
@@ -56,7 +67,7 @@ def array_entries(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
             "dims": [str(d) for d in var.dims],
             "shape": [int(s) for s in var.shape],
             "dtype": dtype_name(var.dtype),
-            "digest": "sha256:" + array_digest(normalised_values(var)),
+            "digest": variable_digest(var),
         }
         for name, var in sorted(ds.variables.items(), key=lambda kv: str(kv[0]))
     }

@@ -14,9 +14,8 @@ from typing import Any
 
 import xarray as xr
 
-from pipeline.checksums import array_digest
 from pipeline.errors import DatasetNotFoundError, IntegrityError
-from pipeline.publishing.manifest import dtype_name, normalised_values
+from pipeline.publishing.manifest import dtype_name, variable_digest
 from pipeline.publishing.versions import (
     LATEST,
     MANIFEST,
@@ -122,7 +121,7 @@ def _check_digests(ds_by_group: dict[str, xr.Dataset], manifest: dict[str, Any])
     for group, entries in manifest["arrays"].items():
         ds = ds_by_group[group]
         for var, entry in entries.items():
-            got = "sha256:" + array_digest(normalised_values(ds.variables[var]))
+            got = variable_digest(ds.variables[var])
             if got != entry["digest"]:
                 problems.append(
                     f"{group}{var}: content checksum {got[:19]}… != manifest {entry['digest'][:19]}…"

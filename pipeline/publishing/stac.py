@@ -18,6 +18,7 @@ import pystac
 import xarray as xr
 from pyproj import Transformer
 
+from pipeline.publishing.codes import strings
 from pipeline.publishing.manifest import jsonable
 from pipeline.publishing.registry import open_dataset
 from pipeline.publishing.versions import (
@@ -31,7 +32,7 @@ from pipeline.publishing.versions import (
 )
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
-HSI_LABEL_FIELDS = ["label", "label_name", "fold"]
+HSI_LABEL_FIELDS = ["label", "label_name", "fold"]  # label_name: format 1.0 only
 SEISMIC_LABEL_FIELDS = ["distance_km", "back_azimuth_deg", "sin_baz", "cos_baz", "split"]
 
 
@@ -72,7 +73,7 @@ def _modalities(ds: xr.Dataset) -> list[dict[str, Any]]:
                         "wavelength_min_nm": float(wl.min()) if wl.size else None,
                         "wavelength_max_nm": float(wl.max()) if wl.size else None})  # fmt: skip
         return out
-    return [{"name": str(c), "sensor": "seismometer channel"} for c in ds["channel"].values]
+    return [{"name": c, "sensor": "seismometer channel"} for c in strings(ds, "channel").tolist()]
 
 
 def _geometry(bbox: list[float]) -> dict[str, Any]:
@@ -121,7 +122,11 @@ def item_from(
         "emin:content_hash": manifest["content_hash"],
         "emin:code_version": manifest.get("code_version"),
         "emin:modalities": _modalities(ds),
-        "emin:label_fields": HSI_LABEL_FIELDS if kind == "hsi_samples" else SEISMIC_LABEL_FIELDS,
+        "emin:label_fields": [
+            f
+            for f in (HSI_LABEL_FIELDS if kind == "hsi_samples" else SEISMIC_LABEL_FIELDS)
+            if f in ds.variables
+        ],
         "emin:counts": jsonable(manifest.get("counts", {})),
         "emin:sizes": manifest["sizes"],
     }

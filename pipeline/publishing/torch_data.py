@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from models.data import stratified_label_split
 from pipeline.errors import DataSelectionError
+from pipeline.publishing.codes import strings
 
 #: Label of a sample whose label is hidden by ``label_fraction`` (torch's CrossEntropy ignore_index).
 IGNORE_LABEL = -100
@@ -123,7 +124,7 @@ class HSISampleDataset(_LazyStore):
             raise DataSelectionError(
                 f"{self.store} is not an HSI sample store (emin_kind={ds.attrs.get('emin_kind')!r})"
             )
-        all_mods = [str(m) for m in ds["modality"].values]
+        all_mods = strings(ds, "modality").tolist()
         self.modalities = list(modalities) if modalities is not None else all_mods
         unknown = sorted(set(self.modalities) - set(all_mods))
         if unknown:
@@ -250,7 +251,7 @@ class SpectrogramDataset(_LazyStore):
             raise DataSelectionError(
                 f"{self.store} is not a spectrogram store (emin_kind={ds.attrs.get('emin_kind')!r})"
             )
-        split = np.asarray(ds["split"].values).astype(object).astype(str)
+        split = strings(ds, "split")
         chosen = np.ones(split.size, bool) if splits is None else np.isin(split, np.asarray(list(splits)))
         if splits is not None and not chosen.any():
             raise DataSelectionError(

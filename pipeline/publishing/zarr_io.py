@@ -358,11 +358,3 @@ def write_atomically(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def as_str(values: object) -> np.ndarray:
-    """Any string array (numpy U, StringDType as zarr v3 returns, object) as a numpy U array."""
-    arr = np.asarray(values)
-    if arr.size == 0:
-        return np.zeros(arr.shape, dtype="<U1")
-    return np.array([str(v) for v in arr.ravel().tolist()], dtype=str).reshape(arr.shape)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from pipeline.publishing.codes import strings
+
 __all__ = [
     "class_spectra",
     "distance_baz_histograms",
@@ -130,7 +132,7 @@ def sample_map(ds: xr.Dataset, rejects: xr.Dataset | None = None) -> bytes:
         )
     names = [str(n) for n in ds.attrs.get("class_names", [])]
     colours = _class_colours(names)
-    labels = _strings(ds["label_name"].values)
+    labels = strings(ds, "label")
     x, y = np.asarray(ds["x"].values), np.asarray(ds["y"].values)
     for n in names:
         m = labels == n
@@ -176,7 +178,7 @@ def class_spectra(ds: xr.Dataset) -> bytes:
     mods = [str(m) for m in ds.attrs.get("modalities", [])]
     names = [str(n) for n in ds.attrs.get("class_names", [])]
     colours = _class_colours(names)
-    labels = _strings(ds["label_name"].values)
+    labels = strings(ds, "label")
     ncol = min(3, max(len(mods), 1))
     nrow = int(np.ceil(len(mods) / ncol)) or 1
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow), squeeze=False)
@@ -210,7 +212,7 @@ def fold_balance(ds: xr.Dataset) -> bytes:
     plt = _plt()
     names = [str(n) for n in ds.attrs.get("class_names", [])]
     colours = _class_colours(names)
-    labels = _strings(ds["label_name"].values)
+    labels = strings(ds, "label")
     folds = np.asarray(ds["fold"].values, dtype=int)
     ks = sorted(set(folds.tolist()))
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -232,7 +234,7 @@ def fold_balance(ds: xr.Dataset) -> bytes:
 
 
 def _sensor_types(ds: xr.Dataset) -> np.ndarray:
-    return _strings(ds["sensor_type"].values)
+    return strings(ds, "sensor_type")
 
 
 def station_event_map(ds: xr.Dataset) -> bytes:
@@ -248,7 +250,7 @@ def station_event_map(ds: xr.Dataset) -> bytes:
         m = sens == s
         ax.scatter(slon[m], slat[m], marker="^", s=40, color=f"C{i}", ec="k", lw=0.4, label=f"station {s}",
                    zorder=3)  # fmt: skip
-    ev, idx = np.unique(_strings(ds["event_id"].values), return_index=True)
+    ev, idx = np.unique(strings(ds, "event_id"), return_index=True)
     mag = np.asarray(ds["event_magnitude"].values, dtype=float)[idx]
     size = 30 + 25 * np.nan_to_num(mag - np.nanmin(mag) if np.isfinite(mag).any() else mag)
     ax.scatter(elon[idx], elat[idx], marker="*", s=size, color="C3", ec="k", lw=0.4,
@@ -283,7 +285,7 @@ def split_counts(ds: xr.Dataset) -> bytes:
     """Traces per split and sensor type."""
     plt = _plt()
     sens = _sensor_types(ds)
-    split = _strings(ds["split"].values)
+    split = strings(ds, "split")
     splits = [s for s in ("train", "val", "test") if s in set(split.tolist())] + sorted(
         set(split.tolist()) - {"train", "val", "test"}
     )
@@ -305,12 +307,12 @@ def example_spectrograms(ds: xr.Dataset) -> bytes:
     plt = _plt()
     sens = _sensor_types(ds)
     kinds = sorted(set(sens.tolist()))
-    chans = [str(c) for c in np.asarray(ds["channel"].values).tolist()]
+    chans = strings(ds, "channel").tolist()
     fig, axes = plt.subplots(
         max(len(kinds), 1), len(chans), figsize=(3.6 * len(chans), 2.7 * max(len(kinds), 1)), squeeze=False
     )
     t, f = np.asarray(ds["time"].values, dtype=float), np.asarray(ds["freq"].values, dtype=float)
-    trace_ids = _strings(ds["trace_id"].values)
+    trace_ids = strings(ds, "trace_id")
     for r, kind in enumerate(kinds):
         i = int(np.nonzero(sens == kind)[0][0])
         spec = np.asarray(ds["spectrogram"].isel(trace=i).values, dtype=float)

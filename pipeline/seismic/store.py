@@ -10,6 +10,10 @@ Append protocol (a rejected or crashed append must never damage the published st
 3. the sibling is swapped in with ``os.rename`` (old → ``.old-*``, sibling → target). A run
    that finds the target missing but an ``.old-*`` sibling (crash between the renames) puts
    the old version back first. Re-ingesting files whose traces are all present writes nothing.
+
+Categorical columns are integer codes (:mod:`pipeline.publishing.codes`): an append encodes new
+traces against the store's categories, appends names it has not seen, and rewrites the columns'
+``categories`` attributes at commit, so an old code never changes meaning.
 """
 
 from __future__ import annotations
@@ -32,10 +36,22 @@ from numpy.dtypes import StringDType
 from pipeline import interrupt
 from pipeline.errors import ContractViolation, InputError
 from pipeline.io.waveforms import EVENT_COLUMNS, Reject
-from pipeline.publishing.contract import validate_seismic_store
+from pipeline.publishing.codes import (
+    FORMAT_VERSIONS,
+    categories_of,
+    category_attrs,
+    coded,
+    coded_format,
+    strings,
+)
+from pipeline.publishing.contract import (
+    SEISMIC_CHANNELS,
+    SEISMIC_CODED,
+    SEISMIC_REJECT_REASON,
+    validate_seismic_store,
+)
 from pipeline.publishing.zarr_io import (
     ZARR_FORMAT,
-    as_str,
     check_target,
     compressor,
     mark_temporary,
@@ -49,9 +65,12 @@ from pipeline.seismic.labels import event_split
 from pipeline.seismic.signal import CHANNELS, CROSS_PAIRS, CROSS_SPECTRUM_DEFINITION
 from pipeline.seismic.windows import SeismicMetadata
 from pipeline.version import code_version
-from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SCHEMA_VERSION, SeismicCurationParams
+from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SeismicCurationParams
 
+SCHEMA_VERSION = FORMAT_VERSIONS[-1]
 REJECT_COLUMNS = ("trace_id", "reason", "detail", "source_file")
+#: Every coded column of the store (the rejects' reason as ``rejects/reason``): (categories, dtype) it starts with.
+CODED_COLUMNS = {**SEISMIC_CODED, "rejects/reason": SEISMIC_REJECT_REASON}
 
 
 def _zarr_writes_replace_files() -> bool:
@@ -96,11 +115,13 @@ def _batch_dataset(
     table: pd.DataFrame,
     freq: np.ndarray,
     time_s: np.ndarray,
+    codes: dict[str, np.ndarray],
     waveform: np.ndarray | None = None,
     cross_spectrum: np.ndarray | None = None,
 ) -> xr.Dataset:
+    """The batch as store variables; ``codes``: its coded columns (their attributes come at commit)."""
     coords: dict[str, Any] = {
-        "channel": ("channel", _strings(CHANNELS)),
+        "channel": ("channel", np.arange(len(CHANNELS), dtype=SEISMIC_CHANNELS[1]), category_attrs(CHANNELS)),
         "freq": ("freq", freq.astype(np.float32), {"units": "Hz"}),
         "time": (
             "time",
@@ -109,7 +130,7 @@ def _batch_dataset(
         ),
     }
     for col in table.columns:
-        v = table[col].to_numpy()
+        v = codes[col] if col in codes else table[col].to_numpy()
         if v.dtype.kind in "OUT":
             v = _strings(v)
         coords[col] = ("trace", v)
@@ -123,7 +144,11 @@ def _batch_dataset(
             {"description": "preprocessed ZNE window from P-pre_p_s (zeros for N/E of 1C sensors)"},
         )
     if cross_spectrum is not None:
-        coords["pair"] = ("pair", _strings(CROSS_PAIRS))
+        coords["pair"] = (
+            "pair",
+            np.arange(len(CROSS_PAIRS), dtype=SEISMIC_CHANNELS[1]),
+            category_attrs(CROSS_PAIRS),
+        )
         data["cross_spectrum"] = (
             ("trace", "pair", "freq", "time"),
             cross_spectrum.astype(np.float32, copy=False),
@@ -132,10 +157,10 @@ def _batch_dataset(
     return xr.Dataset(data, coords=coords)
 
 
-def _rejects_dataset(rejects: Sequence[Reject]) -> xr.Dataset:
-    return xr.Dataset(
-        {c: ("reject", _strings(getattr(r, c) for r in rejects)) for c in REJECT_COLUMNS},
-    )
+def _rejects_dataset(rejects: Sequence[Reject], reason: tuple[np.ndarray, dict[str, Any]]) -> xr.Dataset:
+    """The rejects table: ``reason`` coded (codes and attributes), the other columns text."""
+    text = {c: ("reject", _strings(getattr(r, c) for r in rejects)) for c in REJECT_COLUMNS if c != "reason"}
+    return xr.Dataset({**text, "reason": ("reject", *reason)})
 
 
 def _encoding(ds: xr.Dataset, traces_per_chunk: int) -> dict[str, dict[str, Any]]:
@@ -180,25 +205,54 @@ class SeismicStoreWriter:
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []
         self.old_attrs: dict[str, Any] = {}
+        self.categories: dict[str, list[str]] = {k: list(cats) for k, (cats, _dtype) in CODED_COLUMNS.items()}
         if self.target.exists():
             ds = open_store(self.target)
             self.old_attrs = dict(ds.attrs)
+            self._check_format(self.old_attrs.get("schema_version"))
             self._check_params(self.old_attrs.get("parameters", {}))
-            self.existing_ids = set(as_str(ds["trace_id"].values).tolist())
-            ev = as_str(ds["event_id"].values)
-            sp = as_str(ds["split"].values)
+            self.existing_ids = set(strings(ds, "trace_id").tolist())
+            ev = strings(ds, "event_id")
+            sp = strings(ds, "split")
             self.event_split = dict(zip(ev.tolist(), sp.tolist(), strict=True))
             rej = open_store(self.target, group="rejects")
-            cols = {c: as_str(rej[c].values).tolist() for c in REJECT_COLUMNS}
+            cols = {c: strings(rej, c).tolist() for c in REJECT_COLUMNS}
             self.old_rejects = [
                 Reject(*vals) for vals in zip(*(cols[c] for c in REJECT_COLUMNS), strict=True)
             ]
+            for key in CODED_COLUMNS:
+                group, name = (rej, key.split("/")[1]) if key.startswith("rejects/") else (ds, key)
+                self.categories[key] = categories_of(group[name].attrs) or []
         self.new_ids: set[str] = set()
         self.new_rejects: list[Reject] = []
         self.n_written = 0
         self.n_already_present = 0
         self.freq: np.ndarray | None = None
         self.time_s: np.ndarray | None = None
+
+    def _check_format(self, version: object) -> None:
+        """Appends write format :data:`SCHEMA_VERSION`; a store of an older format is refused."""
+        if not coded_format(version):
+            raise InputError(
+                f"is a seismic store of format {version!r} (categorical columns as strings); this version "
+                f"appends only to format {SCHEMA_VERSION} stores (categorical columns as integer codes)",
+                path=self.target,
+                fix="curate the files into a new --out (the old store stays readable, and published "
+                "versions of it are never changed)",
+            )
+
+    def _encode(self, key: str, values: Iterable[Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Codes of ``values`` in coded column ``key``; its new names are appended to its categories."""
+        try:
+            codes, attrs = coded(values, self.categories[key], CODED_COLUMNS[key][1])
+        except ValueError as exc:
+            raise InputError(
+                f"column {key!r} would need more categories than its codes hold ({exc})",
+                path=self.target,
+                fix="split the data into several stores (each with its own --out)",
+            ) from exc
+        self.categories[key] = list(attrs["categories"])
+        return codes, attrs
 
     def _check_params(self, stored: dict[str, Any]) -> None:
         mine = json.loads(self.params.model_dump_json())
@@ -273,7 +327,8 @@ class SeismicStoreWriter:
         ):
             self.event_split[e] = s
         table["split"] = [self.event_split[e] for e in events]
-        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s, wave, cross)
+        codes = {c: self._encode(c, table[c])[0] for c in SEISMIC_CODED}
+        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s, codes, wave, cross)
         self.freq, self.time_s = batch.freq_hz, batch.time_s
         tmp = self._ensure_tmp()
         with warnings.catch_warnings():
@@ -333,6 +388,7 @@ class SeismicStoreWriter:
                     empty.table.assign(split=np.zeros(0, str)),
                     empty.freq_hz,
                     empty.time_s,
+                    {c: self._encode(c, [])[0] for c in SEISMIC_CODED},
                     np.zeros((0, 3, n_samples), np.float32) if p.keep_waveforms else None,
                     np.zeros((0, len(CROSS_PAIRS), n_freq, p.n_frames), np.float32)
                     if p.cross_spectra
@@ -343,10 +399,15 @@ class SeismicStoreWriter:
                     ds.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
                                encoding=_encoding(ds, self.params.traces_per_chunk))  # fmt: skip
             rejects = self.old_rejects + self.new_rejects
+            reason = self._encode("rejects/reason", [r.reason for r in rejects])
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                _rejects_dataset(rejects).to_zarr(
+                _rejects_dataset(rejects, reason).to_zarr(
                     tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False
+                )
+            for col in SEISMIC_CODED:  # the categories of every coded column, new names included
+                zarr.open_array(str(tmp), path=col, mode="r+").attrs.update(
+                    category_attrs(self.categories[col])
                 )
             if self.hook is not None:
                 self.hook("rejects", self.n_written)
@@ -370,14 +431,14 @@ class SeismicStoreWriter:
 
     def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> None:
         ds = open_store(tmp, consolidated=False)
-        st = as_str(ds["sensor_type"].values).tolist()
-        sp = as_str(ds["split"].values).tolist()
+        st = strings(ds, "sensor_type").tolist()
+        sp = strings(ds, "split").tolist()
         dist = ds["distance_km"].values
         edges = [0, 25, 50, 75, 100, 150, 200, 300, 450, 10_000]
         hist, _ = np.histogram(dist, bins=edges)
         checks = dict(self.old_attrs.get("input_checksums", {}))
         checks.update(input_checksums)
-        ev = as_str(ds["event_id"].values)
+        ev = strings(ds, "event_id")
         counts = {
             "traces": len(st),
             "events": len(set(ev.tolist())),

@@ -14,6 +14,7 @@ from pyproj import Transformer
 from scenes import TinyScene
 
 from pipeline.hsi.curate import curate_hsi
+from pipeline.publishing.codes import strings
 from pipeline.publishing.contract import validate_store
 from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams
@@ -64,7 +65,8 @@ def test_stored_spectra_equal_raster_values(
         bands = ds[f"source_band_{name}"].values - 1
         scale = 1e-4 if name == "SWIR1" else 1.0
         expected = np.clip(vals[:, bands] * scale, 0.0, 1.5)
-        present = ds["present"].sel(modality=name).values
+        # names on the coded modality coord, as docs/format.md says an xarray user does it
+        present = ds["present"].assign_coords(modality=ds.attrs["modalities"]).sel(modality=name).values
         nodata = (vals[:, bands] == -9999).any(axis=1)
         assert np.array_equal(present, inside & ~nodata)
         np.testing.assert_allclose(ds[name].values[present], expected[present], rtol=1e-6)
@@ -120,15 +122,13 @@ def test_caps_and_rejects_account_for_every_point(curated: tuple[xr.Dataset, xr.
     ds, rejects, _ = curated
     ids = np.concatenate([ds["sample_id"].values, rejects["sample_id"].values])
     assert np.array_equal(np.sort(ids), np.arange(ids.size))
-    names = np.concatenate(
-        [ds["label_name"].values.astype(object), rejects["label_name"].values.astype(object)]
-    )
-    cls, counts = np.unique(names.astype(str), return_counts=True)
+    names = np.concatenate([strings(ds, "label"), strings(rejects, "label")])
+    cls, counts = np.unique(names, return_counts=True)
     assert counts.max() <= PARAMS.max_points_per_class
     assert dict(zip(cls.tolist(), counts.tolist(), strict=True)) == ds.attrs["points_sampled_per_class"]
     generated = ds.attrs["points_generated_per_class"]
     assert generated["asphalt"] > PARAMS.max_points_per_class  # the cap did bite on a big class
-    assert set(rejects["reason"].values.astype(object)) <= {"outside_all_footprints", "no_valid_pixel"}
+    assert set(strings(rejects, "reason").tolist()) <= {"outside_all_footprints", "no_valid_pixel"}
 
 
 def test_folds_stratified(curated: tuple[xr.Dataset, xr.Dataset, Path]) -> None:

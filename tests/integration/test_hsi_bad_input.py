@@ -21,6 +21,7 @@ from pipeline.errors import (
     WavelengthError,
 )
 from pipeline.hsi.curate import curate_hsi
+from pipeline.publishing.codes import strings
 from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams, HSIInputs, RasterSpec
 
@@ -214,5 +215,5 @@ def test_nan_and_inf_pixels_are_absent_and_counted(tiny_scene: TinyScene, tmp_pa
     inside = (row >= 0) & (row < 70) & (col >= 0) & (col < 70)
     bad_pixel = inside & ((row < 35) | (col < 35))
     assert bad_pixel.sum() == ds.attrs["absent_counts"]["V"]["nonfinite"] > 0
-    assert set(rejects["reason"].values[bad_pixel].astype(object)) == {"no_valid_pixel"}
-    assert all("V=nonfinite" in d for d in rejects["detail"].values[bad_pixel].astype(object))
+    assert set(strings(rejects, "reason")[bad_pixel].tolist()) == {"no_valid_pixel"}
+    assert set(strings(rejects, "status")[bad_pixel, 0].tolist()) == {"nonfinite"}

@@ -46,7 +46,7 @@ def test_publish_layout_manifest_and_round_trip(
     assert (folder / "data.zarr" / "zarr.json").is_file()
     assert json.loads((tmp_path / "tiny" / "latest").read_text()) == {"version": pv.version}
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["schema_version"] == "1.0" and manifest["emin_kind"] == "hsi_samples"
+    assert manifest["schema_version"] == "1.1" and manifest["emin_kind"] == "hsi_samples"
     assert manifest["input_checksums"] == ds.attrs["input_checksums"]
     assert manifest["parameters"]["max_points_per_class"] == 900
     assert manifest["counts"]["table1_counts"] == ds.attrs["table1_counts"]

@@ -2,8 +2,8 @@
 
 HSI stores come from the real curation code (``curate_hsi`` on the tiny scene). Seismic stores
 are small xarray Datasets with the layout of ``pipeline/seismic/store.py`` (dims trace, channel,
-freq, time; the same per-trace coords) plus a ``waveform`` (trace, channel, sample) variable,
-because generating a seismic network for real curation costs ~20 s.
+freq, time; the same per-trace coords, categorical ones as codes) plus a ``waveform`` (trace,
+channel, sample) variable, because generating a seismic network for real curation costs ~20 s.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from conftest import tiny_inputs
+from format_1_0 import as_format_1_0
 from scenes import TinyScene, make_tiny_scene
 
 from pipeline.hsi.curate import curate_hsi
+from pipeline.publishing.codes import coded
+from pipeline.publishing.contract import SEISMIC_CHANNELS, SEISMIC_CODED
 from pipeline.publishing.zarr_io import open_store
 from schemas.hsi import HSICurationParams
 
@@ -33,8 +36,15 @@ def curate_tiny(root: Path, **overrides: object) -> tuple[xr.Dataset, xr.Dataset
     return open_store(out), open_store(out, group="rejects")
 
 
-def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0) -> xr.Dataset:
-    """A spectrogram store's layout with waveforms: Z,N,E at 20 Hz, 1C stations have N,E = 0."""
+def _codes(values: object, spec: tuple[tuple[str, ...], str]) -> tuple[str, np.ndarray, dict[str, object]]:
+    return ("trace", *coded(np.asarray(values).tolist(), spec[0], spec[1]))
+
+
+def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0, fmt: str = "1.1") -> xr.Dataset:
+    """A spectrogram store's layout with waveforms: Z,N,E at 20 Hz, 1C stations have N,E = 0.
+
+    ``fmt="1.0"``: the format 1.0 layout (categorical columns as strings).
+    """
     rng = np.random.default_rng(seed)
     n = n_events * n_stations
     ev = np.repeat(np.arange(n_events), n_stations)
@@ -49,7 +59,7 @@ def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0) ->
     split = np.array(["train", "train", "train", "train", "val", "test"])[ev % 6]
     t0 = np.datetime64("2024-03-01T00:00:00", "ns") + ev.astype("timedelta64[h]")
     params = {"sampling_rate_hz": fs, "pre_p_s": 5.0, "window_s": 20.0, "split_fractions": [0.7, 0.15, 0.15]}
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             "spectrogram": (
                 ("trace", "channel", "freq", "time"),
@@ -58,7 +68,7 @@ def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0) ->
             "waveform": (("trace", "channel", "sample"), wave),
         },
         coords={
-            "channel": ("channel", np.array(["Z", "N", "E"])),
+            "channel": ("channel", *coded(["Z", "N", "E"], *SEISMIC_CHANNELS)),
             "freq": ("freq", np.arange(11, dtype=np.float32)),
             "time": ("time", np.arange(20, dtype=np.float32) - 4.5),
             "trace_id": (
@@ -66,11 +76,11 @@ def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0) ->
                 np.array([f"e{e:03d}.SY.S{s:03d}..HH" for e, s in zip(ev, st, strict=True)]),
             ),
             "event_id": ("trace", np.array([f"e{e:03d}" for e in ev])),
-            "network": ("trace", np.full(n, "SY")),
-            "station": ("trace", np.array([f"S{s:03d}" for s in st])),
-            "location": ("trace", np.full(n, "")),
-            "channel_codes": ("trace", np.where(one_c, "EHZ", "HHZ,HHN,HHE")),
-            "sensor_type": ("trace", np.where(one_c, "1C", "3C")),
+            "network": _codes(np.full(n, "SY"), SEISMIC_CODED["network"]),
+            "station": _codes([f"S{s:03d}" for s in st], SEISMIC_CODED["station"]),
+            "location": _codes(np.full(n, ""), SEISMIC_CODED["location"]),
+            "channel_codes": _codes(np.where(one_c, "EHZ", "HHZ,HHN,HHE"), SEISMIC_CODED["channel_codes"]),
+            "sensor_type": _codes(np.where(one_c, "1C", "3C"), SEISMIC_CODED["sensor_type"]),
             "station_latitude": ("trace", sta_lat[st]),
             "station_longitude": ("trace", sta_lon[st]),
             "event_latitude": ("trace", ev_lat[ev]),
@@ -81,16 +91,17 @@ def seismic_dataset(n_events: int = 6, n_stations: int = 5, *, seed: int = 0) ->
             "back_azimuth_deg": ("trace", baz),
             "sin_baz": ("trace", np.sin(np.radians(baz))),
             "cos_baz": ("trace", np.cos(np.radians(baz))),
-            "split": ("trace", split),
+            "split": _codes(split, SEISMIC_CODED["split"]),
             "event_time": ("trace", t0),
             "p_arrival_time": ("trace", t0 + np.timedelta64(3, "s")),
             "window_start_time": ("trace", t0 - np.timedelta64(2, "s")),
         },
         attrs={
             "emin_kind": "seismic_spectrograms",
-            "schema_version": "1.0",
+            "schema_version": "1.1",
             "parameters": params,
             "input_checksums": {"events/events.xml": "sha256:" + "0" * 64},
             "counts": {"traces": n, "events": n_events},
         },
     )
+    return as_format_1_0(ds) if fmt == "1.0" else ds

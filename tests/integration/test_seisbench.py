@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli.datasets import register
 from pipeline.errors import ExportError
+from pipeline.publishing.codes import strings
 from pipeline.publishing.export_seisbench import export_seisbench
 from pipeline.publishing.registry import open_dataset
 from pipeline.publishing.versions import publish_dataset
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.integration
 sbd = pytest.importorskip("seisbench.data")
 
 
-def test_cli_export_loads_in_seisbench(tmp_path: Path) -> None:
-    seis = seismic_dataset()
+@pytest.mark.parametrize("fmt", ["1.1", "1.0"])
+def test_cli_export_loads_in_seisbench(tmp_path: Path, fmt: str) -> None:
+    seis = seismic_dataset(fmt=fmt)
     publish_dataset(seis, name="seis", root=tmp_path / "root")
     runner = CliRunner()
     app = typer.Typer()
@@ -42,9 +44,10 @@ def test_cli_export_loads_in_seisbench(tmp_path: Path) -> None:
     i = int(np.flatnonzero(meta["trace_name"].to_numpy() == str(seis["trace_id"].values[7]))[0])
     np.testing.assert_array_equal(data.get_waveforms(i), seis["waveform"].values[7])
     assert meta["path_back_azimuth_deg"].iloc[i] == pytest.approx(seis["back_azimuth_deg"].values[7])
-    assert meta["station_code"].iloc[i] == str(seis["station"].values[7])
+    assert meta["station_code"].iloc[i] == strings(seis, "station")[7] == "S002"
+    assert meta["station_sensor_type"].iloc[i] in ("1C", "3C")
     assert meta["trace_P_arrival_sample"].iloc[i] == 100  # 5 s after the window start at 20 Hz
-    split = seis["split"].values.astype(str)
+    split = strings(seis, "split")
     assert len(data.train()) == int(np.sum(split == "train"))
     assert len(data.dev()) == int(np.sum(split == "val")) and len(data.test()) == int(np.sum(split == "test"))
     assert pd.read_csv(tmp_path / "sb" / "metadata.csv")["trace_name"].is_unique
@@ -97,7 +100,7 @@ def test_real_curated_store_exports_waveforms_that_made_the_spectrograms(tmp_pat
     from pipeline.publishing.torch_data import SpectrogramDataset, collate_spectrograms
 
     train = SpectrogramDataset(open_dataset("seis", root=tmp_path / "root"), splits=["train"])
-    rows = np.flatnonzero(store["split"].values.astype(object) == "train")
+    rows = np.flatnonzero(strings(store, "split") == "train")
     assert len(train) == rows.size > 0
     batch = next(iter(DataLoader(train, batch_size=4, collate_fn=collate_spectrograms)))
     first = int(batch["index"][0])

@@ -13,8 +13,9 @@ import scipy.signal
 from store_digests import store_digest
 
 from pipeline.errors import InputError
+from pipeline.publishing.codes import strings
 from pipeline.publishing.contract import validate_seismic_store
-from pipeline.publishing.zarr_io import as_str, open_store
+from pipeline.publishing.zarr_io import open_store
 from pipeline.seismic.batch import windowed_samples
 from pipeline.seismic.curate import curate_seismic
 from pipeline.seismic.store import SeismicStoreWriter
@@ -74,8 +75,8 @@ def test_store_satisfies_contract_and_accounts_for_every_observation(
     truth = pd.read_csv(net.truth, dtype=str)
     expected = {f"{r.event_id}.{r.network}.{r.station}..{'HH' if r.sensor_type == '3C' else 'EH'}"
                 for r in truth.itertuples()}  # fmt: skip
-    stored = set(as_str(ds["trace_id"].values).tolist())
-    rejected = set(as_str(rej["trace_id"].values).tolist())
+    stored = set(strings(ds, "trace_id").tolist())
+    rejected = set(strings(rej, "trace_id").tolist())
     assert expected <= stored | rejected  # never a silent drop
     assert stored <= expected
     assert ds.sizes["channel"] == 3 and ds.sizes["freq"] == 51 and ds.sizes["time"] == 120
@@ -100,7 +101,7 @@ def test_store_labels_match_gps2dist_azimuth(store: Path) -> None:
 
 def test_vertical_only_traces_have_exactly_zero_NE(store: Path) -> None:
     ds = open_store(store)
-    st = as_str(ds["sensor_type"].values)
+    st = strings(ds, "sensor_type")
     assert (st == "1C").any() and (st == "3C").any()
     spec = ds["spectrogram"].values
     assert np.all(spec[st == "1C"][:, 1:] == 0.0)
@@ -109,7 +110,7 @@ def test_vertical_only_traces_have_exactly_zero_NE(store: Path) -> None:
 
 def test_no_event_in_two_splits(store: Path) -> None:
     ds = open_store(store)
-    df = pd.DataFrame({"e": as_str(ds["event_id"].values), "s": as_str(ds["split"].values)})
+    df = pd.DataFrame({"e": strings(ds, "event_id"), "s": strings(ds, "split")})
     assert (df.groupby("e")["s"].nunique() == 1).all()
 
 
@@ -122,7 +123,7 @@ def test_store_spectrogram_equals_scipy_on_the_windowed_samples(net: SeismicNetw
                                          noverlap=0, detrend="constant", scaling="density", mode="psd")  # fmt: skip
     ref = np.log10(ref + PARAMS.log_eps)
     ds = open_store(store)
-    ids = as_str(ds["trace_id"].values).tolist()
+    ids = strings(ds, "trace_id").tolist()
     for i, s in enumerate(segs):
         got = ds["spectrogram"].values[ids.index(s.trace_id)]
         np.testing.assert_allclose(got[valid[i]], ref[i][valid[i]], atol=1e-3, rtol=0)
@@ -163,12 +164,12 @@ def test_append_adds_only_new_traces_and_equals_one_shot(
     ds = open_store(out)
     assert second.n_added == one_shot.sizes["trace"] - first.n_added
     assert second.n_already_present == first.n_added
-    ids = as_str(ds["trace_id"].values).tolist()
-    ref_ids = as_str(one_shot["trace_id"].values).tolist()
+    ids = strings(ds, "trace_id").tolist()
+    ref_ids = strings(one_shot, "trace_id").tolist()
     assert sorted(ids) == sorted(ref_ids)
     order = [ref_ids.index(t) for t in ids]
     np.testing.assert_array_equal(ds["spectrogram"].values, one_shot["spectrogram"].values[order])
-    np.testing.assert_array_equal(as_str(ds["split"].values), as_str(one_shot["split"].values)[order])
+    np.testing.assert_array_equal(strings(ds, "split"), strings(one_shot, "split")[order])
     assert validate_seismic_store(out) == []
 
 
@@ -192,9 +193,7 @@ def test_crash_mid_append_keeps_old_store_and_rerun_completes(
     assert validate_seismic_store(out) == []
     assert not list(tmp_path.glob(".c.zarr.*"))
     curate_seismic(inputs(net), out, PARAMS)
-    assert sorted(as_str(open_store(out)["trace_id"].values)) == sorted(
-        as_str(open_store(store)["trace_id"].values)
-    )
+    assert sorted(strings(open_store(out), "trace_id")) == sorted(strings(open_store(store), "trace_id"))
 
 
 def test_crash_between_renames_is_recovered(net: SeismicNetwork, tmp_path: Path) -> None:
@@ -217,7 +216,7 @@ def test_cross_spectra_store_keeps_polarity_and_equals_scipy(
     assert validate_seismic_store(out) == []
     ds, plain = open_store(out), open_store(store)
     np.testing.assert_array_equal(ds["spectrogram"].values, plain["spectrogram"].values)
-    ids = as_str(ds["trace_id"].values).tolist()
+    ids = strings(ds, "trace_id").tolist()
     meta = load_metadata(net.inventory, net.events, net.picks, travel_time_table("iasp91", 5.0))
     segs, _ = extract_segments(net.waveform_files[0], meta, params)
     window, valid = windowed_samples(segs, params)
@@ -228,7 +227,7 @@ def test_cross_spectra_store_keeps_polarity_and_equals_scipy(
     for i, seg in enumerate(segs):
         got = ds["cross_spectrum"].values[ids.index(seg.trace_id)]
         np.testing.assert_allclose(got, ref[i] if valid[i, 1] else 0.0, atol=1e-5, rtol=0)
-    three = as_str(ds["sensor_type"].values) == "3C"
+    three = strings(ds, "sensor_type") == "3C"
     t = ds["time"].values
     p_frames = ds["cross_spectrum"].values[three][:, :, 2:20, (t > 0) & (t < 3)].sum(axis=(2, 3))
     azimuth = np.degrees(np.arctan2(p_frames[:, 1], p_frames[:, 0]))
@@ -269,7 +268,7 @@ def test_horizontal_error_filter_records_rejects(net: SeismicNetwork, tmp_path: 
     ds = open_store(out)
     assert np.all(ds["event_horizontal_error_km"].values < 1.0)
     rej = open_store(out, group="rejects")
-    reasons = as_str(rej["reason"].values)
+    reasons = strings(rej, "reason")
     events = pd.read_csv(net.truth)
     n_big = 0
     import obspy
@@ -398,7 +397,7 @@ def test_bad_input_is_a_recorded_reject(bad: dict[str, object], reason: str) -> 
     assert isinstance(out, Path)
     assert validate_seismic_store(out) == []  # never a half-written store
     rej = open_store(out, group="rejects")
-    df = pd.DataFrame({c: as_str(rej[c].values) for c in ("trace_id", "reason", "detail", "source_file")})
+    df = pd.DataFrame({c: strings(rej, c) for c in ("trace_id", "reason", "detail", "source_file")})
     hits = df[df["reason"] == reason]
     assert len(hits) > 0, f"no {reason} reject; reasons: {sorted(set(df['reason']))}"
     cases = bad["cases"]
@@ -408,7 +407,7 @@ def test_bad_input_is_a_recorded_reject(bad: dict[str, object], reason: str) -> 
     else:
         want = cases[reason]
         assert any(t.startswith(want) or want in t for t in hits["trace_id"]), (want, hits)
-    stored = set(as_str(open_store(out)["trace_id"].values).tolist())
+    stored = set(strings(open_store(out), "trace_id").tolist())
     assert not set(hits["trace_id"]) & stored or reason == "duplicate_trace_id"
 
 
@@ -426,7 +425,7 @@ def test_gap_fill_policy_keeps_and_records_the_trace(
         SeismicCurationParams(max_horizontal_error_km=None, gap_policy="fill"),
     )
     ds = open_store(out)
-    ids = as_str(ds["trace_id"].values).tolist()
+    ids = strings(ds, "trace_id").tolist()
     assert (
         ds["n_gap_samples"].values[ids.index(cases["gap"])] == 199
     )  # trimmed at +50 s (inclusive) and +52 s
@@ -484,7 +483,7 @@ def test_real_rjob_recording_against_scipy(tmp_path: Path) -> None:
     assert validate_seismic_store(out) == []
     ds = open_store(out)
     assert ds.sizes["trace"] == 1
-    assert str(ds["sensor_type"].values[0]) == "3C" and str(ds["p_source"].values[0]) == "pick"
+    assert strings(ds, "sensor_type")[0] == "3C" and strings(ds, "p_source")[0] == "pick"
     # independent route: obspy slicing + scipy filtering/spectrogram on the raw samples
     w0 = pick - params.pre_p_s - params.margin_s
     n = round((params.window_s + 2 * params.margin_s) * 100)

@@ -11,6 +11,7 @@ import xarray as xr
 from test_publish_support import curate_tiny, seismic_dataset
 from torch.utils.data import DataLoader
 
+from pipeline.publishing.codes import strings
 from pipeline.publishing.registry import open_dataset
 from pipeline.publishing.torch_data import (
     IGNORE_LABEL,
@@ -124,7 +125,7 @@ def test_spectrogram_dataset_splits_and_targets(
     data = SpectrogramDataset(
         open_dataset("seis", root=root), splits=["train"], max_memory_bytes=0 if workers else 2**30
     )
-    split = seis["split"].values.astype(str)
+    split = strings(seis, "split")
     assert len(data) == int(np.sum(split == "train"))
     loader = DataLoader(data, batch_size=7, num_workers=workers, collate_fn=collate_spectrograms)
     seen = []

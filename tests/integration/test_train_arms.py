@@ -16,6 +16,7 @@ from flows.cli.train import register
 from models.synthetic import hsi_to_dataset, seismic_to_dataset, synthetic_hsi, synthetic_seismic
 from models.training.hsi import train_hsi
 from models.training.seismic import train_seismic
+from pipeline.publishing.codes import strings
 from schemas.training import HSITrainConfig, SeismicTrainConfig
 
 pytestmark = pytest.mark.integration
@@ -84,8 +85,8 @@ def test_seismic_labelled_events_budget(stores: dict[str, Path], tmp_path: Path)
     ids = json.loads((tmp_path / "s" / "labelled_ids.json").read_text())
     assert len(ids["labelled_event_ids"]) == 3 == r.metrics["n_labelled_events"]
     with xr.open_zarr(stores["seismic"]) as ds:
-        ev = np.array([str(v) for v in ds["event_id"].values.tolist()])
-        split = np.array([str(v) for v in ds["split"].values.tolist()])
+        ev = strings(ds, "event_id")
+        split = strings(ds, "split")
     assert (
         sorted(ids["labelled_trace_index"]) == np.flatnonzero(np.isin(ev, ids["labelled_event_ids"])).tolist()
     )

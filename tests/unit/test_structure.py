@@ -112,9 +112,18 @@ def test_schemas_import_only_pipeline_errors() -> None:
     assert _violations("schemas", allowed=("pipeline.errors",), forbidden=()) == []
 
 
-def test_models_import_nothing_from_pipeline_but_errors_and_nothing_from_flows() -> None:
-    bad = _violations("models", allowed=("pipeline.errors", "schemas"), forbidden=("flows",))
+def test_models_import_nothing_from_pipeline_but_errors_and_codes_and_nothing_from_flows() -> None:
+    allowed = ("pipeline.errors", "pipeline.publishing.codes", "schemas")
+    bad = _violations("models", allowed=allowed, forbidden=("flows",))
     assert bad == []
+
+
+def test_the_store_codes_module_stays_a_light_leaf() -> None:
+    """models/ decodes store columns with pipeline.publishing.codes: numpy and the errors only."""
+    assert GRAPH["pipeline.publishing.codes"] <= {"pipeline", "pipeline.errors", "pipeline.publishing"}
+    stdlib = {"__future__", "re", "collections", "typing"}
+    heavy = _third_party(MODULES["pipeline.publishing.codes"]) - stdlib - {"pipeline"}
+    assert heavy <= {"numpy", "xarray"}  # xarray: type hints only (under TYPE_CHECKING)
 
 
 def test_pipeline_imports_nothing_from_flows() -> None:
