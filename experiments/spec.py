@@ -176,7 +176,8 @@ class ExperimentSpec(BaseModel):
         )
 
     def plan(self, budget: BudgetName, *, store: str, seeds: int | None = None) -> list[RunPlan]:
-        """Every run: arm × its grid cells × seed, each with its resolved config."""
+        """Every run: arm × its grid cells × seed, each with its resolved config, seed by seed
+        (all arms of seed 0 first): an experiment stopped part-way holds complete pairs."""
         seed_list = list(range(seeds)) if seeds is not None else self.seeds_for(budget)
         if not seed_list:
             raise InputError(f"experiment {self.name}: no seeds", fix="give --seeds N (N >= 2)")
@@ -204,7 +205,7 @@ class ExperimentSpec(BaseModel):
                             fix="correct the arm/grid/budget settings of the spec",
                         ) from exc
                     plans.append(RunPlan(arm=arm, cell=cell, seed=seed, config=config))
-        return plans
+        return sorted(plans, key=lambda p: seed_list.index(p.seed))
 
 
 class RunPlan(BaseModel):
