@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from experiments.result import ExperimentResult
+from experiments.figures import FIGURES, FigureUnavailable, metric_bars
+from experiments.result import ExperimentResult, Figure
 from pipeline.version import code_version
 
-__all__ = ["figure_metric", "verdict_table", "write_report"]
+__all__ = ["make_figures", "verdict_table", "write_report"]
 
 PACKAGES = ("torch", "numpy", "xarray", "zarr", "prefect", "scipy")
 
@@ -55,45 +54,6 @@ def verdict_table(result: ExperimentResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure_metric(result: ExperimentResult, metric: str) -> bytes:
-    """PNG: for every comparison of ``metric`` (and grid cell), both sides' mean ± 95% t-interval
-    over the seeds it was computed from."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import scipy.stats
-
-    def mean_ci(v: list[float]) -> tuple[float, float]:
-        x = np.asarray([e for e in v if np.isfinite(e)], dtype=float)
-        if x.size == 0:
-            return np.nan, 0.0
-        half = scipy.stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size) if x.size > 1 else 0.0
-        return float(x.mean()), float(half)
-
-    rows = [
-        (f"{c.arm_b} vs {c.arm_a}" + (f"\n{_cell_label(cell)}" if cell else ""), c, va, vb)
-        for c, cell, (va, vb) in zip(result.comparisons, result.cells, result.values, strict=True)
-        if c.metric == metric
-    ]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 3.6), dpi=110)
-    x = np.arange(len(rows))
-    for offset, side in ((-0.2, "a"), (0.2, "b")):
-        stats = [mean_ci(va if side == "a" else vb) for _, _, va, vb in rows]
-        names = sorted({(c.arm_a if side == "a" else c.arm_b) for _, c, _, _ in rows})
-        ax.bar(x + offset, [m for m, _ in stats], 0.4, yerr=[h for _, h in stats], capsize=3,
-               label=" / ".join(names))  # fmt: skip
-    ax.set_xticks(x, [r[0] for r in rows], fontsize=7)
-    ax.set_ylabel(metric, fontsize=8)
-    ax.set_title(f"{result.spec.name}: {metric} (mean ± 95% CI over seeds)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "(none)\n"
@@ -104,16 +64,31 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def make_figures(result: ExperimentResult) -> tuple[list[Figure], list[str]]:
+    """The metric bars of every compared metric, then the spec's report figures; and a note
+    for each report figure that could not be drawn (:class:`FigureUnavailable`)."""
+    figures = [metric_bars(result, m) for m in dict.fromkeys(c.metric for c in result.comparisons)]
+    notes = []
+    for name in result.spec.figures:
+        try:
+            figures.append(FIGURES[name](result))
+        except FigureUnavailable as exc:
+            notes.append(f"figure {name} not drawn: {exc}")
+    return figures, notes
+
+
 def write_report(result: ExperimentResult) -> Path:
-    """Write report.md, report.html and the figures; returns the HTML path."""
+    """Write report.md, report.html and the figures (``fig<i>_<name>.png``, also kept in
+    ``result.figures``); returns the HTML path."""
     folder = result.folder
-    metrics = list(dict.fromkeys(c.metric for c in result.comparisons))
-    figures: dict[str, bytes] = {}
-    for i, m in enumerate(metrics):
-        png = figure_metric(result, m)
-        name = f"fig{i + 1}_{m.replace('.', '_')}.png"
-        (folder / name).write_bytes(png)
-        figures[name] = png
+    drawn, notes = make_figures(result)
+    result.figures = drawn
+    figures = {f"fig{i + 1}_{f.name}.png": f for i, f in enumerate(drawn)}
+    for stale in folder.glob("fig*.png"):  # an earlier report's, of this experiment folder
+        stale.unlink()
+    for file, f in figures.items():
+        (folder / file).write_bytes(f.png)
+    tuning = pd.DataFrame(result.tuning).drop(columns=["folder"], errors="ignore")
     table = verdict_table(result)
     findings = pd.DataFrame(
         [{"report's finding": f["claim"], "report says": f["report_says"], "here": f["verdict"],
@@ -132,16 +107,27 @@ def write_report(result: ExperimentResult) -> Path:
         head
         + "## Findings of the report, tested here\n\n" + _md_table(findings)
         + "\n## Comparisons (paired by seed; Holm-corrected across this experiment)\n\n" + _md_table(table)
-        + "\n" + "".join(f"![{n}]({n})\n\n" for n in figures)
+        + "\n## Figures\n\n" + "".join(f"![{n}]({n})\n\n*{f.caption}*\n\n" for n, f in figures.items())
+        + "".join(f"- {n}\n" for n in notes) + ("\n" if notes else "")
+        + ("## Per-modality tuning (best trial per modality)\n\n" + _md_table(tuning) + "\n" if len(tuning) else "")
         + "## Sentences\n\n" + "".join(f"- {c.sentence()}\n" for c in result.comparisons)
         + "\n## Dataset\n\n```\n" + json.dumps(table1, indent=1, default=str)[:4000] + "\n```\n"
         + "\n## Spec\n\n```json\n" + json.dumps(result.spec.model_dump(mode="json"), indent=1) + "\n```\n"
     )  # fmt: skip
     (folder / "report.md").write_text(md)
-    imgs = "".join(
-        f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(b).decode()}"></figure>'
-        for n, b in figures.items()
+    imgs = (
+        "<h2>Figures</h2>"
+        + "".join(
+            f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(f.png).decode()}">'
+            f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+            for n, f in figures.items()
+        )
+        + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
     )
+    if len(tuning):
+        imgs += "<h2>Per-modality tuning (best trial per modality)</h2>" + tuning.to_html(
+            index=False, escape=True
+        )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>"
         + html.escape(f"{result.spec.name} report")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,16 @@ class Dataset:
     attrs: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the report: file stem, caption, PNG bytes and the numbers it plotted."""
+
+    name: str
+    caption: str
+    png: bytes
+    data: dict[str, Any]
+
+
 @dataclass
 class ExperimentResult:
     """Everything an experiment produced (also written under ``folder``)."""
@@ -36,3 +46,11 @@ class ExperimentResult:
     findings: list[dict[str, Any]]
     wall_time_s: float
     device: str
+    tuning: list[dict[str, Any]] = field(default_factory=list)  # rows of tuning.csv (per-modality arms)
+    figures: list[Figure] = field(default_factory=list)  # the report's, once written
+
+
+def is_member(results: pd.DataFrame) -> pd.Series:
+    """Rows of per-modality member runs (their arm's fused row stands for them in comparisons
+    and figures)."""
+    return results["member"].fillna("").astype(str) != ""

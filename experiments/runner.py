@@ -24,9 +24,10 @@ from typing import Any
 import pandas as pd
 
 from experiments.report import write_report
-from experiments.result import Dataset, ExperimentResult
+from experiments.result import Dataset, ExperimentResult, is_member
 from experiments.spec import ZERO, BudgetName, ExperimentSpec, RunPlan
 from experiments.stats import PairedComparison, holm, paired_comparison
+from experiments.tuning import TrialMap, expand_members, serial_trials
 from pipeline.errors import InputError
 from pipeline.publishing.contract import STORE_KIND
 from pipeline.version import code_version
@@ -38,6 +39,8 @@ __all__ = [
     "evaluate_findings",
     "execute_run",
     "flatten_metrics",
+    "fuse_members",
+    "layout",
     "prepare",
     "resolve_dataset",
     "run_experiment",
@@ -119,10 +122,12 @@ class RunOutcome:
     status: str
     metrics: dict[str, float]
     error: str = ""
+    member: str = ""  # the modality of a per-modality arm's member run ("" for an arm's own row)
 
     def row(self) -> dict[str, Any]:
         return {
             "arm": self.arm,
+            "member": self.member,
             **{f"factor.{k}": v for k, v in self.cell.items()},
             "seed": self.seed,
             "key": self.key,
@@ -159,7 +164,9 @@ def execute_run(plan: RunPlan, run_dir: str, key: str, device: str) -> RunOutcom
         os.rename(tmp, final)
     except Exception as exc:  # one failed run must not stop the experiment; it is reported
         shutil.rmtree(tmp, ignore_errors=True)
-        return RunOutcome(plan.arm, plan.cell, plan.seed, key, str(final), "failed", {}, repr(exc)[:500])
+        return RunOutcome(
+            plan.arm, plan.cell, plan.seed, key, str(final), "failed", {}, repr(exc)[:500], plan.member
+        )
     return _outcome(plan, final, key, "trained")
 
 
@@ -179,15 +186,59 @@ def _vae_headline(metrics_file: Path) -> None:
 
 def _outcome(plan: RunPlan, folder: Path, key: str, status: str) -> RunOutcome:
     metrics = json.loads((folder / DONE).read_text())
-    return RunOutcome(plan.arm, plan.cell, plan.seed, key, str(folder), status, flatten_metrics(metrics))
+    return RunOutcome(
+        plan.arm, plan.cell, plan.seed, key, str(folder), status, flatten_metrics(metrics), member=plan.member
+    )
+
+
+def fuse_members(outcomes: Sequence[RunOutcome], runs: Path) -> list[RunOutcome]:
+    """The outcomes plus, per arm, cell and seed of the per-modality arms, the row of its
+    members fused post hoc by mean softmax (:func:`models.fusion.fuse_runs`, written to a
+    ``…-fused-<key>`` folder): ``test.fused.*`` and every member's ``test.<modality>.*``."""
+    from models.fusion import fuse_runs
+
+    groups: dict[tuple[str, str, int], list[RunOutcome]] = {}
+    for o in outcomes:
+        if o.member:
+            groups.setdefault((o.arm, _cell_label(o.cell), o.seed), []).append(o)
+    fused: list[RunOutcome] = []
+    for (arm, cell, seed), members in groups.items():
+        key = hashlib.sha256(" ".join(sorted(m.key for m in members)).encode()).hexdigest()[:16]
+        folder = runs / f"{arm}-{cell}-s{seed}-fused-{key}"
+        head = members[0]
+        failed = [m for m in members if m.status == "failed"]
+        if failed:
+            error = f"member {failed[0].member} failed: {failed[0].error}"
+            fused.append(RunOutcome(arm, head.cell, seed, key, str(folder), "failed", {}, error[:500]))
+            continue
+        fm = fuse_runs([m.run_dir for m in members], folder)
+        metrics = {f"test.fused.{k}": float(v) for k, v in fm["fused"].items()}
+        for m in members:
+            metrics |= {k: v for k, v in m.metrics.items() if k.startswith(f"test.{m.member}.")}
+        metrics |= {
+            "n_test": float(fm["n_test"]),
+            "wall_time_s": sum(m.metrics.get("wall_time_s", 0.0) for m in members),
+        }
+        status = "trained" if any(m.status == "trained" for m in members) else "cached"
+        fused.append(RunOutcome(arm, head.cell, seed, key, str(folder), status, metrics))
+    return [*outcomes, *fused]
 
 
 def prepare(
     spec: ExperimentSpec, budget: BudgetName, *, store: str | None, seeds: int | None, out_root: str | Path
-) -> tuple[Dataset, Path, list[tuple[RunPlan, str, str]]]:
-    """Check the spec against its store and lay out the experiment folder and every run's key."""
+) -> tuple[Dataset, Path, list[RunPlan]]:
+    """Check the spec against its store and lay out the experiment folder; returns the runs' plans."""
     data = resolve_dataset(store or spec.dataset, spec.kind)
     plans = spec.plan(budget, store=data.store, seeds=seeds)
+    stored = set(data.attrs.get("modalities", []))
+    for arm in spec.per_modality_arms():
+        unknown = sorted(set(spec.arms[arm].get("modalities") or []) - stored)
+        if unknown:
+            raise InputError(
+                f"experiment {spec.name}, arm {arm!r}: modalities {unknown} not in the store ({sorted(stored)})",
+                path=data.store,
+                fix="name modalities of the store, or leave modalities out (every modality)",
+            )
     ident = hashlib.sha256(
         json.dumps(
             {"spec": spec.model_dump(mode="json"), "budget": budget, "seeds": sorted({p.seed for p in plans}),
@@ -199,12 +250,18 @@ def prepare(
     for stale in (folder / "runs").glob("*.tmp-*"):  # killed runs of this experiment (ours by name)
         shutil.rmtree(stale, ignore_errors=True)
     (folder / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+    return data, folder, plans
+
+
+def layout(plans: Sequence[RunPlan], folder: Path, dataset_version: str) -> list[tuple[RunPlan, str, str]]:
+    """Every run's (plan, run folder, key)."""
     jobs = []
     for plan in plans:
-        key = run_key(plan, data.version)
-        name = f"{plan.arm}-{_cell_label(plan.cell)}-s{plan.seed}-{key}"
+        key = run_key(plan, dataset_version)
+        member = f"{plan.member}-" if plan.member else ""
+        name = f"{plan.arm}-{member}{_cell_label(plan.cell)}-s{plan.seed}-{key}"
         jobs.append((plan, str(folder / "runs" / name), key))
-    return data, folder, jobs
+    return jobs
 
 
 MapFn = Callable[[Callable[..., RunOutcome], Sequence[tuple[RunPlan, str, str]]], list[RunOutcome]]
@@ -263,7 +320,7 @@ def compare(
 
     Returns the comparisons, their grid cells and the paired values (a, b) each was made from.
     """
-    ok = results[results.status != "failed"]
+    ok = results[(results.status != "failed") & ~is_member(results)]
     comps: list[PairedComparison] = []
     cells: list[dict[str, Any]] = []
     values: list[tuple[list[float], list[float]]] = []
@@ -340,11 +397,25 @@ def run_experiment(
     out_root: str | Path = "experiments_out",
     device: str = "auto",
     map_fn: MapFn = serial_map,
+    trial_map: TrialMap = serial_trials,
+    trial_parallel: int = 1,
 ) -> ExperimentResult:
-    """Run (or resume) ``spec`` at ``budget``; write results.csv, comparisons.csv and the report."""
+    """Run (or resume) ``spec`` at ``budget``; write results.csv, comparisons.csv and the report.
+
+    Per-modality arms are tuned first when the budget says so (``trial_map`` trains groups of
+    ``trial_parallel`` trials; :mod:`experiments.tuning`), their members fused after the runs.
+    """
     start = time.perf_counter()
-    data, folder, jobs = prepare(spec, budget, store=store, seeds=seeds, out_root=out_root)
+    data, folder, plans = prepare(spec, budget, store=store, seeds=seeds, out_root=out_root)
+    plans, tuned = expand_members(
+        plans, spec.per_modality_arms(), spec.budget(budget).tuning, data, folder / "tuning",
+        device=device, trial_map=trial_map, parallel=trial_parallel,
+    )  # fmt: skip
+    if tuned:
+        pd.DataFrame([t.row() for t in tuned]).to_csv(folder / "tuning.csv", index=False)
+    jobs = layout(plans, folder, data.version)
     outcomes = map_fn(lambda plan, run_dir, key: execute_run(plan, run_dir, key, device), jobs)
+    outcomes = fuse_members(outcomes, folder / "runs")
     results = pd.DataFrame([o.row() for o in outcomes])
     results.to_csv(folder / "results.csv", index=False)
     failed = results[results.status == "failed"]
@@ -372,6 +443,7 @@ def run_experiment(
     result = ExperimentResult(
         spec, budget, folder, data, results, comps, cells, values, findings,
         wall_time_s=time.perf_counter() - start, device=f"{used} ({platform.processor() or platform.machine()})",
+        tuning=[t.row() for t in tuned],
     )  # fmt: skip
     write_report(result)
     return result

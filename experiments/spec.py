@@ -26,19 +26,51 @@ __all__ = [
     "Finding",
     "GridFactor",
     "RunPlan",
+    "Tuning",
     "list_presets",
     "load_spec",
 ]
 
 PRESET_DIR = Path(__file__).with_name("presets")
-#: Arm key naming the trainer: absent (the kind's classifier/regressor) or ``vae``.
+#: Arm key naming the trainer: absent (the kind's classifier/regressor), ``vae``, or
+#: ``per-modality`` (HSI: one run per modality, fused post hoc by mean softmax; report 3.3).
 TRAINER_KEY = "trainer"
+TRAINERS = ("default", "vae", "per-modality")
 #: What a budget sets in a VAE arm: how long it trains (the architecture is the arm's own).
 VAE_BUDGET_KEYS = ("epochs", "warmup_epochs", "cross_epochs")
 #: Pseudo-arm of a comparison: the constant 0 on every seed (a one-sample test of arm ``b``).
 ZERO = "zero"
 BudgetName = Literal["smoke", "demo", "report"]
 Expectation = Literal["equal", "b_lower", "b_higher"]
+#: The report-specific figures a spec can ask for (``experiments/figures.py``).
+FigureName = Literal[
+    "modality_errors",  # Fig. 6: per-modality and fused test error per arm
+    "alpha_traces",  # Fig. 9: probe samples' per-modality true-class probability over training
+    "variance_shift",  # Fig. 11: cross-modality variance and fused error, before vs after the switch
+    "modality_deltas",  # Fig. 12: per-modality accuracy change over fine-tuning
+    "location_breakdown",  # Fig. 14: location error by distance bin, sensor type, catalogue subset
+    "variance_vs_error",  # report 4.5: per-event spread of station estimates vs event error
+    "error_ellipses",  # Fig. 16: per-event station estimates, their median and spread ellipse
+]
+
+
+class Tuning(BaseModel):
+    """Per-modality tuning of the ``trainer: per-modality`` arms by the sweep code (report 3.3).
+
+    For each arm, grid cell and modality an Optuna study of ``trials`` COMPLETE trials (the
+    report's Table 2 space, ``space: report`` = its second round, dropout and weight decay
+    off), each scored on ``cv_folds`` CV folds; every seed's run of that modality then trains
+    with the best trial's settings. ``overrides``: training settings of the trials only (not
+    searched). Each modality's sampler is seeded from ``sampler_seed`` and its name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(ge=1, description="COMPLETE trials per modality")
+    cv_folds: int = Field(1, ge=1, le=4, description="validation folds per trial")
+    space: Literal["table2", "report"] = "table2"
+    sampler_seed: int = 0
+    overrides: dict[str, Any] = Field(default_factory=dict)
 
 
 class Budget(BaseModel):
@@ -48,6 +80,7 @@ class Budget(BaseModel):
 
     seeds: int = Field(5, ge=1, description="number of seeds (0 … seeds−1)")
     overrides: dict[str, Any] = Field(default_factory=dict)
+    tuning: Tuning | None = Field(default=None, description="tune the per-modality arms first")
 
 
 class GridFactor(BaseModel):
@@ -107,6 +140,9 @@ class ExperimentSpec(BaseModel):
     comparisons: list[Comparison] = Field(default_factory=list)
     budgets: dict[BudgetName, Budget] = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
+    figures: list[FigureName] = Field(
+        default_factory=list, description="report figures beyond the metric bars"
+    )
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -123,21 +159,32 @@ class ExperimentSpec(BaseModel):
         problems: list[str] = []
         for arm, settings in self.arms.items():
             trainer = settings.get(TRAINER_KEY, "default")
-            if trainer not in ("default", "vae"):
-                problems.append(f"arm {arm!r}: unknown trainer {trainer!r} (default or vae)")
-            elif trainer == "vae" and self.kind != "hsi":
-                problems.append(f"arm {arm!r}: the VAE trains on HSI stores only")
+            if trainer not in TRAINERS:
+                problems.append(f"arm {arm!r}: unknown trainer {trainer!r} ({', '.join(TRAINERS)})")
+            elif trainer != "default" and self.kind != "hsi":
+                problems.append(f"arm {arm!r}: trainer {trainer} trains on HSI stores only")
             elif trainer == "vae":
                 unknown = sorted(set(settings) - set(VAETrainConfig.model_fields) - {TRAINER_KEY})
                 if unknown:
                     problems.append(f"arm {arm!r}: unknown VAE setting(s) {unknown}")
         for where, keys in [
             ("base", self.base),
-            *((f"arm {a!r}", o) for a, o in self.arms.items() if o.get(TRAINER_KEY, "default") != "vae"),
+            *(
+                (f"arm {a!r}", {k: v for k, v in o.items() if k != TRAINER_KEY})
+                for a, o in self.arms.items()
+                if o.get(TRAINER_KEY, "default") != "vae"
+            ),
             ("grid", self.grid),
             *((f"budget {b!r}", bud.overrides) for b, bud in self.budgets.items()),
+            *(
+                (f"budget {b!r} tuning", bud.tuning.overrides)
+                for b, bud in self.budgets.items()
+                if bud.tuning
+            ),
         ]:
-            known = fields | (vae_fields if where.startswith("budget") else set())
+            known = fields | (
+                vae_fields if where.startswith("budget") and not where.endswith("tuning") else set()
+            )
             unknown = sorted(set(keys) - known)
             if unknown:
                 problems.append(f"{where}: unknown training setting(s) {unknown}")
@@ -150,6 +197,9 @@ class ExperimentSpec(BaseModel):
             missing = sorted({a.split("@")[0], b.split("@")[0]} - set(self.arms) - {ZERO})
             if missing:
                 problems.append(f"comparison {a!r} vs {b!r} names missing arm(s) {missing}")
+        tuned = [b for b, bud in self.budgets.items() if bud.tuning]
+        if tuned and not self.per_modality_arms():
+            problems.append(f"budget(s) {tuned}: tuning needs an arm with trainer: per-modality")
         if self.seeds == [] and "seeds" in self.model_fields_set:
             problems.append("seeds is empty: give at least one seed (two or more for a verdict)")
         if problems:
@@ -169,11 +219,17 @@ class ExperimentSpec(BaseModel):
         trainer = self.arms[arm].get(TRAINER_KEY, "default")
         return VAETrainConfig if trainer == "vae" else self.config_class()
 
+    def per_modality_arms(self) -> list[str]:
+        """Arms trained as one run per modality and fused post hoc (``trainer: per-modality``)."""
+        return [a for a, o in self.arms.items() if o.get(TRAINER_KEY) == "per-modality"]
+
+    def budget(self, name: BudgetName) -> Budget:
+        """The budget ``name`` (5 seeds, no overrides, when the spec has none of that name)."""
+        return self.budgets.get(name, Budget(seeds=5, tuning=None))
+
     def seeds_for(self, budget: BudgetName) -> list[int]:
         """Explicit seeds, else 0 … n−1 for the budget's count."""
-        return (
-            list(self.seeds) if self.seeds else list(range(self.budgets.get(budget, Budget(seeds=5)).seeds))
-        )
+        return list(self.seeds) if self.seeds else list(range(self.budget(budget).seeds))
 
     def plan(self, budget: BudgetName, *, store: str, seeds: int | None = None) -> list[RunPlan]:
         """Every run: arm × its grid cells × seed, each with its resolved config, seed by seed
@@ -181,7 +237,7 @@ class ExperimentSpec(BaseModel):
         seed_list = list(range(seeds)) if seeds is not None else self.seeds_for(budget)
         if not seed_list:
             raise InputError(f"experiment {self.name}: no seeds", fix="give --seeds N (N >= 2)")
-        overrides = self.budgets.get(budget, Budget(seeds=5)).overrides
+        overrides = self.budget(budget).overrides
         plans: list[RunPlan] = []
         for arm, arm_over in self.arms.items():
             factors = {k: f.values for k, f in self.grid.items() if not f.arms or arm in f.arms}
@@ -209,12 +265,23 @@ class ExperimentSpec(BaseModel):
 
 
 class RunPlan(BaseModel):
-    """One run of an experiment: which arm, grid cell and seed, and its resolved config."""
+    """One run of an experiment: which arm, grid cell and seed, and its resolved config.
+
+    ``member``: the modality of one run of a per-modality arm (its config trains that
+    modality only); empty for every other run, and for a per-modality arm's plan before it
+    is expanded into its members (:func:`experiments.tuning.expand_members`).
+    """
 
     arm: str
     cell: dict[str, Any]
     seed: int
     config: HSITrainConfig | SeismicTrainConfig | VAETrainConfig
+    member: str = ""
+
+    @property
+    def label(self) -> str:
+        """``arm[-member]-s<seed>`` (a task's name)."""
+        return f"{self.arm}{f'-{self.member}' if self.member else ''}-s{self.seed}"
 
 
 def list_presets() -> list[str]:

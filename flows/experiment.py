@@ -2,9 +2,11 @@
 
 Every run (arm × grid cell × seed) is a ``train-run`` task on the run's task runner: threads,
 a local Dask cluster (``workers >= 2``) or an existing cluster (``cluster``); with ``gpu`` the
-tasks ask Dask for a ``GPU`` worker resource. Finished runs are found by key and not retrained,
-so re-running a killed experiment trains only what is missing. Artifacts: the verdict table as
-markdown, the comparisons as a table, and the report's path.
+tasks ask Dask for a ``GPU`` worker resource. The per-modality tuning of a per-modality arm
+(hsi-1) runs its trials as the sweep flow's ``train-trials`` tasks, ``workers`` groups at
+once. Finished runs are found by key and not retrained, so re-running a killed experiment
+trains only what is missing. Artifacts: the verdict table as markdown, the comparisons as a
+table, and the report's path.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from pydantic import Field
 from experiments.result import ExperimentResult
 from experiments.runner import MapFn, RunOutcome, execute_run, run_experiment
 from experiments.spec import RunPlan, load_spec
+from experiments.tuning import TrialMap
 from flows.runners import gpu_resources, gpu_task_options, make_task_runner
+from flows.sweep import train_trials_task
+from models.sweep import TrialScore
+from schemas.training import HSITrainConfig
 
 
-@task(name="train-run", cache_policy=NO_CACHE, task_run_name="{plan.arm}-s{plan.seed}")
+@task(name="train-run", cache_policy=NO_CACHE, task_run_name="{plan.label}")
 def train_run_task(plan: RunPlan, run_dir: str, key: str, device: str) -> RunOutcome:
     """Train one run of the experiment (or find it finished)."""
     return execute_run(plan, run_dir, key, device)
@@ -43,6 +49,25 @@ def _task_map(gpu: bool, parallel: bool) -> MapFn:
         with gpu_resources() if gpu else contextlib.nullcontext():
             futures = [runner.submit(plan, run_dir, key, device) for plan, run_dir, key in jobs]
         return [f.result() for f in futures]
+
+    return run
+
+
+def _trial_map(gpu: bool) -> TrialMap:
+    """Tuning trials as the sweep flow's ``train-trials`` tasks (:func:`flows.sweep.train_trials_task`),
+    each group submitted to the run's task runner; a group that raised fails its trials."""
+
+    def run(groups: Sequence[list[HSITrainConfig]], cv_folds: int) -> list[list[TrialScore] | BaseException]:
+        runner = train_trials_task.with_options(**gpu_task_options()) if gpu else train_trials_task
+        with gpu_resources() if gpu else contextlib.nullcontext():
+            futures = [runner.submit(configs, cv_folds, False) for configs in groups]
+        out: list[list[TrialScore] | BaseException] = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except Exception as exc:  # as in the sweep flow: the trials FAIL, the study goes on
+                out.append(exc)
+        return out
 
     return run
 
@@ -74,6 +99,7 @@ def experiment_flow(
     """
     spec = load_spec(name)
     runner = make_task_runner(cluster, workers)
+    parallel = cluster is not None or workers >= 2
 
     def runs() -> ExperimentResult:
         return run_experiment(
@@ -82,7 +108,9 @@ def experiment_flow(
             store=store,
             seeds=seeds,
             out_root=out_root,
-            map_fn=_task_map(gpu, parallel=cluster is not None or workers >= 2),
+            map_fn=_task_map(gpu, parallel=parallel),
+            trial_map=_trial_map(gpu),
+            trial_parallel=workers if parallel else 1,
         )
 
     result = flow(name="experiment-runs", task_runner=runner)(runs)()

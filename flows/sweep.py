@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,17 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.runners import gpu_resources, gpu_task_options, make_task_runner
-from models.sweep_space import SweepSpace, config_from_params, cv_configs, suggest_config
+from models.sweep import (
+    TrialScore,
+    complete_trials,
+    open_study,
+    run_trials,
+    score_trials,
+    study_storage,
+    trials_to_run,
+    write_trials,
+)
+from models.sweep_space import SweepSpace, config_from_params
 from schemas.training import HSITrainConfig
 
 __all__ = ["SweepParams", "sweep_flow", "train_trials_task"]
@@ -74,64 +84,10 @@ class SweepParams(BaseModel):
         )
 
 
-def _score(results: list[Any]) -> dict[str, Any]:
-    """Mean validation / test fused macro accuracy of one trial's per-fold results."""
-    val = [r.metrics["val"]["fused"]["macro_accuracy"] for r in results]
-    test = [r.metrics["test"]["fused"]["macro_accuracy"] for r in results]
-    return {
-        "score": float(np.mean(val)),
-        "fold_scores": [float(v) for v in val],
-        "test_macro_accuracy": float(np.mean(test)),
-        "epochs_run": [int(r.metrics["epochs_run"]) for r in results],
-    }
-
-
 @task(name="train-trials", cache_policy=NO_CACHE)
-def train_trials_task(configs: list[HSITrainConfig], cv_folds: int, stacked: bool) -> list[dict[str, Any]]:
-    """Train each config on ``cv_folds`` CV folds; ``stacked``: all configs at once per fold.
-
-    Returns one ``{"score", "fold_scores", "test_macro_accuracy", "epochs_run"}`` per config
-    (``cv_folds = 0``: the configs as given, e.g. the final seed re-runs).
-    """
-    from models.data import load_hsi
-    from models.training.hsi import train_hsi
-    from models.training.stacked import train_hsi_stacked
-
-    data = load_hsi(configs[0].store)
-    per_fold: list[list[Any]] = []  # [fold][trial]
-    folds = (
-        [list(cs) for cs in zip(*(cv_configs(c, cv_folds) for c in configs), strict=True)]
-        if cv_folds
-        else [configs]
-    )
-    for fold_configs in folds:
-        if stacked and len(fold_configs) > 1:
-            per_fold.append(train_hsi_stacked(fold_configs, data))
-        else:
-            per_fold.append([train_hsi(c, data) for c in fold_configs])
-    return [_score([fold[i] for fold in per_fold]) for i in range(len(configs))]
-
-
-def _storage(out_dir: Path) -> str:
-    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
-
-
-def _ask_group(
-    study: Any, params: SweepParams, base: HSITrainConfig, k: int
-) -> tuple[list[Any], list[HSITrainConfig]]:
-    """Ask ``k`` trials; with stacking the later ones share the first one's ``layers``/``batch_size``."""
-    trials, configs = [], []
-    fixed: dict[str, Any] = {}
-    for i in range(k):
-        if fixed:
-            study.enqueue_trial(fixed, skip_if_exists=False)
-        trial = study.ask()
-        cfg = suggest_config(trial, base, params.effective_space())
-        trials.append(trial)
-        configs.append(cfg)
-        if i == 0 and params.stack > 1:
-            fixed = fixed | {"layers": trial.params["layers"], "batch_size": trial.params["batch_size"]}
-    return trials, configs
+def train_trials_task(configs: list[HSITrainConfig], cv_folds: int, stacked: bool) -> list[TrialScore]:
+    """Train each config on ``cv_folds`` CV folds (:func:`models.sweep.score_trials`)."""
+    return score_trials(configs, cv_folds, stacked)
 
 
 def _cuda_here() -> bool:
@@ -140,40 +96,15 @@ def _cuda_here() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _fail_stale(study: Any) -> int:
-    """Mark trials left RUNNING by an interrupted run as FAIL; returns how many."""
-    import optuna
-
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for t in stale:
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    return len(stale)
-
-
 @flow(name="sweep-trials", log_prints=True)
 def sweep_trials_flow(params: SweepParams) -> dict[str, Any]:
-    """The ask/tell loop; runs on the task runner chosen by :func:`sweep_flow`."""
-    import optuna
-
+    """The ask/tell loop (:func:`models.sweep.run_trials`); runs on the task runner chosen by :func:`sweep_flow`."""
     logger = get_run_logger()
     out = Path(params.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = (
-        optuna.samplers.RandomSampler(seed=params.sampler_seed)
-        if params.sampler == "random"
-        else optuna.samplers.TPESampler(seed=params.sampler_seed)
+    study, stale = open_study(
+        out, params.study_name, sampler=params.sampler, sampler_seed=params.sampler_seed
     )
-    study = optuna.create_study(
-        study_name=params.study_name, storage=_storage(out), load_if_exists=True,
-        direction="maximize", sampler=sampler,
-    )  # fmt: skip
-    stale = _fail_stale(study)
-    complete = optuna.trial.TrialState.COMPLETE
-    done = len(study.get_trials(deepcopy=False, states=(complete,)))
-    todo = max(0, params.n_trials - done)
-    if params.max_new_trials is not None:
-        todo = min(todo, params.max_new_trials)
+    done, todo = len(complete_trials(study)), trials_to_run(study, params.n_trials, params.max_new_trials)
     logger.info(
         "study %s: %d complete, %d stale marked FAIL, %d to run", params.study_name, done, stale, todo
     )
@@ -184,36 +115,30 @@ def sweep_trials_flow(params: SweepParams) -> dict[str, Any]:
             "here (docs/sweeps.md); stacking pays on a GPU", params.stack,
         )  # fmt: skip
     runner = train_trials_task.with_options(**gpu_task_options()) if params.gpu else train_trials_task
-    while todo > 0:
-        groups = []
-        for _ in range(params.parallel):
-            k = min(params.stack, todo)
-            if k <= 0:
-                break
-            groups.append(_ask_group(study, params, base, k))
-            todo -= k
+
+    def evaluate(groups: Sequence[list[HSITrainConfig]]) -> list[list[TrialScore] | BaseException]:
         with gpu_resources() if params.gpu else contextlib.nullcontext():
-            futures = [runner.submit(cfgs, params.cv_folds, params.stack > 1) for _, cfgs in groups]
-        for (trials, _), fut in zip(groups, futures, strict=True):
+            futures = [runner.submit(cfgs, params.cv_folds, params.stack > 1) for cfgs in groups]
+        outcomes: list[list[TrialScore] | BaseException] = []
+        for fut in futures:
             try:
-                scores = fut.result()
+                outcomes.append(fut.result())
             except Exception as exc:  # a failed task fails its trials, the sweep goes on
-                logger.warning("trials %s failed: %s", [t.number for t in trials], exc)
-                for t in trials:
-                    study.tell(t, state=optuna.trial.TrialState.FAIL)
-                continue
-            for t, s in zip(trials, scores, strict=True):
-                for key, value in s.items():
-                    t.set_user_attr(key, value)
-                study.tell(t, s["score"] if math.isfinite(s["score"]) else None,
-                           state=complete if math.isfinite(s["score"]) else optuna.trial.TrialState.FAIL)  # fmt: skip
-    n_complete = len(study.get_trials(deepcopy=False, states=(complete,)))
+                logger.warning("a group of %d trials failed: %s", params.stack, exc)
+                outcomes.append(exc)
+        return outcomes
+
+    run_trials(
+        study, base, params.effective_space(), n_trials=params.n_trials, evaluate=evaluate,
+        max_new_trials=params.max_new_trials, parallel=params.parallel, stack=params.stack,
+    )  # fmt: skip
+    n_complete = len(complete_trials(study))
     result: dict[str, Any] = {"study": str(out / "study.db"), "n_complete": n_complete, "final": None}
     if n_complete == 0:
         return result
     best = study.best_trial
     result["best"] = {"number": best.number, "score": best.value, "params": best.params}
-    _write_trials(study, out)
+    write_trials(study, out)
     result["plot"] = str(_plot(study, out, params.mode))
     if n_complete >= params.n_trials and params.final_seeds > 0:
         result["final"] = _final_seeds(params, best, base, runner, out)
@@ -253,14 +178,6 @@ def _final_seeds(
     }
     path.write_text(json.dumps(final, indent=2))
     return final
-
-
-def _write_trials(study: Any, out: Path) -> Path:
-    """All trials (number, state, value, params, user attrs) as ``trials.csv``."""
-    df = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
-    path = out / "trials.csv"
-    df.to_csv(path, index=False)
-    return path
 
 
 def _plot(study: Any, out: Path, mode: str) -> Path:
@@ -336,7 +253,7 @@ def sweep_flow(params: SweepParams) -> dict[str, Any]:
     runner = make_task_runner(params.cluster, params.workers)
     result = sweep_trials_flow.with_options(task_runner=runner)(params)
     if result["n_complete"]:
-        study = optuna.load_study(study_name=params.study_name, storage=_storage(Path(params.out_dir)))
+        study = optuna.load_study(study_name=params.study_name, storage=study_storage(params.out_dir))
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         done.sort(key=lambda t: -(t.value or 0.0))
         result["top"] = [{"number": t.number, "value": t.value, "params": t.params} for t in done[:10]]

@@ -35,6 +35,7 @@ __all__ = [
     "baz_error_deg",
     "classification_metrics",
     "confusion_matrix",
+    "event_spread_error",
     "fused_probs",
     "location_error_km",
     "macro_accuracy",
@@ -301,6 +302,37 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+def event_spread_error(
+    pred_lat: ArrayLike,
+    pred_lon: ArrayLike,
+    error_km: ArrayLike,
+    event_ids: ArrayLike,
+    *,
+    radius_km: float = REPORT_EARTH_RADIUS_KM,
+) -> dict[str, np.ndarray]:
+    """Predictive spread and error per trace and per event (report 4.5).
+
+    Per trace, ``trace_spread_km2`` is the squared great-circle distance (km²) of its predicted
+    location from the median predicted location of its event (the EMIN centre), and
+    ``trace_kept`` says its event has at least two traces. Per such event (ascending event id):
+    ``event_variance_km2``, the mean of its traces' spreads, and ``event_error_km``, the median
+    of their errors. Events with one trace carry no spread and are left out.
+    """
+    lat, lon = _t(pred_lat).double(), _t(pred_lon).double()
+    ev = _t(event_ids).to(lat.device)
+    c = event_centres(lat, lon, ev, centre="median")
+    dev = haversine_km(lat, lon, c.lat[c.inverse], c.lon[c.inverse], radius_km).cpu().numpy() ** 2
+    err = np.asarray(_t(error_km).double().cpu().numpy())
+    inv = c.inverse.cpu().numpy()
+    multi = np.flatnonzero((c.n_members >= 2).cpu().numpy())
+    return {
+        "trace_spread_km2": dev,
+        "trace_kept": np.isin(inv, multi),
+        "event_variance_km2": np.array([dev[inv == e].mean() for e in multi]),
+        "event_error_km": np.array([np.median(err[inv == e]) for e in multi]),
+    }
+
+
 def variance_error_relation(
     pred_lat: ArrayLike,
     pred_lon: ArrayLike,
@@ -311,30 +343,20 @@ def variance_error_relation(
 ) -> dict[str, float]:
     """Is predictive variance informative (report 4.5)? Spearman ρ of spread vs error.
 
-    Per trace, the predictive spread is the squared great-circle distance (km²) of its
-    predicted location from the median predicted location of its event (the EMIN centre);
-    per event, the variance is the mean of those over the event's traces and the error the
-    event's median trace error. Events with one trace carry no spread and are left out.
-    Returns ``n_traces``, ``trace_spearman``, ``trace_p``, ``n_events``, ``event_spearman``,
-    ``event_p`` (ρ > 0: larger spread goes with larger error).
+    The spreads and errors are :func:`event_spread_error`'s, per trace (of events with two or
+    more traces) and per event. Returns ``n_traces``, ``trace_spearman``, ``trace_p``,
+    ``n_events``, ``event_spearman``, ``event_p`` (ρ > 0: larger spread goes with larger error).
     """
-    lat, lon = _t(pred_lat).double(), _t(pred_lon).double()
-    ev = _t(event_ids).to(lat.device)
-    c = event_centres(lat, lon, ev, centre="median")
-    dev = haversine_km(lat, lon, c.lat[c.inverse], c.lon[c.inverse], radius_km).cpu().numpy() ** 2
+    s = event_spread_error(pred_lat, pred_lon, error_km, event_ids, radius_km=radius_km)
+    keep = s["trace_kept"]
     err = np.asarray(_t(error_km).double().cpu().numpy())
-    inv = c.inverse.cpu().numpy()
-    multi = (c.n_members >= 2).cpu().numpy()
-    keep = multi[inv]
-    rho_t, p_t = _spearman(dev[keep], err[keep])
-    ev_var = np.array([dev[inv == e].mean() for e in np.flatnonzero(multi)])
-    ev_err = np.array([np.median(err[inv == e]) for e in np.flatnonzero(multi)])
-    rho_e, p_e = _spearman(ev_var, ev_err)
+    rho_t, p_t = _spearman(s["trace_spread_km2"][keep], err[keep])
+    rho_e, p_e = _spearman(s["event_variance_km2"], s["event_error_km"])
     return {
         "n_traces": float(keep.sum()),
         "trace_spearman": rho_t,
         "trace_p": p_t,
-        "n_events": float(ev_var.size),
+        "n_events": float(s["event_variance_km2"].size),
         "event_spearman": rho_e,
         "event_p": p_e,
     }

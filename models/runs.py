@@ -4,8 +4,12 @@
 EMIN term, α schedule, restore policy, …). Optional files, written when the run has them:
 ``labelled_ids.json`` (the labelled sample ids / trace indices and event ids),
 ``predictions.npz`` (HSI test set: ``sample_id``, ``probs [M, N, C]``, ``mask [M, N]``,
-``labels``, ``modalities``; what ``emin fuse`` reads), ``traces.npz`` (HSI probe-sample
-softmax per traced epoch: ``epochs``, ``probs [E, M, K, C]``, ``mask``, ``sample_id``, ``labels``).
+``labels``, ``modalities``; what ``emin fuse`` reads), ``predictions_before_switch.npz``
+(the same at the fine-tuning switch), ``traces.npz`` (HSI probe-sample softmax per traced
+epoch: ``epochs``, ``probs [E, M, K, C]``, ``mask``, ``sample_id``, ``labels``),
+``locations.npz`` (seismic test traces: store position ``trace_index``, ``event_id``,
+``sensor_type``, station/event coordinates, true ``distance_km``, predicted ``pred_lat``,
+``pred_lon``, ``pred_distance_km``, ``pred_baz_deg`` and ``location_error_km``).
 
 A checkpoint holds only tensors and plain Python types, so it loads with
 ``torch.load(path, weights_only=True)``: ``{"model": state_dict, "config": dict,
@@ -241,7 +245,7 @@ def save_run(result: RunRecord, out_dir: Path) -> Path:
     if "labelled_ids" in result.extras:
         ids = to_jsonable(result.extras["labelled_ids"])
         (out_dir / "labelled_ids.json").write_text(json.dumps(ids) + "\n")
-    for name in ("predictions", "traces"):
+    for name in ("predictions", "predictions_before_switch", "traces", "locations"):
         if name in result.extras:
             np.savez_compressed(out_dir / f"{name}.npz", **result.extras[name])
     write_history(out_dir / "history.csv", result.history)

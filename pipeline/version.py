@@ -14,7 +14,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 #: Folders whose uncommitted edits make a different code version (the code that computes data).
-SOURCE_DIRS = ("pipeline", "flows", "schemas", "models")
+SOURCE_DIRS = ("pipeline", "flows", "schemas", "models", "experiments")
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -328,13 +328,14 @@ def train_hsi(
             }
 
         before: dict[str, Any] = {}
+        switch_predictions: dict[str, np.ndarray] = {}
 
         def on_switch(epoch: int) -> None:
+            test_ev = evaluate(split.test_idx)
             before.update(
-                epoch=epoch - 1,
-                val=eval_summary(evaluate(split.val_idx)),
-                test=eval_summary(evaluate(split.test_idx)),
+                epoch=epoch - 1, val=eval_summary(evaluate(split.val_idx)), test=eval_summary(test_ev)
             )
+            switch_predictions.update(test_predictions(data, split.test_idx, test_ev))
 
         fit = fit_epochs(
             model, stopper, epochs=config.epochs, schedule=schedule, n_train=n_train,
@@ -364,6 +365,8 @@ def train_hsi(
                 "labelled_sample_id": data.sample_id.cpu()[torch.from_numpy(split.labelled)].tolist()
             },
         }
+        if switch_predictions:
+            extras["predictions_before_switch"] = switch_predictions
         if tracer is not None:
             extras["traces"] = tracer.arrays()
     result = TrainResult(model, config, fit.history, metrics, meta, extras=extras)

@@ -1,5 +1,6 @@
 """What an HSI run writes besides metrics: test predictions (``predictions.npz``, read by
-``emin fuse``), probe-sample traces (``traces.npz``, report Fig. 9) and evaluation summaries."""
+``emin fuse``; ``predictions_before_switch.npz`` at a fine-tuning switch, report Fig. 11),
+probe-sample traces (``traces.npz``, report Fig. 9) and evaluation summaries."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from models.training.loop import (
     switch_epoch_of,
     train_context,
 )
-from models.training.seismic_eval import evaluate_seismic, mean_predictors, predict_seismic
+from models.training.seismic_eval import evaluate_seismic, mean_predictors, predict_seismic, test_locations
 from pipeline.errors import DataSelectionError, TrainingConfigError
 
 if TYPE_CHECKING:
@@ -301,7 +301,7 @@ def train_seismic(
                 amp=config.amp, distance_scale_km=scale, centre=config.effective_centre, group=group,
             )  # fmt: skip
 
-        def evaluate(idx: Tensor) -> tuple[dict[str, Any], np.ndarray]:
+        def evaluate(idx: Tensor) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             return evaluate_seismic(
                 model, data, idx, scale_km=scale, chunk=chunk, amp=config.amp, group=group
             )
@@ -325,7 +325,7 @@ def train_seismic(
             on_epoch=on_epoch, restore=config.effective_restore, switch_epoch=switch_epoch_of(config),
             on_switch=on_switch,
         )  # fmt: skip
-        test_m, test_err = evaluate(eval_idx)
+        test_m, test_trace = evaluate(eval_idx)
         val_m, _ = evaluate(split.val_idx)
         trivial = mean_predictors(data, torch.from_numpy(split.labelled).to(device), eval_idx)
         metrics = _metrics(
@@ -341,10 +341,12 @@ def train_seismic(
         )
         metrics["before_switch"] = before or None
         metrics["final"] = {"epoch": fit.restored_epoch, "val": val_m, "test": test_m}
-    sens = np.asarray(data.sensor_type)[eval_idx.cpu().numpy()]
+    at = eval_idx.cpu().numpy()
+    sens = np.asarray(data.sensor_type)[at]
     extras = {
-        "location_error_km": test_err,
+        "location_error_km": test_trace["location_error_km"],
         "sensor_type": sens,
+        "locations": test_locations(data, at, test_trace),
         "labelled_ids": {
             "labelled_trace_index": split.labelled.tolist(),
             "labelled_event_ids": [data.event_ids[i] for i in split.labelled_events.tolist()],

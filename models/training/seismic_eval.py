@@ -1,5 +1,6 @@
-"""Evaluation of seismic location models: predictions in chunks, the metrics of a split, and
-the two predict-the-mean baselines (used by :mod:`models.training.seismic`)."""
+"""Evaluation of seismic location models: predictions in chunks, the metrics of a split, the
+per-trace test locations a run saves (``locations.npz``) and the two predict-the-mean
+baselines (used by :mod:`models.training.seismic`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from models.metrics import location_error_km, seismic_metrics, variance_error_re
 from models.seismic_nets import forward_seismic
 from models.training.loop import autocast_for
 
-__all__ = ["evaluate_seismic", "mean_predictors", "predict_seismic"]
+__all__ = ["evaluate_seismic", "mean_predictors", "predict_seismic", "test_locations"]
 
 
 @torch.no_grad()
@@ -51,8 +52,10 @@ def evaluate_seismic(
     chunk: int = 512,
     amp: bool = True,
     group: Tensor | None = None,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`models.metrics.seismic_metrics` (+ the variance–error relation) on ``idx`` and the per-trace location errors (km)."""
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`models.metrics.seismic_metrics` (+ the variance–error relation) on ``idx``, and per
+    trace the predicted location (``pred_lat``/``pred_lon``, degrees), distance (km), back
+    azimuth (degrees) and ``location_error_km``."""
     out = predict_seismic(model, data.x, idx, chunk=chunk, amp=amp, group=group)
     dist = out[:, 0].double() * scale_km
     baz = baz_from_sincos(out[:, 1].double(), out[:, 2].double())
@@ -72,7 +75,36 @@ def evaluate_seismic(
     lat, lon = destination(data.station_lat[idx], data.station_lon[idx], baz, dist)
     err = location_error_km(lat, lon, data.event_lat[idx], data.event_lon[idx])
     m["variance_vs_error"] = variance_error_relation(lat, lon, err, data.event_index[idx])
-    return m, err
+    per_trace = {
+        "pred_lat": lat.cpu().numpy(),
+        "pred_lon": lon.cpu().numpy(),
+        "pred_distance_km": dist.cpu().numpy(),
+        "pred_baz_deg": baz.cpu().numpy(),
+        "location_error_km": err,
+    }
+    return m, per_trace
+
+
+def test_locations(
+    data: SeismicData, at: np.ndarray, per_trace: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``locations.npz``: per evaluated trace (store positions ``at``) the prediction of
+    :func:`evaluate_seismic` beside the truth (report Fig. 14, 16 and the variance–error relation)."""
+
+    def take(t: Tensor) -> np.ndarray:
+        return t.cpu().numpy()[at]
+
+    return {
+        "trace_index": at.astype(np.int64),
+        "event_id": np.asarray(data.event_ids)[take(data.event_index)],
+        "sensor_type": np.asarray(data.sensor_type)[at],
+        "station_lat": take(data.station_lat),
+        "station_lon": take(data.station_lon),
+        "event_lat": take(data.event_lat),
+        "event_lon": take(data.event_lon),
+        "distance_km": take(data.distance_km),
+        **per_trace,
+    }
 
 
 def mean_predictors(data: SeismicData, train: Tensor, idx: Tensor) -> dict[str, np.ndarray]:
