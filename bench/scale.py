@@ -1,24 +1,33 @@
-"""Benchmark: curate-hsi on a Dask LocalCluster of 1 vs 2 workers, and sweep throughput.
+"""Benchmark: curate-hsi on a Dask LocalCluster of 1 vs 2 workers, extraction routes, sweep throughput.
 
 One run prints:
 
 1. a calibration: how much faster 2 processes run a CPU-bound loop than 1 on this machine
    right now (the ceiling for any 2-worker run; below 2x when the cores are shared);
-2. per scene scale (1 = the demo scene of ``emin synth hsi``; larger = bigger rasters,
-   generated once under ``bench/out/scale/``): the serial, in-process time of each library
-   step, then for 1 and 2 workers (cluster started apart and timed as ``cluster start``,
-   flow code imported on every worker), best of ``--repeats``:
+2. a single flight line of 2+ GB (the synthetic scene's VNIR1, a deflate GeoTIFF, at
+   ``--flight-scale``, rendered window by window under ``bench/out/scale/``) and the multi-raster scenes of
+   ``--scales`` (1 = the demo scene of ``emin synth hsi``; larger = bigger rasters, generated
+   once): the serial, in-process time of each library step, then for 1 and 2 workers
+   (cluster started apart and timed as ``cluster start``, flow code imported and raster
+   checksums memoised on every worker), best of ``--repeats``:
    * ``curation``: the ``curate-hsi`` flow run's duration as Prefect records it (start to
      Completed; what the UI shows);
    * ``wall``: the same call's wall time, which adds Prefect's flow-run teardown (it joins a
      heartbeat thread that sleeps in 1 s steps, so wall times land near whole seconds);
    * ``fan-out``: first ``extract-*`` task start to last ``extract-*`` task end;
-   and the 1 -> 2 worker speed-ups;
-3. sweep throughput (trials/hour) of HSI Hydra+EMIN trials one at a time vs K at once
+   * ``windows``: first to last window group (Dask futures inside the extract tasks);
+   and the 1 -> 2 worker speed-ups, with Amdahl's bound from the measured serial part
+   ``S = curation(1) - P``: ``P`` is the 1-worker time of what spreads over the workers, the
+   window groups for the single raster (one raster: its task's own steps stay serial), the
+   extract tasks for a scene (many rasters: they spread whole);
+3. block-wise extraction vs rasterio ``sample()`` vs the rioxarray route on the same points
+   of a 2+ GB tiled GeoTIFF (``bench/extract.py``, kept under ``bench/out/extract/``);
+4. sweep throughput (trials/hour) of HSI Hydra+EMIN trials one at a time vs K at once
    (``bench/sweep.py``): on the CPU, and on CUDA with K = 64 when a GPU is present.
 
 Task caching is refreshed (``PREFECT_TASKS_REFRESH_CACHE``) so every repeat really extracts.
-Usage: ``python bench/scale.py [--scales 1,3] [--repeats 3] [--sweep-k 8] [--no-sweep]``.
+Usage: ``python bench/scale.py [--flight-scale 11] [--scales 3] [--repeats 3]
+[--extract-points 20000] [--sweep-k 8] [--no-flight] [--no-extract] [--no-sweep]``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 os.environ.update(
     PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -45,14 +56,32 @@ OUT = ROOT / "bench" / "out" / "scale"
 
 def scene_inputs(scale: float) -> Any:
     """The synthetic scene at ``scale`` as HSIInputs (generated on first use)."""
+    return _generated(OUT / f"hsi-scale{scale:g}", scale=scale)
+
+
+def flight_inputs(scale: float) -> Any:
+    """The scene's VNIR1 flight line alone, rendered 64 rows at a time, among 2000 polygons.
+
+    A deflate-compressed, 256-tiled float32 GeoTIFF like the demo's (3.1 GB on disk, 5.1 GB of
+    pixels at scale 11): reading it is decoding, which is what spreads over workers. The
+    polygon count stays at 2000 whatever the scale: sampling (a union of every polygon) and
+    the other serial steps then cost what a demo-sized label set costs.
+    """
+    return _generated(
+        OUT / f"hsi-flight{scale:g}", scale=scale, n_polygons=2000, rasters=("VNIR1",), window_rows=64
+    )
+
+
+def _generated(root: Path, *, scale: float, n_polygons: int | None = None, **kwargs: Any) -> Any:
+    """HSIInputs of a scene under ``root``, generated once (by default 200 polygons per scale squared)."""
     from pipeline.synthetic.hsi_scene import generate_hsi_scene
     from schemas.hsi import HSIInputs, RasterSpec
 
-    root = OUT / f"hsi-scale{scale:g}"
     marker = root / ".complete"
     if not marker.exists():
         start = time.perf_counter()
-        generate_hsi_scene(root, seed=0, n_polygons=int(200 * scale * scale), scale=scale)
+        n = int(200 * scale * scale) if n_polygons is None else n_polygons
+        generate_hsi_scene(root, seed=0, n_polygons=n, scale=scale, **kwargs)
         marker.touch()
         print(f"generated {root} in {time.perf_counter() - start:.0f} s", flush=True)
     scene = generate_scene_paths(root)
@@ -60,7 +89,7 @@ def scene_inputs(scale: float) -> Any:
         polygons=scene["polygons"],
         class_column="class_name",
         transmission=scene["transmission"],
-        rasters=[RasterSpec(name=n, path=p, sensor=n[:4]) for n, p in scene["rasters"].items()],
+        rasters=[RasterSpec(name=n, path=p, sensor=n[:4]) for n, p in scene["rasters"].items() if p.exists()],
     )
 
 
@@ -109,11 +138,16 @@ def cpu_ceiling(n: int = 15_000_000) -> float:
 
 def stage_times(inputs: Any, params: Any) -> dict[str, float]:
     """Serial, in-process time of each library step (where the time goes)."""
+    from pipeline.checksums import cached_file_sha256
     from pipeline.hsi import curate as hsi
     from pipeline.hsi import extract as hsi_extract
     from pipeline.hsi import store as hsi_store
 
     t: dict[str, float] = {}
+    start = time.perf_counter()
+    for spec in inputs.rasters:  # first use in this process: what a fresh worker pays, then memoised
+        cached_file_sha256(spec.path)
+    t["checksums"] = time.perf_counter() - start
     start = time.perf_counter()
     transmission = hsi.load_transmission(inputs, params)
     polygons, report = hsi.load_polygons(inputs, params)
@@ -130,53 +164,71 @@ def stage_times(inputs: Any, params: Any) -> dict[str, float]:
     )
     t["assembly"] = time.perf_counter() - start
     start = time.perf_counter()
-    hsi_store.write_hsi_store(ds, rejects, OUT / "serial.zarr", chunk=params.sample_chunk)
+    hsi_store.write_hsi_store(ds, rejects, OUT / "serial.zarr", chunk=params.sample_chunk, overwrite=True)
     t["publish"] = time.perf_counter() - start
     return t
 
 
 class RunTimes(NamedTuple):
-    """One curate-hsi run: recorded duration, wall time, and the extract fan-out span."""
+    """One curate-hsi run: recorded duration, wall time, extract-task span and window-group span."""
 
     curation: float
     wall: float
     fan_out: float
+    windows: float
 
 
-def timed_run(run: Callable[[], Any]) -> RunTimes:
-    """Call the flow (``return_state=True``) and read its run and task times from the Prefect API."""
+def timed_run(run: Callable[[], Any], client: Any) -> RunTimes:
+    """Call the flow (``return_state=True``); task times from the Prefect API, window groups from Dask."""
+    from distributed import get_task_stream
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    start = time.perf_counter()
-    state = run()
-    wall = time.perf_counter() - start
+    with get_task_stream(client) as stream:
+        start = time.perf_counter()
+        state = run()
+        wall = time.perf_counter() - start
     run_id = state.state_details.flow_run_id
-    with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(run_id)
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    with get_client(sync_client=True) as api:
+        flow_run = api.read_flow_run(run_id)
+        tasks = api.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     spans = [(t.start_time, t.end_time) for t in tasks if t.name.startswith("extract-")]
     ends = [(a.timestamp(), b.timestamp()) for a, b in spans if a is not None and b is not None]
     assert flow_run.start_time and flow_run.end_time and ends, "the run did not complete"
     fan_out = max(b for _, b in ends) - min(a for a, _ in ends)
-    return RunTimes((flow_run.end_time - flow_run.start_time).total_seconds(), wall, fan_out)
+    groups = [
+        (ss["start"], ss["stop"])
+        for t in stream.data
+        if str(t["key"]).startswith("read_window_group")
+        for ss in t["startstops"]
+        if ss["action"] == "compute"
+    ]
+    windows = max(b for _, b in groups) - min(a for a, _ in groups) if groups else 0.0
+    return RunTimes((flow_run.end_time - flow_run.start_time).total_seconds(), wall, fan_out, windows)
 
 
-def run_scale(scale: float, repeats: int) -> dict[int, RunTimes]:
-    """Cluster start and best curation times with 1 and 2 workers."""
+def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[int, RunTimes]:
+    """Stage times, then cluster start and best curation times with 1 and 2 workers, and the speed-ups."""
     from distributed import Client, LocalCluster
 
     from flows.curate_hsi import curate_hsi_flow
     from flows.runners import worker_env
+    from pipeline.checksums import cached_file_sha256
+    from pipeline.io.raster import open_raster_info
     from schemas.hsi import HSICurationParams
 
-    inputs, params = scene_inputs(scale), HSICurationParams(seed=0)
+    params = HSICurationParams(seed=0)
+    size = sum(Path(s.path).stat().st_size for s in inputs.rasters) / 1e9
+    raw = 0
+    for spec in inputs.rasters:
+        info = open_raster_info(spec.path)
+        raw += info.width * info.height * info.count * np.dtype(info.dtype).itemsize
     stages = stage_times(inputs, params)
     total = sum(stages.values())
     print(
-        f"\nscale {scale:g}: serial stages "
+        f"\n{label}: {len(inputs.rasters)} raster(s), {size:.2f} GB on disk; serial stages "
         + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
-        + f" (total {total:.2f} s; extraction + publish {100 * (stages['extraction'] + stages['publish']) / total:.0f}%)",
+        + f" (total {total:.2f} s; extraction {100 * stages['extraction'] / total:.0f}%; pixels {raw / 1e9:.2f} GB)",
         flush=True,
     )
     results: dict[int, RunTimes] = {}
@@ -185,8 +237,10 @@ def run_scale(scale: float, repeats: int) -> dict[int, RunTimes]:
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=worker_env()
         )
-        with cluster, Client(cluster) as client:
+        with cluster, Client(cluster, set_as_default=False) as client:
             client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
+            for spec in inputs.rasters:  # checksums memoised on every worker (printed above as "checksums")
+                client.run(cached_file_sha256, str(spec.path))
             started = time.perf_counter() - start
             run = partial(
                 curate_hsi_flow,
@@ -194,25 +248,46 @@ def run_scale(scale: float, repeats: int) -> dict[int, RunTimes]:
                 params=params,
                 out=str(OUT / f"dask{workers}.zarr"),
                 cluster=cluster.scheduler_address,
+                overwrite=True,
                 return_state=True,
             )
-            runs = [timed_run(run) for _ in range(repeats)]
-        best = RunTimes(*(min(r[i] for r in runs) for i in range(3)))
+            runs = [timed_run(run, client) for _ in range(repeats)]
+        best = RunTimes(*(min(r[i] for r in runs) for i in range(4)))
         results[workers] = best
         print(
             f"  {workers} worker(s): cluster start {started:.2f} s, curation {best.curation:.2f} s "
-            f"(wall {best.wall:.2f} s), fan-out {best.fan_out:.2f} s",
+            f"(wall {best.wall:.2f} s), fan-out {best.fan_out:.2f} s, windows {best.windows:.2f} s",
             flush=True,
         )
     one, two = results[1], results[2]
-    bound = one.curation / (one.curation - one.fan_out / 2)
+    parallel = one.windows if single else one.fan_out
+    serial = one.curation - parallel
+    bound = one.curation / (serial + parallel / 2)
     print(
         f"  speed-up 1 -> 2 workers: curation {one.curation / two.curation:.2f}x "
-        f"(wall {one.wall / two.wall:.2f}x), fan-out {one.fan_out / two.fan_out:.2f}x; "
-        f"a perfectly halved fan-out would give curation {bound:.2f}x",
+        f"(wall {one.wall / two.wall:.2f}x), fan-out {one.fan_out / two.fan_out:.2f}x"
+        + (f", windows {one.windows / two.windows:.2f}x" if two.windows else ""),
+        flush=True,
+    )
+    cold = one.curation + stages["checksums"]
+    print(
+        f"  Amdahl: serial part {serial:.2f} s of {one.curation:.2f} s "
+        f"({'everything but the window groups' if single else 'everything but the extract tasks'}); "
+        f"a perfectly halved {'window fan-out' if single else 'fan-out'} would give {bound:.2f}x "
+        f"(target {1.7 if single else 1.6}x); on a fresh cluster the checksums "
+        f"({stages['checksums']:.2f} s) join the serial part: {cold / (serial + stages['checksums'] + parallel / 2):.2f}x",
         flush=True,
     )
     return results
+
+
+def run_extraction(points: int) -> None:
+    """Block-wise extraction vs sample() vs rioxarray on the 2+ GB tiled GeoTIFF of bench/extract.py."""
+    from extract import OUT as EXTRACT_OUT
+    from extract import big_raster, extraction_lines, time_extraction
+
+    raster = big_raster(EXTRACT_OUT, bands=120, size=3000, seed=0)
+    print("\n" + "\n".join(extraction_lines(raster, points, time_extraction(raster, points, 0))), flush=True)
 
 
 def run_sweeps(k: int, n: int, epochs: int) -> None:
@@ -230,14 +305,20 @@ def run_sweeps(k: int, n: int, epochs: int) -> None:
 
 
 def main() -> None:
-    """Parse arguments, warm the Prefect API, run every scale, then the sweep timings."""
+    """Parse arguments, warm the Prefect API, run the flight line, every scale, extraction, sweeps."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", default="1", help="comma-separated scene scales (1 = demo scene)")
+    parser.add_argument("--flight-scale", type=float, default=11.0, help="scale of the single flight line")
+    parser.add_argument("--scales", default="3", help="comma-separated scene scales (1 = demo scene)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--extract-points", type=int, default=20_000, help="points of the extraction comparison"
+    )
     parser.add_argument("--sweep-k", type=int, default=8, help="trials at once on the CPU")
     parser.add_argument("--sweep-n", type=int, default=12000, help="training samples for the CPU sweep")
     parser.add_argument("--sweep-epochs", type=int, default=1, help="timed epochs (after a warm-up)")
-    parser.add_argument("--no-sweep", action="store_true", help="curation only")
+    parser.add_argument("--no-flight", action="store_true", help="skip the single flight line")
+    parser.add_argument("--no-extract", action="store_true", help="skip the extraction comparison")
+    parser.add_argument("--no-sweep", action="store_true", help="curation and extraction only")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     from prefect import flow
@@ -252,10 +333,16 @@ def main() -> None:
         f"2-process ceiling on a CPU-bound loop: {cpu_ceiling():.2f}x",
         flush=True,
     )
-    for scale in (float(s) for s in args.scales.split(",")):
-        run_scale(scale, args.repeats)
+    if not args.no_flight:
+        s = args.flight_scale
+        run_scene(f"single flight line (VNIR1 at scale {s:g})", flight_inputs(s), args.repeats, single=True)
+    for scale in (float(x) for x in args.scales.split(",") if x):
+        run_scene(f"scene at scale {scale:g}", scene_inputs(scale), args.repeats, single=False)
+    if not args.no_extract:
+        run_extraction(args.extract_points)
     if not args.no_sweep:
         run_sweeps(args.sweep_k, args.sweep_n, args.sweep_epochs)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ Artifact keys (stable, one per kind, so the UI's *Artifacts* page tracks their h
 ``train-*-history``        table: the per-epoch history
 ``train-*-progress``       progress: epochs done / planned
 ``curate-seismic-progress`` progress: waveform batches written / total
+``curate-hsi-progress``     progress: rasters extracted / total
+``curate-hsi-extract-<r>``  progress: window groups of raster ``<r>`` read / total
 =========================  =========================================================
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from pipeline.reports.html import data_uri
 
 __all__ = [
     "EpochProgress",
+    "ExtractionProgress",
     "ProgressArtifact",
     "curation_headline",
     "curation_markdown",
@@ -290,6 +294,41 @@ class ProgressArtifact:
             log.debug("progress artifact %s not updated: %s", self.key, exc)
             return
         self.last = percent
+
+
+class ExtractionProgress:
+    """The ``on_group(done, total)`` callback of one raster's extraction in a flow run.
+
+    Every call tells the stage listeners (the terminal's bars, :mod:`flows.progress`); every
+    ``step`` percent (and at the end) one log line through ``logger`` and an update of the
+    raster's ``curate-hsi-extract-<raster>`` progress artifact, so a fine-grained fan-out of
+    hundreds of window groups costs a handful of API calls.
+    """
+
+    def __init__(self, raster: str, *, logger: Any = None, step: float = 10.0, artifact: bool = True) -> None:
+        self.raster = raster
+        self.logger = logger
+        self.step = step
+        slug = re.sub(r"[^a-z0-9]+", "-", raster.lower()).strip("-") or "raster"
+        self.artifact = (
+            ProgressArtifact(f"curate-hsi-extract-{slug}", f"{raster}: window groups read")
+            if artifact
+            else None
+        )
+        self.next = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        from flows.progress import notify_stage
+
+        notify_stage(f"extract {self.raster} (windows)", done, total)
+        percent = 100.0 * done / total
+        if percent < self.next and done < total:
+            return
+        if self.logger is not None:
+            self.logger.info("%s: %d/%d window groups read (%.0f%%)", self.raster, done, total, percent)
+        if self.artifact is not None:
+            self.artifact.update(percent, f"{self.raster}: {done}/{total} window groups read")
+        self.next = (percent // self.step + 1) * self.step
 
 
 class EpochProgress:

@@ -1,12 +1,13 @@
 """Prefect flow ``curate-hsi``: labelled polygons + hyperspectral rasters -> published Zarr dataset.
 
 Thin wiring of :mod:`pipeline.hsi.curate` steps into tasks: I/O tasks retry, and the run
-ends with a Table-1 artifact. The per-raster work is fanned out on the run's task
-runner (threads, or a Dask cluster, see :func:`flows.runners.make_task_runner`):
-one ``extract-raster`` task per raster, then one ``fill-<modality>`` task per raster
-that compresses and writes its modality array into the new store, on the worker that
-already holds the spectra. Only polygons, sampling, fold assignment and the small
-arrays run in the flow process.
+ends with a Table-1 artifact. Prefect tasks stay coarse; the fine grain is plain Dask. The
+per-raster work is fanned out on the run's task runner (threads, or a Dask cluster, see
+:func:`flows.runners.make_task_runner`): one ``extract-<raster>`` task per raster, whose
+window groups are Dask futures over the whole cluster (:func:`flows.runners.window_runner`),
+then one Dask job per raster that compresses and writes its modality array into the new
+store, on the worker that already holds the spectra. Only polygons, sampling, fold
+assignment and the small arrays run in the flow process.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import TaskRunner
 
-from flows.artifacts import ProgressArtifact, publish_curation_artifacts
+from flows.artifacts import ExtractionProgress, ProgressArtifact, publish_curation_artifacts
 from flows.form import OptStr, ui
 from flows.jobs import HSIJob, resolve_job
 from flows.progress import logs_warnings, notify_stage
@@ -34,6 +35,7 @@ from flows.runners import (
     io_task_options,
     make_task_runner,
     quiet_product_errors,
+    window_runner,
 )
 from pipeline.errors import InputError
 from pipeline.hsi import curate as hsi
@@ -80,17 +82,17 @@ def extract_task(
     params: HSICurationParams,
     transmission: Transmission | None,
 ) -> hsi_extract.ModalityExtraction:
-    """Block-wise extraction, band mask and clip for one raster, with progress in the log."""
+    """Block-wise extraction, band mask and clip for one raster, with progress in the log.
+
+    On a Dask worker the raster's window groups are Dask futures over the whole cluster
+    (:func:`flows.runners.window_runner`); with threads they are read here, in turn.
+    """
     logger = get_run_logger()
-    step = {"next": 0.0}
-
-    def on_window(done: int, total: int) -> None:
-        notify_stage(f"extract {spec.name} (windows)", done, total)
-        if done / total >= step["next"] or done == total:
-            logger.info("%s: %d/%d windows read (%.0f%%)", spec.name, done, total, 100 * done / total)
-            step["next"] = done / total + 0.25
-
-    result = hsi_extract.extract_modality(spec, points, params, transmission, on_window=on_window)
+    workers, runner = window_runner()
+    progress = ExtractionProgress(spec.name, logger=logger)
+    result = hsi_extract.extract_modality(
+        spec, points, params, transmission, workers=workers, runner=runner, on_group=progress
+    )
     logger.info("%s: present at %d of %d points", spec.name, int(np.sum(result.status == 0)), points.size)
     return result
 

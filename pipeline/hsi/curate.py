@@ -166,7 +166,7 @@ def curate_hsi(
     points = sample_points(polygons, params, report)
     tick("polygons", 1, 1)
     extractions = [
-        extract_modality(spec, points, params, transmission, on_window=partial(tick, f"extract {spec.name}"))
+        extract_modality(spec, points, params, transmission, on_group=partial(tick, f"extract {spec.name}"))
         for spec in inputs.rasters
     ]
     ds, rejects = assemble_dataset(

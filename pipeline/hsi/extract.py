@@ -17,7 +17,14 @@ from pipeline.checksums import input_checksums
 from pipeline.errors import InputError, NoOverlapError
 from pipeline.hsi.sampling import SampledPoints
 from pipeline.hsi.spectral import Transmission, band_mask, clip_reflectance
-from pipeline.io.raster import footprint_bounds, open_raster_info, pixel_indices, read_pixels
+from pipeline.io.raster import (
+    GroupRunner,
+    footprint_bounds,
+    open_raster_info,
+    pixel_indices,
+    read_pixels,
+    run_here,
+)
 from schemas.hsi import HSICurationParams, RasterSpec
 
 #: Why a modality is absent for a sample (``status`` codes of :class:`ModalityExtraction`).
@@ -56,9 +63,16 @@ def extract_modality(
     params: HSICurationParams,
     transmission: Transmission | None,
     *,
-    on_window: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    runner: GroupRunner = run_here,
+    on_group: Callable[[int, int], None] | None = None,
 ) -> ModalityExtraction:
-    """Steps 5–7 for one raster: block-wise extraction, absent flags, band mask, clip."""
+    """Steps 5–7 for one raster: block-wise extraction, absent flags, band mask, clip.
+
+    The raster's reads are split into work units for ``workers`` and run by ``runner``
+    (in this process by default; a flow passes a Dask runner), see
+    :func:`pipeline.io.raster.read_pixels`; the result does not depend on either.
+    """
     info = open_raster_info(
         spec.path,
         wavelengths_nm=spec.wavelengths_nm,
@@ -70,7 +84,7 @@ def extract_modality(
     to_raster = Transformer.from_crs(points.crs, info.crs, always_xy=True)
     rx, ry = to_raster.transform(points.x, points.y)
     rows, cols = pixel_indices(info, np.asarray(rx), np.asarray(ry))
-    pixels = read_pixels(info, rows, cols, on_window=on_window)
+    pixels = read_pixels(info, rows, cols, workers=workers, runner=runner, on_group=on_group)
     if not pixels.inside.any():
         raise NoOverlapError(
             f"raster {spec.name!r} covers none of the {points.size} sampled points "

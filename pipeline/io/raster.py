@@ -5,13 +5,18 @@ the read window (one or more native blocks) that holds them, each window that
 holds at least one point is read once, and values are gathered by numpy
 indexing. Windows are capped in bytes so memory stays bounded whatever the
 raster size, and GDAL's block cache is capped for the same reason.
+
+Consecutive windows form the work units of one raster (:class:`WindowGroup`, sized
+by the bytes they read): :func:`read_window_group` reads one unit anywhere (in this
+process, or as a Dask job on any worker), and :func:`read_pixels` scatters the units'
+values back into point order, so the result never depends on how the units ran.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,10 @@ from pipeline.errors import InputError, MissingInputError, WavelengthError
 WINDOW_BUDGET_BYTES = 64 * 1024 * 1024
 #: GDAL block cache cap (bytes). Each block is read once, so a large cache only costs memory.
 GDAL_CACHE_BYTES = 64 * 1024 * 1024
+#: Most bytes one work unit (a group of windows) reads; smaller when a raster has to spread over workers.
+UNIT_BUDGET_BYTES = 64 * 1024 * 1024
+#: Work units per worker a raster is split into, at most (a few each keeps the workers evenly busy).
+UNITS_PER_WORKER = 4
 
 #: How much longer a compressed raster takes to read per uncompressed byte (see :func:`read_cost`).
 COMPRESSED_READ_FACTOR = 4.0
@@ -251,40 +260,125 @@ def pixel_indices(info: RasterInfo, x: np.ndarray, y: np.ndarray) -> tuple[np.nd
         return np.floor(row_f).astype(np.int64), np.floor(col_f).astype(np.int64)
 
 
-def read_pixels(
+def on_grid(info: RasterInfo, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Which (row, col) pixels lie on the raster grid."""
+    return (rows >= 0) & (rows < info.height) & (cols >= 0) & (cols < info.width)
+
+
+@dataclass(frozen=True)
+class WindowGroup:
+    """One work unit of a raster's extraction: consecutive read windows and the points they hold.
+
+    Window ``j`` (``windows[j]`` = row offset, column offset, height, width) holds the
+    points ``members[bounds[j]:bounds[j + 1]]`` (indices into the caller's points), at
+    pixels ``rows``/``cols`` (aligned with ``members``). Self-contained, so it runs anywhere.
+    """
+
+    path: Path
+    windows: np.ndarray  # int64 [k, 4]
+    bounds: np.ndarray  # int64 [k + 1]
+    members: np.ndarray  # int64 [m]
+    rows: np.ndarray  # int64 [m]
+    cols: np.ndarray  # int64 [m]
+
+
+#: A group's values are read by ``read_window_group``; a runner yields ``(group index, values)``
+#: for every group, in any order (one after the other here, or as Dask futures, see flows/runners.py).
+GroupRunner = Callable[
+    [Callable[[WindowGroup], np.ndarray], Sequence[WindowGroup]], Iterable[tuple[int, np.ndarray]]
+]
+
+
+def run_here(
+    read: Callable[[WindowGroup], np.ndarray], groups: Sequence[WindowGroup]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The in-process :data:`GroupRunner`: each group in turn."""
+    for k, group in enumerate(groups):
+        yield k, read(group)
+
+
+def plan_window_groups(
     info: RasterInfo,
     rows: np.ndarray,
     cols: np.ndarray,
     *,
+    workers: int = 1,
     budget_bytes: int = WINDOW_BUDGET_BYTES,
-    on_window: Callable[[int, int], None] | None = None,
-) -> PixelValues:
-    """Gather every band at (row, col) pixels, reading only the windows that hold points."""
-    n = rows.size
-    inside = (rows >= 0) & (rows < info.height) & (cols >= 0) & (cols < info.width)
-    values = np.zeros((n, info.count), dtype=np.dtype(info.dtype))
-    idx = np.flatnonzero(inside)
+) -> list[WindowGroup]:
+    """Split the reads of the windows that hold in-grid points into work units, in window order.
+
+    A unit takes consecutive windows up to ``min(UNIT_BUDGET_BYTES, reads / (UNITS_PER_WORKER *
+    workers))`` bytes (at least one window), so a big raster spreads over every worker with
+    a few units each and a small one is not cut into pieces smaller than a window.
+    """
+    idx = np.flatnonzero(on_grid(info, rows, cols))
     if idx.size == 0:
-        return PixelValues(inside=inside, values=values)
+        return []
     win_h, win_w = window_shape(info, budget_bytes)
     n_win_cols = math.ceil(info.width / win_w)
     win_id = (rows[idx] // win_h) * n_win_cols + cols[idx] // win_w
     order = np.argsort(win_id, kind="stable")
     idx, win_id = idx[order], win_id[order]
     uniq, starts = np.unique(win_id, return_index=True)
-    ends = np.append(starts[1:], idx.size)
-    with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
-        rasterio.open(info.path) as src,
-    ):
-        for k, (wid, lo, hi) in enumerate(zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=True)):
-            r0 = (wid // n_win_cols) * win_h
-            c0 = (wid % n_win_cols) * win_w
-            window = Window(c0, r0, min(win_w, info.width - c0), min(win_h, info.height - r0))
-            block = src.read(window=window)  # [bands, h, w]
-            members = idx[lo:hi]
-            values[members] = block[:, rows[members] - r0, cols[members] - c0].T
+    r0, c0 = (uniq // n_win_cols) * win_h, (uniq % n_win_cols) * win_w
+    windows = np.column_stack(
+        [r0, c0, np.minimum(win_h, info.height - r0), np.minimum(win_w, info.width - c0)]
+    )
+    nbytes = windows[:, 2] * windows[:, 3] * (info.count * np.dtype(info.dtype).itemsize)
+    target = min(UNIT_BUDGET_BYTES, -(-int(nbytes.sum()) // (UNITS_PER_WORKER * max(workers, 1))))
+    unit = (np.cumsum(nbytes) - nbytes) // target  # a window joins the unit its first byte falls in
+    first = np.flatnonzero(np.diff(unit, prepend=-1))  # first window of each unit
+    last = np.append(first[1:], uniq.size)
+    bounds = np.append(starts, idx.size)
+    groups = []
+    for a, b in zip(first.tolist(), last.tolist(), strict=True):  # a loop over units, not points
+        members = idx[bounds[a] : bounds[b]]
+        groups.append(
+            WindowGroup(
+                path=info.path,
+                windows=windows[a:b],
+                bounds=bounds[a : b + 1] - bounds[a],
+                members=members,
+                rows=rows[members],
+                cols=cols[members],
+            )
+        )
+    return groups
+
+
+def read_window_group(group: WindowGroup) -> np.ndarray:
+    """Every band at the group's points (``[members, bands]``, raw dtype), each window read once."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), rasterio.open(group.path) as src:
+        out = np.empty((group.members.size, src.count), dtype=np.dtype(src.dtypes[0]))
+        for j, (r0, c0, h, w) in enumerate(group.windows.tolist()):
+            lo, hi = int(group.bounds[j]), int(group.bounds[j + 1])
+            block = src.read(window=Window(c0, r0, w, h))  # [bands, h, w]
+            out[lo:hi] = block[:, group.rows[lo:hi] - r0, group.cols[lo:hi] - c0].T
             interrupt.check()  # Ctrl-C stops a long extraction within one window
-            if on_window is not None:
-                on_window(k + 1, uniq.size)
+    return out
+
+
+def read_pixels(
+    info: RasterInfo,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    budget_bytes: int = WINDOW_BUDGET_BYTES,
+    workers: int = 1,
+    runner: GroupRunner = run_here,
+    on_group: Callable[[int, int], None] | None = None,
+) -> PixelValues:
+    """Gather every band at (row, col) pixels, reading only the windows that hold points.
+
+    The work units (:func:`plan_window_groups`, sized for ``workers``) go through ``runner``;
+    their values land at their points whatever order they finish in. ``on_group(done, total)``
+    is called as units finish.
+    """
+    inside = on_grid(info, rows, cols)
+    values = np.zeros((rows.size, info.count), dtype=np.dtype(info.dtype))
+    groups = plan_window_groups(info, rows, cols, workers=workers, budget_bytes=budget_bytes)
+    for done, (k, part) in enumerate(runner(read_window_group, groups), start=1):
+        values[groups[k].members] = part
+        if on_group is not None:
+            on_group(done, len(groups))
     return PixelValues(inside=inside, values=values)

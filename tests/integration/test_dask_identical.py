@@ -51,30 +51,59 @@ def _same_files(a: Path, b: Path) -> None:
 
 @pytest.mark.integration
 def test_two_dask_workers_equal_serial(prefect_harness: None, tiny_scene: TinyScene, tmp_path: Path) -> None:
+    """One raster's window groups fan out as Dask futures over 2 workers; the store equals the library's."""
+    from distributed import Client, LocalCluster, get_task_stream
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
     from flows.curate_hsi import curate_hsi_flow
+    from flows.runners import worker_env
     from pipeline.hsi.curate import curate_hsi
 
     inputs = tiny_inputs(tiny_scene)
     library = curate_hsi(inputs, PARAMS, out=tmp_path / "library.zarr")  # no Prefect, one-go write
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=worker_env()
+    )
     with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):  # really extract, twice
         threads = curate_hsi_flow(inputs=inputs, params=PARAMS, out=str(tmp_path / "threads.zarr"))
-        state = curate_hsi_flow(
-            inputs=inputs, params=PARAMS, out=str(tmp_path / "dask.zarr"), workers=2, return_state=True
-        )
+        with cluster, Client(cluster, set_as_default=False) as client, get_task_stream(client) as stream:
+            state = curate_hsi_flow(
+                inputs=inputs, params=PARAMS, out=str(tmp_path / "dask.zarr"),
+                cluster=cluster.scheduler_address, return_state=True,
+            )  # fmt: skip
     # a re-run reuses the persisted extractions on the workers: the store is filled from cached states
     again = curate_hsi_flow(
         inputs=inputs, params=PARAMS, out=str(tmp_path / "cached.zarr"), workers=2, return_state=True
     )
     assert _extract_states(state) == {"extract-VNIR1": "Completed", "extract-SWIR1": "Completed"}
     assert _extract_states(again) == {"extract-VNIR1": "Cached", "extract-SWIR1": "Cached"}
+    units = [t for t in stream.data if str(t["key"]).startswith("read_window_group")]
+    assert len(units) == 8  # VNIR1 (25 tiles of 16 x 16 px) in 4 units per worker; SWIR1 is one window
+    assert _progress(state, "curate-hsi-extract-vnir1") == 100.0
     dask, cached = state.result(), again.result()
     assert validate_store(dask) == []
     for other in (threads, dask, cached):
         _same_files(library, Path(other))
     _same_arrays(open_store(library).load(), open_store(dask).load())
     _same_arrays(open_store(library, group="rejects").load(), open_store(dask, group="rejects").load())
+
+
+def _progress(state: Any, key: str) -> float:
+    """The latest value of a progress artifact written by the run of ``state``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    async def read() -> float:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                )
+            )
+        return float(found[0].data)  # type: ignore[arg-type]
+
+    return asyncio.run(read())
 
 
 def test_task_runner_factory_and_gpu_annotation() -> None:

@@ -219,3 +219,27 @@ def test_stage_progress_listens_to_every_stage_and_stays_quiet_without_a_tty() -
     notify_stage("after the block", 1, 1)  # nobody listens any more
     assert bar.calls == 12
     assert not StageProgress(quiet=True).enabled
+
+
+def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> None:
+    """One raster's window groups: a log line per 10 % (not per group), every group to the terminal."""
+    from flows.artifacts import ExtractionProgress
+    from flows.progress import listening_stages
+
+    lines: list[str] = []
+
+    class Logger:
+        def info(self, fmt: str, *args: Any) -> None:
+            lines.append(fmt % args)
+
+    heard: list[tuple[str, int, int]] = []
+    progress = ExtractionProgress("VNIR 1", logger=Logger(), artifact=False)
+    with listening_stages(lambda stage, done, total: heard.append((stage, done, total))):
+        for done in range(1, 38):
+            progress(done, 37)
+    assert heard == [("extract VNIR 1 (windows)", k, 37) for k in range(1, 38)]
+    assert lines[0] == "VNIR 1: 1/37 window groups read (3%)" and lines[-1].endswith(
+        "37/37 window groups read (100%)"
+    )
+    assert len(lines) == 11  # 3 %, then the first group past each further 10 %, the last at 100 %
+    assert ExtractionProgress("SWIR_2 (a)").artifact.key == "curate-hsi-extract-swir-2-a"  # type: ignore[union-attr]
