@@ -96,10 +96,21 @@ def fs_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if _is_local(fs) else str(fs.unstrip_protocol(path))
 
 
-def write_small_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write a small file atomically: temp name + ``os.replace`` locally, one PUT elsewhere."""
+def write_small_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, register: bool = True) -> None:
+    """Write a small file atomically: temp name + ``os.replace`` locally, one PUT elsewhere.
+
+    The local temporary (``.<name>.tmp-<hex>`` beside it) is registered first, so a kill between
+    its creation and the replace leaves a leftover ``emin publish gc`` removes.
+    """
     if _is_local(fs):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+        folder, _, leaf = path.rpartition("/")
+        tmp = (
+            f"{folder}/.{leaf}.tmp-{uuid.uuid4().hex[:12]}"
+            if folder
+            else f".{leaf}.tmp-{uuid.uuid4().hex[:12]}"
+        )
+        if register:
+            register_temporary(Path(tmp))
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -377,7 +388,9 @@ def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bo
             continue
         for entry in fs.ls(ds_folder, detail=True):
             leaf = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
-            if not (leaf.startswith(TMP_PREFIX) or leaf.startswith(f"{LATEST}.tmp-")):
+            if not (
+                leaf.startswith(TMP_PREFIX) or leaf.startswith(f"{LATEST}.tmp-") or TEMPORARY_RE.match(leaf)
+            ):
                 continue
             mtime = entry.get("mtime", entry.get("LastModified"))
             mtime = now if mtime is None else mtime
@@ -409,7 +422,7 @@ def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) 
             continue
         if not (p.exists() or p.is_symlink()):
             continue
-        if not TEMPORARY_RE.match(p.name) or not p.is_dir():
+        if not TEMPORARY_RE.match(p.name) or not (p.is_dir() or p.is_file()):
             continue  # never remove anything not named like the product's temporaries
         try:
             age = now - p.stat().st_mtime
@@ -418,11 +431,15 @@ def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) 
         if _owner_alive(entry) and age < min_age_s:
             keep.append(line)
             continue
-        if not dry_run:
+        if dry_run:
+            keep.append(line)
+        elif p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
-            keep.append(line)
+            p.unlink(missing_ok=True)
         removed.append(str(p))
     if not dry_run:
-        write_small_file(LocalFileSystem(), str(reg), "".join(f"{k}\n" for k in keep).encode())
+        write_small_file(
+            LocalFileSystem(), str(reg), "".join(f"{k}\n" for k in keep).encode(), register=False
+        )
     return removed

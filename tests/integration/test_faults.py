@@ -273,3 +273,22 @@ def test_kill_9_with_prefect_orphans_the_server_and_gc_stops_it(
     assert done.returncode == 0, done.stderr
     assert not set(servers) & set(_descendants_of(proc.pid)), done.stdout
     assert "orphaned helper process" in done.stdout and str(next(iter(servers))) in done.stdout
+
+
+def test_kill_9_between_a_pointer_write_and_its_rename_is_cleaned_by_gc(tmp_path: Path) -> None:
+    """The exact point the seeded publish kills once hit: the temp file of ``latest`` written,
+    not yet renamed. The process dies there (SIGKILL from inside os.replace); gc removes it."""
+    root = tmp_path / "root"
+    (root / "f").mkdir(parents=True)
+    (root / "f" / "latest").write_text('{"version": "v1-000000000000"}')
+    script = (
+        "import os, signal, fsspec\n"
+        "from pipeline.publishing.versions import write_small_file\n"
+        "os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"write_small_file(fsspec.filesystem('file'), {str(root / 'f' / 'latest')!r}, b'new')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=_env(root), timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    assert len(_leftovers(root)) == 1
+    _gc_everything(root)
+    assert (root / "f" / "latest").read_text() == '{"version": "v1-000000000000"}'
