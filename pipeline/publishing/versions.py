@@ -111,11 +111,15 @@ def write_small_file(fs: fsspec.AbstractFileSystem, path: str, data: bytes, *, r
         )
         if register:
             register_temporary(Path(tmp))
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # Ctrl-C or a full disk: nothing left behind
+            Path(tmp).unlink(missing_ok=True)
+            raise
     else:  # object stores replace an object in one request
         fs.pipe_file(path, data)
 
