@@ -6,6 +6,10 @@ it at every point that would write (before a working copy is swapped in, before 
 installed or ``latest`` moved) and in every long loop (raster windows, waveform batches), so
 an interrupted run stops within seconds and writes nothing. A second Ctrl-C exits at once
 (temporaries it leaves are removed by ``emin publish gc``).
+
+``emin`` installs the handler before anything else it imports, so a Ctrl-C that lands while
+Prefect or torch is still importing (where pydantic-core turns a KeyboardInterrupt into a
+serialisation error, or a library swallows it) is honoured as well.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ def install() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _handler)
         signal.signal(signal.SIGTERM, _handler)
+
+
+def interrupted() -> bool:
+    """True once SIGINT/SIGTERM arrived in this process (whether or not a library swallowed it)."""
+    return _INTERRUPTED.is_set()
 
 
 def check() -> None:

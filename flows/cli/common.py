@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 import yaml
 from pydantic import ValidationError
@@ -13,12 +14,19 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from pipeline import interrupt
 from pipeline.errors import EminError
 
 console = Console(stderr=True, soft_wrap=True)
 
 #: Exit code of every failure caused by the user's input (a bug keeps its traceback and exits 1).
 INPUT_ERROR_EXIT = 2
+#: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+INTERRUPTED_EXIT = 130
+INTERRUPTED_MESSAGE = (
+    "interrupted: the run stopped before it published or replaced anything\n"
+    "  fix: run the command again; `emin publish gc` removes anything an interrupted run left"
+)
 
 
 def fail(message: object, code: int = INPUT_ERROR_EXIT) -> NoReturn:
@@ -53,8 +61,18 @@ class EminGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (EminError, ValidationError) as exc:
-            fail(error_message(exc))
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.Abort, click.ClickException):
+            raise  # exits and usage errors keep their own message and code
+        except KeyboardInterrupt:
+            fail(INTERRUPTED_MESSAGE, INTERRUPTED_EXIT)
+        except Exception as exc:
+            # an interrupt a library turned into its own error (pydantic-core wraps it in a
+            # serialisation error; a killed helper server surfaces as a connection error)
+            if interrupt.interrupted():
+                fail(INTERRUPTED_MESSAGE, INTERRUPTED_EXIT)
+            if isinstance(exc, EminError | ValidationError):
+                fail(error_message(exc))
+            raise
 
 
 def command_group(help: str) -> typer.Typer:

@@ -158,10 +158,7 @@ def curate_hsi(
     if seed is not None:
         overrides["seed"] = seed
     params = HSICurationParams.model_validate({**job.params.model_dump(), **overrides})
-    from pipeline import interrupt
     from pipeline.hsi.curate import preflight
-
-    interrupt.install()
     from pipeline.hsi.store import KIND
     from pipeline.publishing.zarr_io import check_target
 
@@ -210,7 +207,13 @@ def validate(path: Annotated[Path, typer.Argument(help="a published store")]) ->
 
 
 def main() -> None:
-    """Console entry point; hides third-party deprecation noise (affine inside rasterio)."""
+    """Console entry point; hides third-party deprecation noise (affine inside rasterio).
+
+    Ctrl-C is routed through :mod:`pipeline.interrupt` first, before any slow import.
+    """
+    from pipeline import interrupt
+
+    interrupt.install()
     warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
     from pipeline.orphans import mark_owner
 

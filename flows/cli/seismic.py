@@ -118,9 +118,6 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
                 f"no waveform file matches {waveforms or entry!r}\n"
                 "  fix: quote the glob and check it matches files (e.g. --waveforms 'data/*.mseed')"
             )
-        from pipeline import interrupt
-
-        interrupt.install()
         if use_prefect:  # deterministic input errors: one clear message before any task starts
             from pipeline.io.waveforms import load_catalog, load_inventory, load_picks
 

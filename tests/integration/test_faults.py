@@ -65,6 +65,15 @@ def _kill_after(cmd: list[str], root: Path, delay: float, sig: int = signal.SIGK
     return proc.wait(timeout=30)
 
 
+def _assert_interrupt_reported(returncode: int, stderr: str) -> None:
+    """A Ctrl-C'd run exits 130 with the product's message (or finished first: 0, or died by the
+    signal while Python shut down: -SIGINT); never another error or a library's traceback."""
+    assert returncode in (0, 130, -signal.SIGINT), stderr[-3000:]
+    if returncode == 130:
+        assert "interrupted: the run stopped" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr or stderr.rstrip().endswith("KeyboardInterrupt"), stderr[-3000:]
+
+
 def _leftovers(*folders: Path) -> list[Path]:
     found: list[Path] = []
     for folder in folders:
@@ -153,12 +162,13 @@ def test_kill_9_and_ctrl_c_during_hsi_curation(tiny_scene: TinyScene, tmp_path: 
         _gc_everything(root, work)
     for _ in range(2):  # Ctrl-C: stops within seconds, cleans up after itself, nothing half-written
         proc = subprocess.Popen(_hsi_args(tiny_scene, out, "--overwrite", "--seed", "4"), env=_env(root),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(rng.uniform(1.0, full * 0.8))
         proc.send_signal(signal.SIGINT)
         t0 = time.perf_counter()
-        proc.wait(timeout=20)
+        _, stderr = proc.communicate(timeout=20)
         assert time.perf_counter() - t0 < 10
+        _assert_interrupt_reported(proc.returncode, stderr)
         assert validate_store(out) == []
         assert _leftovers(root, work) == []
     again = subprocess.run(_hsi_args(tiny_scene, out, "--publish", "tiny", "--overwrite"), env=_env(root),
