@@ -163,7 +163,8 @@ def publish_curation_artifacts(
     from pipeline.publishing.zarr_io import open_store
     from pipeline.reports.dataset import dataset_figures, table1_rows, write_dataset_report
 
-    ds = open_store(store).load()
+    # lazy: each figure reads only the arrays it draws (one spectrogram per sensor type, not all)
+    ds = open_store(store)
     try:
         rejects = open_store(store, group="rejects").load()
     except Exception:
