@@ -29,7 +29,7 @@ import csv
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -48,6 +48,7 @@ __all__ = [
     "img_markdown",
     "publish_curation_artifacts",
     "publish_training_artifacts",
+    "submit_figures",
     "training_markdown",
 ]
 
@@ -145,6 +146,27 @@ def curation_markdown(
     return "\n".join(parts)
 
 
+Figures = dict[str, tuple[str, bytes]]
+
+
+def submit_figures(runner: Any, store: str | Path) -> Callable[[], Figures]:
+    """Start drawing the dataset figures of ``store``; the returned call waits for them.
+
+    On a Dask task runner each figure is a plain Dask job (figures are seconds of serial
+    work, drawn in parallel over the cluster while the flow publishes); with threads they
+    are drawn here, when the call is made. Call it before the runner's cluster closes.
+    """
+    from prefect_dask.task_runners import DaskTaskRunner
+
+    from pipeline.reports.dataset import draw_store_figure, figure_keys
+
+    keys = figure_keys(store)
+    if not isinstance(runner, DaskTaskRunner):
+        return lambda: {key: draw_store_figure(store, key) for key in keys}
+    jobs = {key: runner.client.submit(draw_store_figure, str(store), key, pure=False) for key in keys}
+    return lambda: {key: job.result() for key, job in jobs.items()}
+
+
 def publish_curation_artifacts(
     kind: str,
     store: str | Path,
@@ -152,24 +174,22 @@ def publish_curation_artifacts(
     *,
     root: str | None,
     extra: str = "",
+    figures: Figures | None = None,
 ) -> dict[str, Any]:
     """After publishing: write the dataset report beside the version, then the summary (+ Table 1).
 
     ``kind`` is ``"hsi"`` or ``"seismic"``; ``store`` the working store (used for figures
-    and the headline when nothing was published). Returns the headline facts.
+    and the headline when nothing was published); ``figures``: already drawn
+    (:func:`submit_figures`), else drawn here. Returns the headline facts.
     """
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from pipeline.publishing.zarr_io import open_store
-    from pipeline.reports.dataset import dataset_figures, table1_rows, write_dataset_report
+    from pipeline.reports.dataset import table1_rows, write_dataset_report
 
-    # lazy: each figure reads only the arrays it draws (one spectrogram per sensor type, not all)
+    if figures is None:  # drawn once: the report and the summary share them
+        figures = submit_figures(None, store)()
     ds = open_store(store)
-    try:
-        rejects = open_store(store, group="rejects").load()
-    except Exception:
-        rejects = None
-    figures = dataset_figures(ds, rejects)  # drawn once: the report and the summary share them
     report = None
     if version is not None:
         try:

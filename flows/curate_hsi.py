@@ -24,7 +24,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import TaskRunner
 
-from flows.artifacts import ExtractionProgress, ProgressArtifact, publish_curation_artifacts
+from flows.artifacts import ExtractionProgress, ProgressArtifact, publish_curation_artifacts, submit_figures
 from flows.form import OptStr, ui
 from flows.jobs import HSIJob, resolve_job
 from flows.progress import logs_warnings, notify_stage
@@ -263,8 +263,12 @@ def curate_hsi_flow(
                 runner, ds, rejects, in_order, target, params.sample_chunk, overwrite=overwrite, root=root
             )
             get_run_logger().info("wrote %s", path)
+            figures = submit_figures(runner, path)  # drawn over the cluster while the version is published
             version = None if publish is None else publish_version_task(str(path), name=publish, root=root)
-    publish_curation_artifacts("hsi", path, version, root=root)  # after publishing: names the version
+        drawn = figures()
+    publish_curation_artifacts(
+        "hsi", path, version, root=root, figures=drawn
+    )  # after publishing: names the version
     return str(path) if version is None else version.store
 
 

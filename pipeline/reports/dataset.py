@@ -10,7 +10,8 @@ type, split counts and example spectrograms per sensor type.
 ``render_dataset_report(name)`` returns the page; ``write_dataset_report(name)`` writes it
 as ``<root>/<name>/<version>/report.html`` (beside ``data.zarr`` and ``manifest.json``; it
 is not part of the store, whose files the manifest lists). :func:`dataset_sections` and
-:func:`dataset_figures` work on any opened store, published or not.
+:func:`dataset_figures` work on any opened store, published or not; :func:`draw_store_figure`
+draws one figure from a store's path (what the flows fan out over a Dask cluster).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pipeline.publishing.versions import (
     read_manifest,
     write_small_file,
 )
+from pipeline.publishing.zarr_io import open_store
 from pipeline.reports import figures
 from pipeline.reports.html import Section, facts_html, figure_html, page, table_html
 
@@ -37,6 +39,8 @@ __all__ = [
     "REPORT_FILE",
     "dataset_figures",
     "dataset_sections",
+    "draw_store_figure",
+    "figure_keys",
     "published_facts",
     "render_dataset_report",
     "report_path",
@@ -102,14 +106,31 @@ def table1_rows(ds: xr.Dataset) -> list[dict[str, Any]]:
     return rows
 
 
+def _figure_spec(ds: xr.Dataset) -> dict[str, tuple[str, Any]]:
+    seismic = ds.attrs.get("emin_kind") == "seismic_spectrograms"
+    return figures.SEISMIC_FIGURES if seismic else figures.HSI_FIGURES
+
+
+def _draw(ds: xr.Dataset, rejects: xr.Dataset | None, key: str) -> tuple[str, bytes]:
+    title, draw = _figure_spec(ds)[key]
+    return title, draw(ds, rejects) if key == "sample_map" else draw(ds)
+
+
 def dataset_figures(ds: xr.Dataset, rejects: xr.Dataset | None = None) -> dict[str, tuple[str, bytes]]:
     """Every figure of the store's kind: key → (title, PNG bytes)."""
-    kind = ds.attrs.get("emin_kind")
-    spec = figures.SEISMIC_FIGURES if kind == "seismic_spectrograms" else figures.HSI_FIGURES
-    out: dict[str, tuple[str, bytes]] = {}
-    for key, (title, draw) in spec.items():
-        out[key] = (title, draw(ds, rejects) if key == "sample_map" else draw(ds))
-    return out
+    return {key: _draw(ds, rejects, key) for key in _figure_spec(ds)}
+
+
+def figure_keys(store: str | Path) -> list[str]:
+    """The keys of :func:`dataset_figures` for the store at ``store``, in report order."""
+    return list(_figure_spec(open_store(store)))
+
+
+def draw_store_figure(store: str | Path, key: str) -> tuple[str, bytes]:
+    """One figure of the store at ``store``, opened here (lazily): a Dask worker draws it where it runs."""
+    ds = open_store(store)
+    rejects = open_store(store, group="rejects").load() if key == "sample_map" else None
+    return _draw(ds, rejects, key)
 
 
 def _hsi_sections(ds: xr.Dataset, figs: dict[str, tuple[str, bytes]]) -> list[Section]:
@@ -190,7 +211,7 @@ def render_dataset_report(
         rejects: xr.Dataset | None = open_dataset(name, facts["version"], root=root, group="rejects")
     except Exception:
         rejects = None
-    ds = ds.load()
+    # lazy: the sections read attrs, each figure only the arrays it draws
     sections = dataset_sections(ds, None if rejects is None else rejects.load(), facts=facts, figs=figs)
     return page(
         f"{name} {facts['version']}",
