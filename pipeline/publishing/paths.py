@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: File (in the user's state folder) listing every temporary folder a run made, one JSON line each.
@@ -28,3 +31,20 @@ def state_dir() -> Path:
 def temporaries_registry() -> Path:
     """The registry of the temporaries this user's runs made (read by ``emin publish gc``)."""
     return state_dir() / TEMPORARIES
+
+
+@contextmanager
+def registry_locked() -> Iterator[Path]:
+    """The registry, held under an exclusive ``flock`` of its sibling ``.lock`` file.
+
+    Every append and ``gc``'s read-and-rewrite take it, so a line a run appends while ``gc``
+    rewrites the registry is never lost (the lock file is never replaced, unlike the registry).
+    """
+    reg = temporaries_registry()
+    reg.parent.mkdir(parents=True, exist_ok=True)
+    with open(reg.with_name(f".{reg.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield reg
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

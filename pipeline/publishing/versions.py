@@ -410,11 +410,15 @@ def gc(*, root: str | Path | None = None, min_age_s: float = 3600.0, dry_run: bo
 
 def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) -> list[str]:
     """The registry part of :func:`gc`; rewrites the registry without the entries that are gone."""
+    if not paths.temporaries_registry().is_file():
+        return []
+    with paths.registry_locked() as reg:  # runs that register meanwhile wait: no line is lost
+        return _gc_registry_file(reg, min_age_s=min_age_s, dry_run=dry_run)
+
+
+def _gc_registry_file(reg: Path, *, min_age_s: float, dry_run: bool) -> list[str]:
     import shutil
 
-    reg = paths.temporaries_registry()
-    if not reg.is_file():
-        return []
     now = time.time()
     removed: list[str] = []
     keep: list[str] = []
@@ -425,6 +429,8 @@ def _gc_registered(root: str | Path | None, *, min_age_s: float, dry_run: bool) 
         except (ValueError, KeyError, TypeError):
             continue
         if not (p.exists() or p.is_symlink()):
+            if _owner_alive(entry):
+                keep.append(line)  # registered before it is made: its run may be about to make it
             continue
         if not TEMPORARY_RE.match(p.name) or not (p.is_dir() or p.is_file()):
             continue  # never remove anything not named like the product's temporaries

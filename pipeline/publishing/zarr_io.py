@@ -146,14 +146,11 @@ def register_temporary(tmp: Path) -> None:
 
     ``emin publish gc`` reads the registry to find leftovers of killed runs wherever they were made.
     """
-    from pipeline.publishing.paths import temporaries_registry
+    from pipeline.publishing.paths import registry_locked
 
-    reg = temporaries_registry()
     line = json.dumps({"path": str(tmp.absolute()), "pid": os.getpid(), "host": os.uname().nodename})
-    with contextlib.suppress(OSError):
-        reg.parent.mkdir(parents=True, exist_ok=True)
-        with open(reg, "a") as f:  # one short line per append: atomic on a local filesystem
-            f.write(line + "\n")
+    with contextlib.suppress(OSError), registry_locked() as reg, open(reg, "a") as f:
+        f.write(line + "\n")
 
 
 def store_kind(path: Path) -> str | None:

@@ -8,6 +8,7 @@ their own content.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scenes import TinyScene
@@ -302,3 +304,47 @@ def test_kill_9_between_a_pointer_write_and_its_rename_is_cleaned_by_gc(tmp_path
     assert len(_leftovers(root)) == 1
     _gc_everything(root)
     assert (root / "f" / "latest").read_text() == '{"version": "v1-000000000000"}'
+
+
+def test_gc_rewriting_the_registry_never_loses_a_line_a_run_appends(tmp_path: Path) -> None:
+    """``emin publish gc`` rewrites the temporaries registry while runs register new temporaries."""
+    state, work = tmp_path / "state", tmp_path / "work"
+    work.mkdir()
+    n = 400
+    script = (
+        "import sys, uuid\n"
+        "from pathlib import Path\n"
+        "from pipeline.publishing.zarr_io import mark_temporary\n"
+        f"for i in range({n}):\n"
+        "    mark_temporary(Path(sys.argv[1]) / f'.t{i}.tmp-{uuid.uuid4().hex[:12]}')\n"
+        "print('registered', flush=True)\n"
+        "sys.stdin.readline()\n"  # stays alive: its temporaries are in use, gc must keep them
+    )
+    env = {**_env(tmp_path / "root"), "EMIN_STATE_DIR": str(state)}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(work)], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    saved = os.environ.get("EMIN_STATE_DIR")
+    os.environ["EMIN_STATE_DIR"] = str(state)
+    try:
+        assert proc.stdout is not None
+        while proc.poll() is None and not select_ready(proc.stdout):
+            gc(root=tmp_path / "root", min_age_s=3600.0)  # rewrites the registry, again and again
+        assert proc.stdout.readline().strip() == "registered"
+        registered = {json.loads(line)["path"] for line in (state / "temporaries").read_text().splitlines()}
+        made = {str(p) for p in work.iterdir()}
+        assert len(made) == n and made <= registered, f"{len(made - registered)} registrations lost"
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=30)
+        os.environ.pop("EMIN_STATE_DIR")
+        if saved is not None:
+            os.environ["EMIN_STATE_DIR"] = saved
+    _gc_everything(tmp_path / "root", work)  # the owner is gone now: every one is removed
+
+
+def select_ready(stream: Any) -> bool:
+    """Whether ``stream`` has a line to read now."""
+    import select
+
+    return bool(select.select([stream], [], [], 0)[0])
