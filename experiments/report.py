@@ -40,13 +40,16 @@ def _cell_label(cell: dict[str, Any]) -> str:
 
 
 def verdict_table(result: ExperimentResult) -> pd.DataFrame:
-    """One row per comparison × metric × cell: difference, intervals, p-values, verdict."""
+    """One row per comparison × metric × cell: difference, intervals, p-values, verdict.
+
+    Comparison ``b − a`` names its two arms; ``mean b``/``mean a`` are their means (one pair of
+    columns for every row, not one column per arm, which left the other rows empty).
+    """
     rows = []
     for c, cell in zip(result.comparisons, result.cells, strict=True):
         rows.append({
             "comparison": f"{c.arm_b} − {c.arm_a}", "cell": _cell_label(cell), "metric": c.metric,
-            "seeds": c.n_seeds, f"mean {c.arm_a}": c.mean_a, f"mean {c.arm_b}": c.mean_b,
-            "diff": c.mean_diff, "95% bootstrap CI": f"[{c.ci_low:+.4g}, {c.ci_high:+.4g}]",
+            "seeds": c.n_seeds, "mean b": c.mean_b, "mean a": c.mean_a, "diff (b − a)": c.mean_diff, "95% bootstrap CI": f"[{c.ci_low:+.4g}, {c.ci_high:+.4g}]",
             "95% t CI": f"[{c.t_low:+.4g}, {c.t_high:+.4g}]", "p Wilcoxon": c.p_wilcoxon,
             "p paired t": c.p_ttest, "p Holm (t)": c.p_holm, "p Wilcoxon Holm": c.p_holm_wilcoxon,
             "verdict": "significant" if c.significant else "not significant",
