@@ -9,9 +9,10 @@ fanned-out tasks run:
 * ``cluster="tcp://host:8786"``: an existing Dask scheduler (its workers must be able to
   import this repository's packages and read the input files).
 
-Inside a task, :func:`window_runner` fans one raster's window groups out further: as plain
-Dask futures on the whole cluster when the task runs on a Dask worker (milliseconds per
-unit, against ~0.1–0.2 s per Prefect task run), one after the other in the task otherwise.
+Inside a task, :func:`window_runner` fans one raster's window groups out further, and
+:func:`unit_runner` a seismic curation's work units: as plain Dask futures on the whole
+cluster when the task runs on a Dask worker (milliseconds per unit, against ~0.1–0.2 s per
+Prefect task run), one after the other in the task otherwise.
 
 GPU work asks for a ``GPU`` worker resource with :func:`gpu_resources`; only workers
 started with ``--resources GPU=1`` run it (see docs/orchestration.md).
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from pipeline.io.raster import GroupRunner, WindowGroup
+    from pipeline.seismic.batch import UnitHead, UnitJob
+    from pipeline.seismic.curate import UnitRunner
+    from pipeline.seismic.store import Placement, UnitWritten
+    from pipeline.seismic.units import WorkUnit
 
 #: Dask worker resource name that GPU tasks request (start GPU workers with ``--resources GPU=1``).
 GPU_RESOURCE = "GPU"
@@ -88,7 +93,23 @@ def worker_env() -> dict[str, str]:
         "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        **MALLOC_ENV,
     }
+
+
+#: glibc malloc settings of local workers: freed arrays go back to the OS (bounded RSS).
+MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "2"}
+
+
+def _on_dask_worker() -> bool:
+    """Whether the caller runs inside a task on a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
 
 
 def window_runner() -> tuple[int, GroupRunner]:
@@ -99,12 +120,10 @@ def window_runner() -> tuple[int, GroupRunner]:
     """
     from pipeline.io.raster import run_here
 
-    try:
-        from distributed import get_client, get_worker
-
-        get_worker()
-    except (ImportError, ValueError):
+    if not _on_dask_worker():
         return 1, run_here
+    from distributed import get_client
+
     return max(1, sum(get_client().nthreads().values())), run_on_cluster
 
 
@@ -133,6 +152,58 @@ def run_on_cluster(
                 yield position[future.key], values
         except BaseException:
             client.cancel(futures)
+            raise
+
+
+def unit_runner() -> UnitRunner:
+    """The runner of a seismic curation's work units, from where the calling task runs.
+
+    On a Dask worker :func:`run_units_on_cluster` (units as futures over the whole cluster);
+    anywhere else (threads, ``--no-prefect``) :func:`pipeline.seismic.curate.run_here`.
+    """
+    from pipeline.seismic.curate import run_here
+
+    return run_units_on_cluster if _on_dask_worker() else run_here
+
+
+def run_units_on_cluster(
+    units: Sequence[WorkUnit], job: UnitJob, place: Callable[[UnitHead], Placement]
+) -> Iterator[UnitWritten]:
+    """A :data:`~pipeline.seismic.curate.UnitRunner` for a task on a Dask worker.
+
+    The job is scattered once; each unit is a ``process_unit`` future whose batch stays on the
+    worker that computed it, a ``unit_head`` future (its small table, placed here in unit
+    order) and a ``write_unit`` future on that same worker. At most ``2 x threads + 2`` units
+    are processed ahead of the placement, so memory stays bounded. The task secedes while it
+    waits (``worker_client``); on an error the remaining futures are cancelled.
+    """
+    from distributed import as_completed, worker_client
+
+    from pipeline.seismic.batch import process_unit, unit_head
+    from pipeline.seismic.store import write_unit
+
+    with worker_client() as client:
+        ahead = 2 * max(1, sum(client.nthreads().values())) + 2
+        shared = client.scatter(job, broadcast=True)
+        heads: dict[int, tuple[Any, Any]] = {}
+        writes = as_completed()
+        submitted = 0
+        try:
+            for k in range(len(units)):
+                while submitted < len(units) and submitted <= k + ahead:
+                    batch = client.submit(process_unit, units[submitted], shared, pure=False)
+                    heads[submitted] = (batch, client.submit(unit_head, batch, submitted, pure=False))
+                    submitted += 1
+                batch, head = heads.pop(k)
+                writes.add(client.submit(write_unit, batch, place(head.result()), pure=False))
+                del batch, head
+                while writes.has_ready():
+                    for done in writes.next_batch(block=False):
+                        yield done.result()
+            for done in writes:
+                yield done.result()
+        except BaseException:
+            client.cancel([f for pair in heads.values() for f in pair] + list(writes.futures))
             raise
 
 

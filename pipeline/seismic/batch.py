@@ -24,6 +24,7 @@ from pipeline.seismic.signal import (
     resample_batch,
     rotate_to_zne,
 )
+from pipeline.seismic.units import WorkUnit
 from pipeline.seismic.windows import Segment, SeismicMetadata, extract_segments
 from schemas.seismic import SeismicCurationParams
 
@@ -53,6 +54,35 @@ class TraceBatch:
     def n(self) -> int:
         """Number of traces."""
         return int(self.spectrogram.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-trace store arrays of the batch, by store variable name."""
+        out = {"spectrogram": self.spectrogram}
+        if self.waveform is not None:
+            out["waveform"] = self.waveform
+        if self.cross_spectrum is not None:
+            out["cross_spectrum"] = self.cross_spectrum
+        return out
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """What every unit of one curation run shares: metadata, parameters, trace ids already stored."""
+
+    meta: SeismicMetadata
+    params: SeismicCurationParams
+    skip_ids: frozenset[str] = frozenset()
+
+
+@dataclass
+class UnitHead:
+    """The small part of a processed unit the writer places: per-trace table, rejects, counts, timings."""
+
+    index: int
+    table: pd.DataFrame
+    rejects: list[Reject]
+    n_skipped: int
+    timings_s: dict[str, float]
 
 
 def windowed_samples(
@@ -215,6 +245,16 @@ def process_files(
     batch = process_segments(segments, meta, params)
     batch.timings_s["read"] = t_read
     return replace(batch, rejects=rejects, n_skipped=skipped)
+
+
+def process_unit(unit: WorkUnit, job: UnitJob) -> TraceBatch:
+    """Read and process every file of one work unit."""
+    return process_files(unit.files, job.meta, job.params, skip_ids=job.skip_ids)
+
+
+def unit_head(batch: TraceBatch, index: int) -> UnitHead:
+    """What the writer needs of unit ``index`` to place it (the arrays stay where they were computed)."""
+    return UnitHead(index, batch.table, batch.rejects, batch.n_skipped, batch.timings_s)
 
 
 def spectrogram_definition(params: SeismicCurationParams) -> str:

@@ -189,7 +189,10 @@ class _Recording:
     def append(self, truth_rows: list[tuple[Any, ...]], pick_rows: list[tuple[Any, ...]]) -> None:
         """Append one event's rows to the truth and picks CSVs."""
         self.n_observations += len(truth_rows)
-        for path, rows, cols in ((self.truth, truth_rows, TRUTH_COLUMNS), (self.picks, pick_rows, PICK_COLUMNS)):
+        for path, rows, cols in (
+            (self.truth, truth_rows, TRUTH_COLUMNS),
+            (self.picks, pick_rows, PICK_COLUMNS),
+        ):
             if rows:
                 pd.DataFrame(rows, columns=cols).to_csv(path, mode="a", header=False, index=False)
 
@@ -317,7 +320,9 @@ def _record_stations(
              float(az_es[s]), str(p_abs), str(UTCDateTime(float(ev.time_s + ts[j]))))
         )  # fmt: skip
         if rng.random() < pick_fraction:
-            pick_rows.append((ev.event_id, NETWORK, srow.station, "P", str(p_abs + float(rng.normal(0, 0.03)))))
+            pick_rows.append(
+                (ev.event_id, NETWORK, srow.station, "P", str(p_abs + float(rng.normal(0, 0.03))))
+            )
     stream.write(fh, format="MSEED", encoding="STEIM2", reclen=4096)
 
 
