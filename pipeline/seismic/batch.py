@@ -129,7 +129,7 @@ def windowed_samples(
 
 
 def process_segments(
-    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
+    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 32
 ) -> TraceBatch:
     """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time.
 
