@@ -12,8 +12,9 @@ import numpy as np
 import pydantic_core
 import xarray as xr
 
-from pipeline.checksums import array_digest
+from pipeline.checksums import update_digest
 from pipeline.publishing.codes import categories_of
+from pipeline.publishing.zarr_io import BLOCK_BYTES, leading_blocks
 
 #: Attributes that describe how a dataset was made, not what it holds (left out of the content id).
 VOLATILE_ATTRS = ("code_version",)
@@ -47,12 +48,23 @@ def normalised_values(var: xr.Variable | xr.DataArray) -> np.ndarray:
 
 def variable_digest(var: xr.Variable | xr.DataArray) -> str:
     """The manifest digest of a variable: its values, and for a coded column its categories too
-    (what a code means is content: relabelling a code changes the digest)."""
-    arrays = [normalised_values(var)]
+    (what a code means is content: relabelling a code changes the digest).
+
+    A lazy (store-backed) variable is read block by block along its first dim; the digest is
+    the same as of the loaded values (:func:`pipeline.checksums.update_digest`).
+    """
+    h = hashlib.sha256()
+    if var.ndim == 0 or var.size * var.dtype.itemsize <= BLOCK_BYTES:
+        arr = np.ascontiguousarray(normalised_values(var))
+        update_digest(h, arr.dtype, arr.shape, [arr])
+    else:
+        dtype = np.dtype(object) if var.dtype.kind in "OUT" else var.dtype
+        update_digest(h, dtype, tuple(var.shape), (block for _, block in leading_blocks(var)))
     cats = categories_of(var.attrs)
     if cats is not None:
-        arrays.append(np.asarray(cats, dtype=object))
-    return "sha256:" + array_digest(*arrays)
+        names = np.asarray(cats, dtype=object)
+        update_digest(h, names.dtype, names.shape, [names])
+    return "sha256:" + h.hexdigest()
 
 
 def dtype_name(dtype: np.dtype[Any]) -> str:

@@ -112,6 +112,22 @@ def fill_array(path: str | Path, name: str, values: np.ndarray) -> None:
     array[...] = values
 
 
+#: Bytes of one block that a reader of a large array (validators, digests) holds at a time.
+BLOCK_BYTES = 64 * 2**20
+
+
+def leading_blocks(var: xr.DataArray | xr.Variable) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, values)`` of an array along its first dim, block by block: whole stored chunks,
+    about :data:`BLOCK_BYTES` each, so an array larger than memory is read one block at a time."""
+    n = var.shape[0]
+    chunks = var.encoding.get("chunks") or (1,)
+    row = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
+    step = max(int(chunks[0]), BLOCK_BYTES // row // int(chunks[0]) * int(chunks[0]))
+    for i in range(0, n, step):
+        rows = slice(i, min(n, i + step))
+        yield rows, np.asarray(var[rows].values)
+
+
 def open_store(path: str | Path, *, group: str | None = None, consolidated: bool = True) -> xr.Dataset:
     """Open a store (working copy or published) lazily, quiet about consolidated-metadata warnings.
 
