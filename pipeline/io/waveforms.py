@@ -111,14 +111,19 @@ def read_channel_traces(path: str | Path) -> tuple[list[ChannelTrace], list[Reje
         return [], [Reject(f"file:{name}", "unreadable_file", str(exc).splitlines()[0], name)]
     traces: list[ChannelTrace] = []
     rejects: list[Reject] = []
-    for sid in sorted({tr.id for tr in st}):
-        sub = st.select(id=sid)
-        try:
-            sub.merge(method=1, fill_value=None)
-        except Exception as exc:
-            rejects.append(Reject(sid, "sampling_rate_mismatch", f"cannot merge pieces: {exc}", name))
-            continue
-        tr = sub[0]
+    pieces: dict[str, list[Any]] = {}
+    for tr in st:
+        pieces.setdefault(tr.id, []).append(tr)
+    for sid in sorted(pieces):
+        tr = pieces[sid][0]
+        if len(pieces[sid]) > 1:  # only a channel in several pieces needs obspy's merge
+            sub = type(st)(pieces[sid])
+            try:
+                sub.merge(method=1, fill_value=None)
+            except Exception as exc:
+                rejects.append(Reject(sid, "sampling_rate_mismatch", f"cannot merge pieces: {exc}", name))
+                continue
+            tr = sub[0]
         s = tr.stats
         traces.append(
             ChannelTrace(

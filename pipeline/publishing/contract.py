@@ -243,7 +243,7 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     """
     problems: list[str] = []
     try:
-        ds = open_store(path)
+        ds = open_store(path, dask=False)
     except Exception as exc:  # any failure to open is a contract problem
         return [f"cannot open as a Zarr store: {exc}"]
     if ds.attrs.get("emin_kind") != SEISMIC_KIND:

@@ -128,15 +128,21 @@ def leading_blocks(var: xr.DataArray | xr.Variable) -> Iterator[tuple[slice, np.
         yield rows, np.asarray(var[rows].values)
 
 
-def open_store(path: str | Path, *, group: str | None = None, consolidated: bool = True) -> xr.Dataset:
+def open_store(
+    path: str | Path, *, group: str | None = None, consolidated: bool = True, dask: bool = True
+) -> xr.Dataset:
     """Open a store (working copy or published) lazily, quiet about consolidated-metadata warnings.
 
     ``consolidated=False`` reads every array's own metadata (slower), which is what a
-    validator wants: consolidated metadata can describe arrays that are gone.
+    validator wants: consolidated metadata can describe arrays that are gone. ``dask=False``
+    reads through xarray's lazy indexing straight from Zarr (about twice as fast for a reader
+    that takes blocks itself, :func:`leading_blocks`).
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return xr.open_zarr(path, group=group, consolidated=consolidated)
+        if dask:
+            return xr.open_zarr(path, group=group, consolidated=consolidated)
+        return xr.open_zarr(path, group=group, consolidated=consolidated, chunks=None)
 
 
 #: Name of the marker file inside every temporary folder the product makes (``emin publish gc``

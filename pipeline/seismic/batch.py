@@ -102,6 +102,9 @@ def windowed_samples(
     by_rate: dict[float, list[int]] = {}
     for i, s in enumerate(segments):
         by_rate.setdefault(s.rate, []).append(i)
+    if set(by_rate) == {fs} and all(s.data.shape[-1] == n_total for s in segments):
+        np.stack([s.data for s in segments], out=data)  # at the common rate already: one copy
+        by_rate = {}
     for rate, idx in by_rate.items():
         stack = np.stack([segments[i].data for i in idx])
         res = resample_batch(stack, rate, fs)
@@ -123,6 +126,7 @@ def windowed_samples(
             freqmax_hz=params.freqmax_hz,
             corners=params.filter_corners,
             taper_fraction=params.taper_fraction,
+            overwrite=True,  # data[valid] is a copy
         )
         out[valid] = proc[:, i_win : i_win + n_win]
     return out, valid

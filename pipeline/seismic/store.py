@@ -537,7 +537,7 @@ class SeismicStoreWriter:
         return True
 
     def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> None:
-        ds = open_store(tmp, consolidated=False)
+        ds = open_store(tmp, consolidated=False, dask=False)
         st = strings(ds, "sensor_type").tolist()
         sp = strings(ds, "split").tolist()
         dist = ds["distance_km"].values

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 
-#: Default unit size (MB of waveform files): a few hundred traces, ~20-30 MB of spectrograms.
-DEFAULT_UNIT_MB = 16.0
+#: Default unit size (MB of waveform files): ~150-250 traces, ~10-20 MB of spectrograms.
+DEFAULT_UNIT_MB = 8.0
 
 
 @dataclass(frozen=True)
