@@ -319,7 +319,7 @@ def _cut_window(
     for ci, tr in enumerate(sensor.traces):
         i0 = round((w0 - tr.start_s) * rate)
         if i0 < 0 or i0 + n > tr.npts:
-            have = f"{tr.start_text} - {tr.end_text}"
+            have = tr.span_text
             return data, n_gap, "too_short", f"{tr.id} covers {have}, window needs {total:.1f} s from {w0}"
         seg = tr.data[i0 : i0 + n]
         if np.ma.isMaskedArray(seg) and np.ma.count_masked(seg):
