@@ -191,12 +191,12 @@ def run_units_on_cluster(
         try:
             for k in range(len(units)):
                 while submitted < len(units) and submitted <= k + ahead:
-                    batch = client.submit(process_unit, units[submitted], shared, pure=False)
-                    heads[submitted] = (batch, client.submit(unit_head, batch, submitted, pure=False))
+                    processed = client.submit(process_unit, units[submitted], shared, pure=False)
+                    heads[submitted] = (processed, client.submit(unit_head, processed, submitted, pure=False))
                     submitted += 1
-                batch, head = heads.pop(k)
-                writes.add(client.submit(write_unit, batch, place(head.result()), pure=False))
-                del batch, head
+                processed, head = heads.pop(k)
+                writes.add(client.submit(write_unit, processed, place(head.result()), pure=False))
+                del processed, head
                 while writes.has_ready():
                     for done in writes.next_batch(block=False):
                         yield done.result()

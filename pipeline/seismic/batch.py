@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.checksums import file_sha256
 from pipeline.io.waveforms import Reject
 from pipeline.seismic.labels import station_event_labels
 from pipeline.seismic.signal import (
@@ -76,13 +77,15 @@ class UnitJob:
 
 @dataclass
 class UnitHead:
-    """The small part of a processed unit the writer places: per-trace table, rejects, counts, timings."""
+    """The small part of a processed unit the writer places: per-trace table, rejects, counts,
+    timings, and the ``sha256:`` checksum of each of its files (by path; computed with the reads)."""
 
     index: int
     table: pd.DataFrame
     rejects: list[Reject]
     n_skipped: int
     timings_s: dict[str, float]
+    checksums: dict[str, str]
 
 
 def windowed_samples(
@@ -251,14 +254,20 @@ def process_files(
     return replace(batch, rejects=rejects, n_skipped=skipped)
 
 
-def process_unit(unit: WorkUnit, job: UnitJob) -> TraceBatch:
-    """Read and process every file of one work unit."""
-    return process_files(unit.files, job.meta, job.params, skip_ids=job.skip_ids)
+def process_unit(unit: WorkUnit, job: UnitJob) -> tuple[TraceBatch, dict[str, str]]:
+    """Read and process every file of one work unit; also each existing file's checksum (provenance)."""
+    t = time.perf_counter()
+    checksums = {str(p): "sha256:" + file_sha256(p) for p in unit.files if Path(p).exists()}
+    t_sum = time.perf_counter() - t
+    batch = process_files(unit.files, job.meta, job.params, skip_ids=job.skip_ids)
+    batch.timings_s["read"] += t_sum
+    return batch, checksums
 
 
-def unit_head(batch: TraceBatch, index: int) -> UnitHead:
+def unit_head(processed: tuple[TraceBatch, dict[str, str]], index: int) -> UnitHead:
     """What the writer needs of unit ``index`` to place it (the arrays stay where they were computed)."""
-    return UnitHead(index, batch.table, batch.rejects, batch.n_skipped, batch.timings_s)
+    batch, checksums = processed
+    return UnitHead(index, batch.table, batch.rejects, batch.n_skipped, batch.timings_s, checksums)
 
 
 def spectrogram_definition(params: SeismicCurationParams) -> str:

@@ -67,12 +67,16 @@ class CurationSummary:
         )
 
 
-def input_checksums_for(inputs: SeismicInputs) -> dict[str, str]:
-    """``{"waveforms/<name>": "sha256:..."}`` plus inventory, events and picks."""
+def input_checksums_for(inputs: SeismicInputs, known: dict[str, str] | None = None) -> dict[str, str]:
+    """``{"waveforms/<name>": "sha256:..."}`` plus inventory, events and picks.
+
+    ``known``: checksums already computed by path (the units compute their files' with the reads).
+    """
+    known = known or {}
     out: dict[str, str] = {}
     for p in inputs.waveforms:
         if Path(p).exists():
-            out[f"waveforms/{Path(p).name}"] = "sha256:" + file_sha256(p)
+            out[f"waveforms/{Path(p).name}"] = known.get(str(p)) or "sha256:" + file_sha256(p)
     out[f"inventory/{inputs.inventory.name}"] = "sha256:" + file_sha256(inputs.inventory)
     out[f"events/{inputs.events.name}"] = "sha256:" + file_sha256(inputs.events)
     if inputs.picks is not None:
@@ -85,8 +89,8 @@ def run_here(
 ) -> Iterator[UnitWritten]:
     """The :data:`UnitRunner` of one process: each unit processed, placed and written in turn."""
     for unit in units:
-        batch = process_unit(unit, job)
-        yield write_unit(batch, place(unit_head(batch, unit.index)))
+        processed = process_unit(unit, job)
+        yield write_unit(processed, place(unit_head(processed, unit.index)))
 
 
 def curate_units(
@@ -106,10 +110,12 @@ def curate_units(
     units = plan_units(inputs.waveforms, unit_mb)
     writer.add_rejects(meta.rejects)
     job = UnitJob(meta, writer.params, frozenset(writer.existing_ids))
+    checksums: dict[str, str] = {}
 
     def place(head: UnitHead) -> Placement:
         for k, v in head.timings_s.items():
             timings[k] = timings.get(k, 0.0) + v
+        checksums.update(head.checksums)
         return writer.place(head)
 
     try:
@@ -119,7 +125,7 @@ def curate_units(
                 on_unit(done, len(units))
         timings["write"] = writer.write_s
         t = time.perf_counter()
-        published = writer.commit(input_checksums_for(inputs))
+        published = writer.commit(input_checksums_for(inputs, checksums))
         timings["commit"] = time.perf_counter() - t
     except BaseException:
         writer.abort()

@@ -1,12 +1,24 @@
-"""Seismic spectrogram store: batch processing of segments and safe, idempotent appends.
+"""Seismic spectrogram store: work units placed in file order, chunk-aligned writes, safe appends.
+
+Writes (every chunk of a per-trace array is written exactly once per ingest):
+1. the writer places each work unit in file order (:meth:`SeismicStoreWriter.place`): new
+   trace ids only, splits and category codes assigned, a trace range reserved and the
+   per-trace arrays grown to cover it (metadata only);
+2. the unit writes the chunks lying wholly inside its range itself (:func:`write_unit`, where it
+   was processed, e.g. a Dask worker) and hands back the traces of the chunks it shares with
+   its neighbours, which the writer writes once complete (:meth:`SeismicStoreWriter.finish`);
+3. :meth:`SeismicStoreWriter.commit` writes the last chunk, the per-trace coordinates (chunks of
+   :data:`COORD_CHUNK` traces), rejects, categories and provenance.
+The store therefore does not depend on how many workers wrote it, nor in which order they finished.
 
 Append protocol (a rejected or crashed append must never damage the published store):
 1. the new version is built in a hidden temporary sibling: every file of the current store
    is hard-linked there (zarr 3's LocalStore writes each key to a temporary file and
    ``os.replace``s it, so a write in the sibling makes a new inode and never changes a linked
    file — checked by :func:`_zarr_writes_replace_files`; otherwise the store is copied);
-2. new traces are appended in the sibling, the rejects table and provenance are rewritten,
-   metadata consolidated and the sibling validated against the contract;
+2. new traces are written in the sibling as above (the old store's last, partial chunk is
+   completed by the first new traces; earlier chunks are never touched), the rejects table and
+   provenance are rewritten, metadata consolidated and the sibling validated against the contract;
 3. the sibling is swapped in with ``os.rename`` (old → ``.old-*``, sibling → target). A run
    that finds the target missing but an ``.old-*`` sibling (crash between the renames) puts
    the old version back first. Re-ingesting files whose traces are all present writes nothing.
@@ -231,8 +243,9 @@ class UnitWritten:
     write_s: float
 
 
-def write_unit(batch: TraceBatch, placement: Placement) -> UnitWritten:
-    """Write every whole chunk of the unit's placed traces into the store; return the rest.
+def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitWritten:
+    """Write every whole chunk of the unit's placed traces (``processed``: :func:`process_unit`'s
+    result) into the store; return the rest.
 
     Runs where the unit was processed (a Dask worker): each chunk lying wholly inside
     ``[offset, offset + n)`` is written once, here, by a region write that covers it; the
@@ -240,6 +253,7 @@ def write_unit(batch: TraceBatch, placement: Placement) -> UnitWritten:
     writer, which writes each shared chunk once it has all of it.
     """
     t = time.perf_counter()
+    batch = processed[0]
     a, n, size = placement.offset, placement.n, placement.chunk
     arrays = {k: v[placement.keep] for k, v in batch.arrays().items()} if n else {}
     lo, hi = -(-a // size) * size, (a + n) // size * size
