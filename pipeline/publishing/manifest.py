@@ -97,12 +97,18 @@ def content_hash(arrays: Mapping[str, Mapping[str, dict[str, Any]]], attrs: Mapp
 
 
 def prepared_for_publish(ds: xr.Dataset) -> xr.Dataset:
-    """A loaded copy with every string array as object (Zarr v3 variable-length UTF-8)."""
-    out = ds.copy(deep=False).load()
-    for name, var in out.variables.items():
-        if var.dtype.kind in "T":
-            out[name] = var.astype(object)
-    return out
+    """A copy with every string array as object (Zarr v3 variable-length UTF-8), ready to digest
+    and write: variables up to :data:`~pipeline.publishing.zarr_io.BLOCK_BYTES` loaded, larger
+    ones left lazy (a store's dask arrays), so they are digested and written block by block."""
+    ready = {}
+    for name, var in ds.variables.items():
+        if var.size * var.dtype.itemsize <= BLOCK_BYTES or var.dtype.kind in "OUT":
+            var = var.compute()
+        ready[name] = var.astype(object) if var.dtype.kind in "T" else var
+    coords = {n: v for n, v in ready.items() if n in ds.coords}
+    return (
+        ds.copy(deep=False).assign_coords(coords).assign({n: v for n, v in ready.items() if n not in coords})
+    )
 
 
 def default_chunks(ds: xr.Dataset, *, target_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, int]:

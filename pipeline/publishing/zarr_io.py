@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import xarray as xr
@@ -72,6 +72,10 @@ def write_zarr(
             # an empty object array would be written as float64: keep it a string array
             clean[name] = var.astype(StringDType())
     encoding = encoding_for(clean, chunks)
+    for name, var in clean.variables.items():  # a lazy (dask) array is written in its encoding's chunks
+        if var.chunks is not None and str(name) not in deferred:
+            target = cast(tuple[int, ...], encoding[str(name)]["chunks"])
+            clean[name] = var.chunk(dict(zip(var.dims, target, strict=True)))
     if deferred:
         import dask.array
 

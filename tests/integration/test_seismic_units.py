@@ -165,3 +165,25 @@ def test_streamed_manifest_digest_equals_the_loaded_arrays_digest(
         if cats is not None:
             arrays.append(np.asarray(cats, dtype=object))
         assert manifest.variable_digest(var) == "sha256:" + array_digest(*arrays), name
+
+
+def test_lazy_publish_equals_the_loaded_publish(
+    net: SeismicNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrays above BLOCK_BYTES stay lazy through publishing: same version, same bytes, verifies."""
+    from flows.publishing import publish_version
+    from pipeline.publishing.registry import verify_dataset
+
+    out = tmp_path / "p.zarr"
+    curate_seismic(inputs(net), out, PARAMS, unit_mb=UNIT_MB)
+    versions = {}
+    for label, block in (("loaded", 2**40), ("lazy", 50_000)):
+        monkeypatch.setattr(zarr_io, "BLOCK_BYTES", block)
+        monkeypatch.setattr(manifest, "BLOCK_BYTES", block)
+        versions[label] = publish_version(str(out), name="units", root=str(tmp_path / label))
+        verify_dataset("units", root=str(tmp_path / label))
+    assert versions["lazy"].version == versions["loaded"].version
+    a, b = Path(versions["lazy"].store), Path(versions["loaded"].store)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
