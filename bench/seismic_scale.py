@@ -133,17 +133,12 @@ def on_cluster(
     """(cluster start, curation wall, time split) of the units on a fresh LocalCluster of ``n_workers``."""
     from distributed import Client, LocalCluster
 
-    from flows.runners import MALLOC_ENV
+    from flows.runners import use_malloc_env
 
     shutil.rmtree(target, ignore_errors=True)
+    use_malloc_env()  # as make_task_runner does for the flow's local cluster
     start = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        env=dict(MALLOC_ENV),
-    )
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster, Client(cluster) as client:
         client.run(lambda: __import__("pipeline.seismic.curate") and __import__("flows.runners"))
         started = time.perf_counter() - start

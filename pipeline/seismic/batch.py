@@ -44,13 +44,6 @@ class TraceBatch:
     waveform: np.ndarray | None = None  # [n, 3, samples] float32 when params.keep_waveforms
     cross_spectrum: np.ndarray | None = None  # [n, 2, freq, time] float32 when params.cross_spectra
 
-    @classmethod
-    def empty(cls, rejects: Sequence[Reject] = ()) -> TraceBatch:
-        """A batch with no traces (used to hand metadata-level rejects to a writer)."""
-        return cls(
-            np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(rejects), np.zeros(0), np.zeros(0)
-        )
-
     @property
     def n(self) -> int:
         """Number of traces."""

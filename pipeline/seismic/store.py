@@ -8,7 +8,8 @@ Writes (every chunk of a per-trace array is written exactly once per ingest):
    was processed, e.g. a Dask worker) and hands back the traces of the chunks it shares with
    its neighbours, which the writer writes once complete (:meth:`SeismicStoreWriter.finish`);
 3. :meth:`SeismicStoreWriter.commit` writes the last chunk, the per-trace coordinates (chunks of
-   :data:`COORD_CHUNK` traces), rejects, categories and provenance.
+   :data:`COORD_CHUNK` traces), rejects, categories and provenance, and validates the version: the
+   arrays' values were checked by each unit on what it wrote, the rest is read back.
 The store therefore does not depend on how many workers wrote it, nor in which order they finished.
 
 Append protocol (a rejected or crashed append must never damage the published store):
@@ -62,6 +63,7 @@ from pipeline.publishing.contract import (
     SEISMIC_CHANNELS,
     SEISMIC_CODED,
     SEISMIC_REJECT_REASON,
+    seismic_value_problems,
     validate_seismic_store,
 )
 from pipeline.publishing.zarr_io import (
@@ -236,11 +238,13 @@ Piece = tuple[int, dict[str, np.ndarray]]
 
 @dataclass
 class UnitWritten:
-    """A unit after its write: the chunk-boundary pieces left to the writer, and the write time."""
+    """A unit after its write: the chunk-boundary pieces left to the writer, the write time and
+    the contract's value problems of what it wrote (:func:`seismic_value_problems`)."""
 
     index: int
     pieces: list[Piece]
     write_s: float
+    problems: list[str]
 
 
 def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitWritten:
@@ -256,6 +260,8 @@ def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitW
     batch = processed[0]
     a, n, size = placement.offset, placement.n, placement.chunk
     arrays = {k: v[placement.keep] for k, v in batch.arrays().items()} if n else {}
+    one_c = batch.table["sensor_type"].to_numpy()[placement.keep] == "1C" if n else np.zeros(0, bool)
+    problems = sorted({m for k, v in arrays.items() for m in seismic_value_problems(k, v, one_c)})
     lo, hi = -(-a // size) * size, (a + n) // size * size
     if not n:
         pieces: list[Piece] = []
@@ -267,7 +273,7 @@ def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitW
         pieces = [(a, {k: v[: lo - a] for k, v in arrays.items()})] if a < lo else []
         if hi < a + n:
             pieces.append((hi, {k: v[hi - a :] for k, v in arrays.items()}))
-    return UnitWritten(placement.index, pieces, time.perf_counter() - t)
+    return UnitWritten(placement.index, pieces, time.perf_counter() - t, problems)
 
 
 WriteHook = Callable[[str, int], None]
@@ -331,6 +337,7 @@ class SeismicStoreWriter:
         self.new_rejects: list[Reject] = []
         self.tables: list[pd.DataFrame] = []
         self.pending: dict[int, list[Piece]] = {}
+        self.value_problems: set[str] = set()  # of the arrays written, checked by the units
         self.n_written = 0
         self.n_already_present = 0
         self.write_s = 0.0
@@ -485,6 +492,7 @@ class SeismicStoreWriter:
         for piece in written.pieces:
             self._add_piece(piece)
         self.write_s += written.write_s
+        self.value_problems.update(written.problems)
         if self.hook is not None:
             self.hook("append", self.n_written)
 
@@ -537,7 +545,8 @@ class SeismicStoreWriter:
                 zarr.consolidate_metadata(str(tmp))
             self.write_s += time.perf_counter() - t
             problems = _validate_counts(tmp, len(self.existing_ids) + len(self.new_ids))
-            problems += validate_seismic_store(tmp)
+            problems += sorted(self.value_problems)  # every written block was scanned by its unit
+            problems += validate_seismic_store(tmp, values=False)
             if problems:
                 raise ContractViolation(tmp, problems)
             if self.hook is not None:

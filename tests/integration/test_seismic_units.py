@@ -187,3 +187,25 @@ def test_lazy_publish_equals_the_loaded_publish(
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+def test_units_check_the_values_they_write(
+    net: SeismicNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit leaves the array scan to the units: a non-finite spectrogram is still refused,
+    with the validator's own message, and nothing is swapped in."""
+    from pipeline.errors import ContractViolation
+    from pipeline.seismic import batch
+
+    real = batch.batched_log_spectrogram
+
+    def poisoned(*args: Any, **kwargs: Any) -> Any:
+        freq, t, spec = real(*args, **kwargs)
+        spec[-1, 0, 0] = np.nan
+        return freq, t, spec
+
+    monkeypatch.setattr(batch, "batched_log_spectrogram", poisoned)
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(ContractViolation, match="spectrogram holds non-finite values"):
+        curate_seismic(inputs(net), out, PARAMS, unit_mb=UNIT_MB)
+    assert not out.exists() and not list(tmp_path.glob(".bad.zarr.*"))
