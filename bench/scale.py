@@ -27,7 +27,10 @@ One run prints:
 
 Task caching is refreshed (``PREFECT_TASKS_REFRESH_CACHE``) so every repeat really extracts.
 Usage: ``python bench/scale.py [--flight-scale 11] [--scales 3] [--repeats 3]
-[--extract-points 20000] [--sweep-k 8] [--no-flight] [--no-extract] [--no-sweep]``.
+[--extract-points 20000] [--sweep-k 8] [--no-flight] [--no-extract] [--no-sweep]``;
+``python bench/scale.py --seismic-scale [--unit-mb 16] [--no-utah]`` runs the seismic benchmark
+instead (``bench/seismic_scale.py``: ratios to obspy.read and to in-memory compression, 1 vs 2
+workers with this module's CPU ceiling, the Utah-scale network).
 """
 
 from __future__ import annotations
@@ -319,7 +322,16 @@ def main() -> None:
     parser.add_argument("--no-flight", action="store_true", help="skip the single flight line")
     parser.add_argument("--no-extract", action="store_true", help="skip the extraction comparison")
     parser.add_argument("--no-sweep", action="store_true", help="curation and extraction only")
-    args = parser.parse_args()
+    parser.add_argument("--seismic-scale", action="store_true", help="run bench/seismic_scale.py instead")
+    args, rest = parser.parse_known_args()
+    if args.seismic_scale:
+        import seismic_scale
+
+        sys.argv = [str(Path(seismic_scale.__file__)), *rest]
+        seismic_scale.main()
+        return
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
     OUT.mkdir(parents=True, exist_ok=True)
     from prefect import flow
 

@@ -17,7 +17,7 @@ Artifact keys (stable, one per kind, so the UI's *Artifacts* page tracks their h
 ``train-seismic-summary``  markdown: headline, metrics, learning curves, error CDF, by distance
 ``train-*-history``        table: the per-epoch history
 ``train-*-progress``       progress: epochs done / planned
-``curate-seismic-progress`` progress: waveform batches written / total
+``curate-seismic-progress`` progress: work units (waveform files) written / total
 ``curate-hsi-progress``     progress: rasters extracted / total
 ``curate-hsi-extract-<r>``  progress: window groups of raster ``<r>`` read / total
 =========================  =========================================================
@@ -40,6 +40,7 @@ from pipeline.reports.html import data_uri
 __all__ = [
     "EpochProgress",
     "ExtractionProgress",
+    "FanOutProgress",
     "ProgressArtifact",
     "curation_headline",
     "curation_markdown",
@@ -317,39 +318,57 @@ class ProgressArtifact:
         self.last = percent
 
 
-class ExtractionProgress:
-    """The ``on_group(done, total)`` callback of one raster's extraction in a flow run.
+class FanOutProgress:
+    """The ``on_unit(done, total)`` callback of a fine-grained fan-out inside one task.
 
-    Every call tells the stage listeners (the terminal's bars, :mod:`flows.progress`); every
-    ``step`` percent (and at the end) one log line through ``logger`` and an update of the
-    raster's ``curate-hsi-extract-<raster>`` progress artifact, so a fine-grained fan-out of
-    hundreds of window groups costs a handful of API calls.
+    Every call tells the stage listeners (the terminal's bars, :mod:`flows.progress`) under
+    ``stage``; every ``step`` percent (and at the end) one log line ``"<label>: done/total
+    <what> (p%)"`` through ``logger`` and an update of the ``key`` progress artifact, so a
+    fan-out of hundreds of units costs a handful of API calls.
     """
 
-    def __init__(self, raster: str, *, logger: Any = None, step: float = 10.0, artifact: bool = True) -> None:
-        self.raster = raster
+    def __init__(
+        self,
+        label: str,
+        *,
+        key: str,
+        stage: str,
+        what: str,
+        logger: Any = None,
+        step: float = 10.0,
+        artifact: bool = True,
+    ) -> None:
+        self.label = label
+        self.stage = stage
+        self.what = what
         self.logger = logger
         self.step = step
-        slug = re.sub(r"[^a-z0-9]+", "-", raster.lower()).strip("-") or "raster"
-        self.artifact = (
-            ProgressArtifact(f"curate-hsi-extract-{slug}", f"{raster}: window groups read")
-            if artifact
-            else None
-        )
+        self.artifact = ProgressArtifact(key, f"{label}: {what}") if artifact else None
         self.next = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         from flows.progress import notify_stage
 
-        notify_stage(f"extract {self.raster} (windows)", done, total)
+        notify_stage(self.stage, done, total)
         percent = 100.0 * done / total
         if percent < self.next and done < total:
             return
         if self.logger is not None:
-            self.logger.info("%s: %d/%d window groups read (%.0f%%)", self.raster, done, total, percent)
+            self.logger.info("%s: %d/%d %s (%.0f%%)", self.label, done, total, self.what, percent)
         if self.artifact is not None:
-            self.artifact.update(percent, f"{self.raster}: {done}/{total} window groups read")
+            self.artifact.update(percent, f"{self.label}: {done}/{total} {self.what}")
         self.next = (percent // self.step + 1) * self.step
+
+
+class ExtractionProgress(FanOutProgress):
+    """:class:`FanOutProgress` of one raster's window groups (``curate-hsi-extract-<raster>``)."""
+
+    def __init__(self, raster: str, *, logger: Any = None, step: float = 10.0, artifact: bool = True) -> None:
+        slug = re.sub(r"[^a-z0-9]+", "-", raster.lower()).strip("-") or "raster"
+        super().__init__(
+            raster, key=f"curate-hsi-extract-{slug}", stage=f"extract {raster} (windows)",
+            what="window groups read", logger=logger, step=step, artifact=artifact,
+        )  # fmt: skip
 
 
 class EpochProgress:

@@ -1,8 +1,11 @@
 """Prefect flow: curate waveforms + inventory + events into the seismic spectrogram store.
 
-Thin wiring over :mod:`pipeline.seismic`: metadata once, waveform files fanned out in
-batches (tasks with retries on I/O) on the run's task runner (threads, or Dask: see
-:func:`flows.runners.make_task_runner`), appends done in order by one writer (build aside, swap).
+Thin wiring over :mod:`pipeline.seismic`, three coarse tasks: ``load-metadata`` (retried on
+I/O), ``curate-units`` (the waveform files in work units sized by bytes: on Dask, plain
+futures over the whole cluster from inside the task, :func:`flows.runners.unit_runner`; with
+threads, one after the other; each unit writes its own whole chunks; placed, committed and
+swapped in by one writer) and ``publish-version``. The task runner is the run's (threads, or
+Dask: see :func:`flows.runners.make_task_runner`).
 
 :func:`flows.jobs.resolve_job` turns a catalog entry or direct arguments into one :class:`~flows.jobs.SeismicJob`;
 :func:`curate_seismic_job` runs that job, as this flow or (``prefect=False``) with the
@@ -15,19 +18,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import ProgressArtifact, publish_curation_artifacts
+from flows.artifacts import FanOutProgress, publish_curation_artifacts
 from flows.form import OptStr, ui
 from flows.jobs import SeismicJob, resolve_job
-from flows.progress import logs_warnings, notify_stage
+from flows.progress import logs_warnings
 from flows.publishing import publish_version, publish_version_task
-from flows.runners import io_task_options, make_task_runner, quiet_product_errors
+from flows.runners import io_task_options, make_task_runner, quiet_product_errors, unit_runner
 from pipeline.errors import InputError
 from pipeline.publishing.zarr_io import check_target, target_lock
-from pipeline.seismic.batch import TraceBatch, process_files
-from pipeline.seismic.curate import CurationSummary, curate_seismic, input_checksums_for
+from pipeline.seismic.curate import CurationSummary, curate_seismic, curate_units
 from pipeline.seismic.store import SeismicStoreWriter
+from pipeline.seismic.units import DEFAULT_UNIT_MB
 from pipeline.seismic.windows import metadata_for
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 from schemas.seismic import SeismicCurationParams, SeismicInputs
@@ -39,12 +43,22 @@ def load_metadata_task(inputs: SeismicInputs, params: SeismicCurationParams) -> 
     return metadata_for(inputs, params)
 
 
-@task(**io_task_options())
-def process_batch_task(
-    files: list[Path], meta: Any, params: SeismicCurationParams, skip: frozenset[str]
-) -> TraceBatch:
-    """Read one batch of waveform files and compute its spectrograms."""
-    return process_files(files, meta, params, skip_ids=skip)
+@task(name="curate-units", cache_policy=NO_CACHE)
+def curate_units_task(job: SeismicJob, meta: Any, unit_mb: float) -> CurationSummary:
+    """Every work unit (Dask futures over the cluster when on a worker), then the commit and swap.
+
+    Progress: one log line and a ``curate-seismic-progress`` artifact update per 10 % of units.
+    """
+    writer = SeismicStoreWriter(job.target, job.params, root=job.root)
+    progress = FanOutProgress(
+        "waveforms", key="curate-seismic-progress", stage="waveform units", what="work units written",
+        logger=get_run_logger(),
+    )  # fmt: skip
+    published, timings = curate_units(writer, job.inputs, meta, unit_mb=unit_mb, runner=unit_runner(),
+                                      on_unit=progress)  # fmt: skip
+    return CurationSummary.of(
+        writer, out=job.target, published=published, n_files=len(job.inputs.waveforms), timings_s=timings
+    )
 
 
 def summary_markdown(counts: dict[str, Any], store: Path, published: bool) -> str:
@@ -95,7 +109,7 @@ def curate_seismic_flow(
     out: Annotated[OptStr, ui("Output store")] = None,
     picks: Annotated[OptStr, ui("Picks CSV")] = None,
     params: Annotated[SeismicCurationParams, ui("Curation parameters")] = SeismicCurationParams(),
-    batch_files: Annotated[int, ui("Files per batch", ge=1)] = 32,
+    unit_mb: Annotated[float, ui("Work unit size (MB of waveform files)", gt=0)] = DEFAULT_UNIT_MB,
     publish: Annotated[OptStr, ui("Publish as dataset")] = None,
     root: Annotated[OptStr, ui("Dataset root")] = None,
     cluster: Annotated[OptStr, ui("Dask cluster address")] = None,
@@ -110,9 +124,10 @@ def curate_seismic_flow(
     or a catalog ``entry`` (whose ``path`` is the default ``out`` and which publishes under its
     own name unless it opts out). With ``publish``, the resulting store is also published as an
     immutable version of that dataset name in the dataset ``root`` (identical content re-uses
-    its version). Batches of ``batch_files`` waveform files are processed concurrently: in
-    threads, or on Dask with ``workers >= 2`` (a local cluster) or ``cluster="tcp://host:8786"``
-    (an existing one). The ``curate-seismic-summary`` artifact is written after publishing.
+    its version). Work units of about ``unit_mb`` MB of waveform files are processed as Dask
+    futures inside the ``curate-units`` task with ``workers >= 2`` (a local cluster) or
+    ``cluster="tcp://host:8786"`` (an existing one), one after the other otherwise. The
+    ``curate-seismic-summary`` artifact is written after publishing.
 
     Args:
         waveforms: Waveform files (miniSEED/SAC...), each path or glob one item; empty with `entry` or `inputs`.
@@ -121,11 +136,11 @@ def curate_seismic_flow(
         out: Path of the seismic Zarr store (appended to when it exists); default: the entry's `path`.
         picks: Optional CSV of P picks; without it P arrivals come from the travel-time table.
         params: Every curation parameter (report section 4 defaults); left at the defaults, an entry's own parameters are used.
-        batch_files: Waveform files per task (the unit of fan-out and of the progress artifact).
+        unit_mb: Size of a work unit in MB of waveform files (the fan-out's grain and the progress artifact's step).
         publish: Dataset name to publish the store as (a new immutable version); default: the entry's name.
         root: Dataset root for publishing (folder or fsspec URL); default: the catalog's, else $EMIN_DATA_ROOT or data/published.
         cluster: Address of an existing Dask scheduler (tcp://host:8786); empty = threads or a local cluster.
-        workers: Batch workers: 1 = threads in the flow process, >= 2 = a local Dask cluster of that many processes.
+        workers: Unit workers: 1 = in the flow process, >= 2 = a local Dask cluster of that many processes.
         inputs: Advanced: a complete SeismicInputs instead of the path fields.
         entry: Name of a data_catalog.yaml entry. `inputs`/the path fields, `params` (when changed from the defaults), `out`, `publish` and `root` override it.
         catalog: Path of the catalog file that holds `entry`.
@@ -146,40 +161,23 @@ def curate_seismic_flow(
     check_target(target, kind=SEISMIC_KIND, append=True, root=job.root)
     meta: Any = load_metadata_task(inputs, params)
     with target_lock(target):
-        return _write_and_publish(job, meta, batch_files=batch_files, cluster=cluster, workers=workers)
+        return _write_and_publish(job, meta, unit_mb=unit_mb, cluster=cluster, workers=workers)
 
 
 def _write_and_publish(
-    job: SeismicJob, meta: Any, *, batch_files: int, cluster: str | None, workers: int
+    job: SeismicJob, meta: Any, *, unit_mb: float, cluster: str | None, workers: int
 ) -> CurationSummary:
-    """Append the new traces (under the caller's lock on the target), then publish: the flow's body."""
-    inputs, params, target = job.inputs, job.params, job.target
-    writer = SeismicStoreWriter(target, params, root=job.root)
-    writer.add(TraceBatch.empty(meta.rejects))
-    skip = frozenset(writer.existing_ids)
-    files = sorted(inputs.waveforms)
+    """Curate the units (under the caller's lock on the target), then publish: the flow's body."""
+    target = job.target
     with make_task_runner(cluster, workers) as runner:
-        shared = {"meta": meta, "params": params, "skip": skip}
-        futures = [
-            runner.submit(process_batch_task, {"files": files[i : i + batch_files], **shared})
-            for i in range(0, len(files), batch_files)
-        ]
-        progress = ProgressArtifact("curate-seismic-progress", "waveform batches written")
-        try:
-            for i, fut in enumerate(futures, 1):
-                writer.add(fut.result())
-                progress.update(100.0 * i / len(futures), f"waveform batches written: {i}/{len(futures)}")
-                notify_stage("waveform batches", i, len(futures))
-            published = writer.commit(input_checksums_for(inputs))
-        except BaseException:
-            writer.abort()
-            raise
-    summary = CurationSummary.of(writer, out=target, published=published, n_files=len(files))
+        summary: CurationSummary = runner.submit(
+            curate_units_task, {"job": job, "meta": meta, "unit_mb": unit_mb}
+        ).result()
     version = None
     if job.publish is not None:
         version = publish_version_task(str(target), name=job.publish, root=job.root)
         summary.version_store = version.store
-    extra = summary_markdown(summary.counts, target, published).split("\n", 3)[-1]  # counts tables
+    extra = summary_markdown(summary.counts, target, summary.published).split("\n", 3)[-1]  # counts tables
     publish_curation_artifacts("seismic", target, version, root=job.root, extra=extra)  # after publishing
     return summary
 
@@ -188,7 +186,7 @@ def curate_seismic_job(
     job: SeismicJob,
     *,
     prefect: bool = True,
-    batch_files: int = 32,
+    unit_mb: float = DEFAULT_UNIT_MB,
     workers: int = 1,
     cluster: str | None = None,
 ) -> CurationSummary:
@@ -205,17 +203,17 @@ def curate_seismic_job(
             out=str(job.target),
             publish=job.publish,
             root=job.root,
-            batch_files=batch_files,
+            unit_mb=unit_mb,
             workers=workers,
             cluster=cluster,
         )
     if workers > 1 or cluster is not None:
         raise InputError(
             "Dask workers/cluster need the Prefect flow",
-            fix="--workers/--cluster fan batches out through the flow: drop --no-prefect, or drop them",
+            fix="--workers/--cluster fan units out through the flow: drop --no-prefect, or drop them",
         )
     with target_lock(job.target):
-        summary = curate_seismic(job.inputs, job.target, job.params, batch_files=batch_files, root=job.root)
+        summary = curate_seismic(job.inputs, job.target, job.params, unit_mb=unit_mb, root=job.root)
         if job.publish is not None:
             summary.version_store = publish_version(str(job.target), name=job.publish, root=job.root).store
     return summary

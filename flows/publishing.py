@@ -29,7 +29,7 @@ def publish_version(
     version written (atomically) and ``latest`` moved.
     """
     check_publishable(store)
-    ds = open_store(store).load()
+    ds = open_store(store)  # large arrays stay lazy: digested and written block by block
     rejects = open_store(store, group="rejects").load()
     try:
         preview_item(ds, name=name)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,10 +71,25 @@ def array_digest(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for values in arrays:
         arr = np.ascontiguousarray(values)
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        if arr.dtype.kind in "OUT":
-            h.update("\x00".join(map(str, arr.ravel().tolist())).encode())
-        else:
-            h.update(arr.tobytes())
+        update_digest(h, arr.dtype, arr.shape, [arr])
     return h.hexdigest()
+
+
+def update_digest(h: Any, dtype: np.dtype[Any], shape: tuple[int, ...], blocks: Iterable[np.ndarray]) -> None:
+    """Feed one array to the hash ``h`` as :func:`array_digest` does, from its blocks along the first dim.
+
+    The blocks, concatenated, are the array (C order): the hash equals the whole array's, so
+    an array larger than memory is digested one block at a time.
+    """
+    h.update(str(dtype).encode())
+    h.update(str(shape).encode())
+    first = True
+    for block in blocks:
+        arr = np.ascontiguousarray(block)
+        if dtype.kind not in "OUT":
+            h.update(arr.tobytes())
+        elif arr.size:  # strings: "\x00"-joined text over the whole array
+            h.update(
+                ("" if first else "\x00").encode() + "\x00".join(map(str, arr.ravel().tolist())).encode()
+            )
+            first = False

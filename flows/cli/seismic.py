@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from flows.cli.common import console, fail
+from pipeline.seismic.units import DEFAULT_UNIT_MB
 
 
 def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
@@ -59,7 +60,9 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             "--cross-spectra",
             help="also store the Z-N/Z-E cross-spectra (polarity channels: back azimuth becomes learnable)",
         ),
-        batch_files: int = typer.Option(32, "--batch-files"),
+        unit_mb: float = typer.Option(
+            DEFAULT_UNIT_MB, "--unit-mb", help="work unit size in MB of waveform files (the fan-out's grain)"
+        ),
         publish: str | None = typer.Option(
             None, "--publish", help="also publish as a version of this dataset name (entries: their name)"
         ),
@@ -69,7 +72,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         ),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
         workers: int = typer.Option(
-            1, "--workers", help="Dask workers for the batch fan-out (>=2: local cluster)"
+            1, "--workers", help="Dask workers for the work-unit fan-out (>=2: local cluster)"
         ),
         cluster: str | None = typer.Option(
             None, "--cluster", help="existing Dask scheduler, e.g. tcp://host:8786"
@@ -86,7 +89,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         from schemas.seismic import SeismicInputs
 
         if not use_prefect and (workers > 1 or cluster is not None):
-            fail("--workers/--cluster fan batches out through the flow: drop --no-prefect, or drop them")
+            fail("--workers/--cluster fan units out through the flow: drop --no-prefect, or drop them")
         if entry is None and (waveforms is None or inventory is None or events is None or out is None):
             fail("give --entry NAME, or all of --waveforms, --inventory, --events and --out")
         try:
@@ -126,7 +129,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         try:
             with StageProgress(quiet=quiet) as bars, listening_stages(bars):
                 summary = curate_seismic_job(
-                    job, prefect=use_prefect, batch_files=batch_files, workers=workers, cluster=cluster
+                    job, prefect=use_prefect, unit_mb=unit_mb, workers=workers, cluster=cluster
                 )
         except EminError as exc:
             fail(str(exc))

@@ -85,15 +85,18 @@ def coded(
     ``dtype`` defaults to the smallest that fits; a column that is appended to passes its own
     (ValueError when the names outgrow it).
     """
-    vals = [str(v) for v in values]
+    arr = np.asarray(values if hasattr(values, "__array__") else list(values), dtype=object)
+    text = arr.astype(str).ravel() if arr.size else np.zeros(0, dtype=str)
+    uniq, first, inverse = np.unique(text, return_index=True, return_inverse=True)  # vectorised
     known = [str(c) for c in categories]
     seen = set(known)
-    cats = [*known, *(v for v in dict.fromkeys(vals) if v not in seen)]
+    cats = [*known, *(u for u in uniq[np.argsort(first)].tolist() if u not in seen)]
     dtype = code_dtype(len(cats)) if dtype is None else np.dtype(dtype)
     if len(cats) > np.iinfo(dtype).max + 1:
         raise ValueError(f"{len(cats)} categories do not fit {dtype} codes")
     index = {c: i for i, c in enumerate(cats)}
-    return np.array([index[v] for v in vals], dtype=dtype), category_attrs(cats)
+    lookup = np.array([index[u] for u in uniq.tolist()], dtype=np.int64)
+    return lookup[inverse].astype(dtype), category_attrs(cats)
 
 
 def categories_of(attrs: Mapping[str, Any]) -> list[str] | None:

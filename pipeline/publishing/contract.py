@@ -16,7 +16,7 @@ import xarray as xr
 
 from pipeline.errors import ContractViolation, InputError, MissingInputError, PublishError
 from pipeline.publishing.codes import FORMAT_VERSIONS, check_coded, coded_format, strings
-from pipeline.publishing.zarr_io import open_store
+from pipeline.publishing.zarr_io import leading_blocks, open_store
 from schemas.seismic import EMIN_KIND as SEISMIC_KIND
 
 HSI_REQUIRED_ATTRS = (
@@ -233,17 +233,19 @@ SEISMIC_TRACE_COORDS = {
 }
 
 
-def validate_seismic_store(path: str | Path) -> list[str]:
+def validate_seismic_store(path: str | Path, *, values: bool = True) -> list[str]:
     """Every way the store at ``path`` breaks the seismic contract (empty list = valid).
 
     A little over 80 lines: one check per contract clause of docs/format.md, in its order.
+    The per-trace arrays are read block by block (:func:`seismic_value_problems` per block);
+    ``values=False`` leaves that scan to a writer that ran it on every block it wrote.
 
     One flat list of independent checks (attrs, dims, dtypes, coords, labels, splits, rejects),
     in the order docs/seismic.md lists them; splitting it would only scatter that list.
     """
     problems: list[str] = []
     try:
-        ds = open_store(path)
+        ds = open_store(path, dask=False)
     except Exception as exc:  # any failure to open is a contract problem
         return [f"cannot open as a Zarr store: {exc}"]
     if ds.attrs.get("emin_kind") != SEISMIC_KIND:
@@ -281,9 +283,11 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     if problems:
         return problems
     n = ds.sizes["trace"]
-    values = spec.values if n else np.zeros((0, 3, 1, 1), np.float32)
-    if not np.all(np.isfinite(values)):
-        problems.append("spectrogram holds non-finite values")
+    one_c = strings(ds, "sensor_type") == "1C"
+    found: set[str] = set()
+    for traces, v in leading_blocks(spec) if values else ():
+        found.update(seismic_value_problems("spectrogram", v, one_c[traces]))
+    problems += [m for m in SEISMIC_VALUE_PROBLEMS["spectrogram"][:1] if m in found]
     tid = strings(ds, "trace_id")
     if len(set(tid.tolist())) != n:
         problems.append("trace_id values are not unique")
@@ -303,10 +307,8 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     st = strings(ds, "sensor_type")
     if not set(st.tolist()) <= {"3C", "1C"}:
         problems.append(f"sensor_type values {sorted(set(st.tolist()))}, expected 3C/1C")
-    one_c = st == "1C"
-    if one_c.any() and np.any(values[one_c][:, 1:] != 0):
-        problems.append("N/E channels of vertical-only (1C) traces are not exactly zero")
-    problems += _cross_spectrum_problems(ds, one_c)
+    problems += [m for m in SEISMIC_VALUE_PROBLEMS["spectrogram"][1:] if m in found]
+    problems += _cross_spectrum_problems(ds, one_c, values=values)
     split = strings(ds, "split")
     if not set(split.tolist()) <= {"train", "val", "test"}:
         problems.append(f"split values {sorted(set(split.tolist()))}, expected train/val/test")
@@ -331,7 +333,7 @@ def validate_seismic_store(path: str | Path) -> list[str]:
     return problems
 
 
-def _cross_spectrum_problems(ds: xr.Dataset, one_c: np.ndarray) -> list[str]:
+def _cross_spectrum_problems(ds: xr.Dataset, one_c: np.ndarray, *, values: bool) -> list[str]:
     """The optional ``cross_spectrum``: present iff curated with ``cross_spectra``, and in range."""
     wanted = bool(ds.attrs.get("parameters", {}).get("cross_spectra", False))
     if "cross_spectrum" not in ds:
@@ -350,12 +352,44 @@ def _cross_spectrum_problems(ds: xr.Dataset, one_c: np.ndarray) -> list[str]:
     )
     if strings(ds, "pair").tolist() != ["ZN", "ZE"]:
         problems.append(f"pair coordinate {strings(ds, 'pair').tolist()}, expected ['ZN', 'ZE']")
-    values = cross.values
-    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 0.5 + 1e-6):
-        problems.append("cross_spectrum values must be finite and within [-0.5, 0.5]")
-    if one_c.any() and np.any(values[one_c] != 0):
-        problems.append("cross_spectrum of vertical-only (1C) traces is not exactly zero")
-    return problems
+    found: set[str] = set()
+    for traces, v in leading_blocks(cross) if values else ():
+        found.update(seismic_value_problems("cross_spectrum", v, one_c[traces]))
+    return problems + [m for m in SEISMIC_VALUE_PROBLEMS["cross_spectrum"] if m in found]
+
+
+#: The value checks of the per-trace arrays, by array: the messages, in the order they are listed.
+SEISMIC_VALUE_PROBLEMS = {
+    "spectrogram": (
+        "spectrogram holds non-finite values",
+        "N/E channels of vertical-only (1C) traces are not exactly zero",
+    ),
+    "cross_spectrum": (
+        "cross_spectrum values must be finite and within [-0.5, 0.5]",
+        "cross_spectrum of vertical-only (1C) traces is not exactly zero",
+    ),
+}
+
+
+def seismic_value_problems(name: str, block: np.ndarray, one_c: np.ndarray) -> list[str]:
+    """The value problems of a block of per-trace array ``name`` (``one_c``: its 1C traces).
+
+    The one implementation of these checks: the validator runs it on every block it reads, the
+    seismic writer on every unit's arrays before they are written.
+    """
+    finite_msg, zero_msg = SEISMIC_VALUE_PROBLEMS.get(name, ("", ""))
+    if not finite_msg:
+        return []
+    found = []
+    bad = ~np.isfinite(block)
+    if name == "cross_spectrum":
+        bad |= np.abs(block) > 0.5 + 1e-6
+    if bad.any():
+        found.append(finite_msg)
+    quiet = block[one_c][:, 1:] if name == "spectrogram" else block[one_c]
+    if np.any(quiet != 0):
+        found.append(zero_msg)
+    return found
 
 
 def _coded_prefix(var: xr.DataArray, name: str, spec: tuple[tuple[str, ...], str]) -> list[str]:

@@ -12,8 +12,9 @@ import numpy as np
 import pydantic_core
 import xarray as xr
 
-from pipeline.checksums import array_digest
+from pipeline.checksums import update_digest
 from pipeline.publishing.codes import categories_of
+from pipeline.publishing.zarr_io import BLOCK_BYTES, leading_blocks
 
 #: Attributes that describe how a dataset was made, not what it holds (left out of the content id).
 VOLATILE_ATTRS = ("code_version",)
@@ -47,12 +48,23 @@ def normalised_values(var: xr.Variable | xr.DataArray) -> np.ndarray:
 
 def variable_digest(var: xr.Variable | xr.DataArray) -> str:
     """The manifest digest of a variable: its values, and for a coded column its categories too
-    (what a code means is content: relabelling a code changes the digest)."""
-    arrays = [normalised_values(var)]
+    (what a code means is content: relabelling a code changes the digest).
+
+    A lazy (store-backed) variable is read block by block along its first dim; the digest is
+    the same as of the loaded values (:func:`pipeline.checksums.update_digest`).
+    """
+    h = hashlib.sha256()
+    if var.ndim == 0 or var.size * var.dtype.itemsize <= BLOCK_BYTES:
+        arr = np.ascontiguousarray(normalised_values(var))
+        update_digest(h, arr.dtype, arr.shape, [arr])
+    else:
+        dtype = np.dtype(object) if var.dtype.kind in "OUT" else var.dtype
+        update_digest(h, dtype, tuple(var.shape), (block for _, block in leading_blocks(var)))
     cats = categories_of(var.attrs)
     if cats is not None:
-        arrays.append(np.asarray(cats, dtype=object))
-    return "sha256:" + array_digest(*arrays)
+        names = np.asarray(cats, dtype=object)
+        update_digest(h, names.dtype, names.shape, [names])
+    return "sha256:" + h.hexdigest()
 
 
 def dtype_name(dtype: np.dtype[Any]) -> str:
@@ -85,12 +97,18 @@ def content_hash(arrays: Mapping[str, Mapping[str, dict[str, Any]]], attrs: Mapp
 
 
 def prepared_for_publish(ds: xr.Dataset) -> xr.Dataset:
-    """A loaded copy with every string array as object (Zarr v3 variable-length UTF-8)."""
-    out = ds.copy(deep=False).load()
-    for name, var in out.variables.items():
-        if var.dtype.kind in "T":
-            out[name] = var.astype(object)
-    return out
+    """A copy with every string array as object (Zarr v3 variable-length UTF-8), ready to digest
+    and write: variables up to :data:`~pipeline.publishing.zarr_io.BLOCK_BYTES` loaded, larger
+    ones left lazy (a store's dask arrays), so they are digested and written block by block."""
+    ready = {}
+    for name, var in ds.variables.items():
+        if var.size * var.dtype.itemsize <= BLOCK_BYTES or var.dtype.kind in "OUT":
+            var = var.compute()
+        ready[name] = var.astype(object) if var.dtype.kind in "T" else var
+    coords = {n: v for n, v in ready.items() if n in ds.coords}
+    return (
+        ds.copy(deep=False).assign_coords(coords).assign({n: v for n, v in ready.items() if n not in coords})
+    )
 
 
 def default_chunks(ds: xr.Dataset, *, target_bytes: int = DEFAULT_CHUNK_BYTES) -> dict[str, int]:

@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import xarray as xr
@@ -72,6 +72,10 @@ def write_zarr(
             # an empty object array would be written as float64: keep it a string array
             clean[name] = var.astype(StringDType())
     encoding = encoding_for(clean, chunks)
+    for name, var in clean.variables.items():  # a lazy (dask) array is written in its encoding's chunks
+        if var.chunks is not None and str(name) not in deferred:
+            target = cast(tuple[int, ...], encoding[str(name)]["chunks"])
+            clean[name] = var.chunk(dict(zip(var.dims, target, strict=True)))
     if deferred:
         import dask.array
 
@@ -112,15 +116,37 @@ def fill_array(path: str | Path, name: str, values: np.ndarray) -> None:
     array[...] = values
 
 
-def open_store(path: str | Path, *, group: str | None = None, consolidated: bool = True) -> xr.Dataset:
+#: Bytes of one block that a reader of a large array (validators, digests) holds at a time.
+BLOCK_BYTES = 64 * 2**20
+
+
+def leading_blocks(var: xr.DataArray | xr.Variable) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, values)`` of an array along its first dim, block by block: whole stored chunks,
+    about :data:`BLOCK_BYTES` each, so an array larger than memory is read one block at a time."""
+    n = var.shape[0]
+    chunks = var.encoding.get("chunks") or (1,)
+    row = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
+    step = max(int(chunks[0]), BLOCK_BYTES // row // int(chunks[0]) * int(chunks[0]))
+    for i in range(0, n, step):
+        rows = slice(i, min(n, i + step))
+        yield rows, np.asarray(var[rows].values)
+
+
+def open_store(
+    path: str | Path, *, group: str | None = None, consolidated: bool = True, dask: bool = True
+) -> xr.Dataset:
     """Open a store (working copy or published) lazily, quiet about consolidated-metadata warnings.
 
     ``consolidated=False`` reads every array's own metadata (slower), which is what a
-    validator wants: consolidated metadata can describe arrays that are gone.
+    validator wants: consolidated metadata can describe arrays that are gone. ``dask=False``
+    reads through xarray's lazy indexing straight from Zarr (about twice as fast for a reader
+    that takes blocks itself, :func:`leading_blocks`).
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        return xr.open_zarr(path, group=group, consolidated=consolidated)
+        if dask:
+            return xr.open_zarr(path, group=group, consolidated=consolidated)
+        return xr.open_zarr(path, group=group, consolidated=consolidated, chunks=None)
 
 
 #: Name of the marker file inside every temporary folder the product makes (``emin publish gc``

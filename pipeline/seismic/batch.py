@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.checksums import file_sha256
 from pipeline.io.waveforms import Reject
 from pipeline.seismic.labels import station_event_labels
 from pipeline.seismic.signal import (
@@ -24,6 +25,7 @@ from pipeline.seismic.signal import (
     resample_batch,
     rotate_to_zne,
 )
+from pipeline.seismic.units import WorkUnit
 from pipeline.seismic.windows import Segment, SeismicMetadata, extract_segments
 from schemas.seismic import SeismicCurationParams
 
@@ -42,17 +44,41 @@ class TraceBatch:
     waveform: np.ndarray | None = None  # [n, 3, samples] float32 when params.keep_waveforms
     cross_spectrum: np.ndarray | None = None  # [n, 2, freq, time] float32 when params.cross_spectra
 
-    @classmethod
-    def empty(cls, rejects: Sequence[Reject] = ()) -> TraceBatch:
-        """A batch with no traces (used to hand metadata-level rejects to a writer)."""
-        return cls(
-            np.zeros((0, 3, 1, 1), np.float32), pd.DataFrame(), list(rejects), np.zeros(0), np.zeros(0)
-        )
-
     @property
     def n(self) -> int:
         """Number of traces."""
         return int(self.spectrogram.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-trace store arrays of the batch, by store variable name."""
+        out = {"spectrogram": self.spectrogram}
+        if self.waveform is not None:
+            out["waveform"] = self.waveform
+        if self.cross_spectrum is not None:
+            out["cross_spectrum"] = self.cross_spectrum
+        return out
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """What every unit of one curation run shares: metadata, parameters, trace ids already stored."""
+
+    meta: SeismicMetadata
+    params: SeismicCurationParams
+    skip_ids: frozenset[str] = frozenset()
+
+
+@dataclass
+class UnitHead:
+    """The small part of a processed unit the writer places: per-trace table, rejects, counts,
+    timings, and the ``sha256:`` checksum of each of its files (by path; computed with the reads)."""
+
+    index: int
+    table: pd.DataFrame
+    rejects: list[Reject]
+    n_skipped: int
+    timings_s: dict[str, float]
+    checksums: dict[str, str]
 
 
 def windowed_samples(
@@ -72,6 +98,9 @@ def windowed_samples(
     by_rate: dict[float, list[int]] = {}
     for i, s in enumerate(segments):
         by_rate.setdefault(s.rate, []).append(i)
+    if set(by_rate) == {fs} and all(s.data.shape[-1] == n_total for s in segments):
+        np.stack([s.data for s in segments], out=data)  # at the common rate already: one copy
+        by_rate = {}
     for rate, idx in by_rate.items():
         stack = np.stack([segments[i].data for i in idx])
         res = resample_batch(stack, rate, fs)
@@ -93,13 +122,14 @@ def windowed_samples(
             freqmax_hz=params.freqmax_hz,
             corners=params.filter_corners,
             taper_fraction=params.taper_fraction,
+            overwrite=True,  # data[valid] is a copy
         )
         out[valid] = proc[:, i_win : i_win + n_win]
     return out, valid
 
 
 def process_segments(
-    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 256
+    segments: Sequence[Segment], meta: SeismicMetadata, params: SeismicCurationParams, *, chunk: int = 32
 ) -> TraceBatch:
     """Windowed samples → log spectrograms for many segments, ``chunk`` traces at a time.
 
@@ -215,6 +245,22 @@ def process_files(
     batch = process_segments(segments, meta, params)
     batch.timings_s["read"] = t_read
     return replace(batch, rejects=rejects, n_skipped=skipped)
+
+
+def process_unit(unit: WorkUnit, job: UnitJob) -> tuple[TraceBatch, dict[str, str]]:
+    """Read and process every file of one work unit; also each existing file's checksum (provenance)."""
+    t = time.perf_counter()
+    checksums = {str(p): "sha256:" + file_sha256(p) for p in unit.files if Path(p).exists()}
+    t_sum = time.perf_counter() - t
+    batch = process_files(unit.files, job.meta, job.params, skip_ids=job.skip_ids)
+    batch.timings_s["read"] += t_sum
+    return batch, checksums
+
+
+def unit_head(processed: tuple[TraceBatch, dict[str, str]], index: int) -> UnitHead:
+    """What the writer needs of unit ``index`` to place it (the arrays stay where they were computed)."""
+    batch, checksums = processed
+    return UnitHead(index, batch.table, batch.rejects, batch.n_skipped, batch.timings_s, checksums)
 
 
 def spectrogram_definition(params: SeismicCurationParams) -> str:

@@ -1,12 +1,15 @@
-"""The seismic curation entry point: metadata once, waveform files in batches, one writer.
+"""The seismic curation entry point: metadata once, waveform files in work units, one writer.
 
-:func:`curate_seismic` is the library route (and ``emin curate seismic --no-prefect``); the
-``curate-seismic`` flow runs the same steps with the batches fanned out as Prefect tasks.
+:func:`curate_seismic` is the library route (and ``emin curate seismic --no-prefect``): units
+one after the other in this process. :func:`curate_units` is the one driver both routes share:
+the ``curate-seismic`` flow calls it inside one Prefect task with a :data:`UnitRunner` that
+fans the units out as Dask futures (:func:`flows.runners.run_units_on_cluster`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,16 @@ from typing import Any
 from pipeline.checksums import file_sha256
 from pipeline.errors import InputError
 from pipeline.publishing.zarr_io import check_target, open_store, target_lock
-from pipeline.seismic.batch import TraceBatch, process_files
-from pipeline.seismic.store import SeismicStoreWriter, WriteHook
-from pipeline.seismic.windows import metadata_for
+from pipeline.seismic.batch import UnitHead, UnitJob, process_unit, unit_head
+from pipeline.seismic.store import Placement, SeismicStoreWriter, UnitWritten, WriteHook, write_unit
+from pipeline.seismic.units import DEFAULT_UNIT_MB, WorkUnit, plan_units
+from pipeline.seismic.windows import SeismicMetadata, metadata_for
 from schemas.seismic import EMIN_KIND, SeismicCurationParams, SeismicInputs
+
+UnitRunner = Callable[[Sequence[WorkUnit], UnitJob, Callable[[UnitHead], Placement]], Iterator[UnitWritten]]
+"""Runs units: processes each, places it through the callback (in unit order), writes it; yields
+each :class:`UnitWritten` as it is done. :func:`run_here` or a Dask runner (flows)."""
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -58,12 +67,16 @@ class CurationSummary:
         )
 
 
-def input_checksums_for(inputs: SeismicInputs) -> dict[str, str]:
-    """``{"waveforms/<name>": "sha256:..."}`` plus inventory, events and picks."""
+def input_checksums_for(inputs: SeismicInputs, known: dict[str, str] | None = None) -> dict[str, str]:
+    """``{"waveforms/<name>": "sha256:..."}`` plus inventory, events and picks.
+
+    ``known``: checksums already computed by path (the units compute their files' with the reads).
+    """
+    known = known or {}
     out: dict[str, str] = {}
     for p in inputs.waveforms:
         if Path(p).exists():
-            out[f"waveforms/{Path(p).name}"] = "sha256:" + file_sha256(p)
+            out[f"waveforms/{Path(p).name}"] = known.get(str(p)) or "sha256:" + file_sha256(p)
     out[f"inventory/{inputs.inventory.name}"] = "sha256:" + file_sha256(inputs.inventory)
     out[f"events/{inputs.events.name}"] = "sha256:" + file_sha256(inputs.events)
     if inputs.picks is not None:
@@ -71,12 +84,61 @@ def input_checksums_for(inputs: SeismicInputs) -> dict[str, str]:
     return out
 
 
+def run_here(
+    units: Sequence[WorkUnit], job: UnitJob, place: Callable[[UnitHead], Placement]
+) -> Iterator[UnitWritten]:
+    """The :data:`UnitRunner` of one process: each unit processed, placed and written in turn."""
+    for unit in units:
+        processed = process_unit(unit, job)
+        yield write_unit(processed, place(unit_head(processed, unit.index)))
+
+
+def curate_units(
+    writer: SeismicStoreWriter,
+    inputs: SeismicInputs,
+    meta: SeismicMetadata,
+    *,
+    unit_mb: float = DEFAULT_UNIT_MB,
+    runner: UnitRunner = run_here,
+    on_unit: ProgressCallback | None = None,
+) -> tuple[bool, dict[str, float]]:
+    """Plan the units, run them, commit the writer: ``(published, timings_s)``.
+
+    ``on_unit(done, total)`` is called after every written unit (progress).
+    """
+    timings = {"read": 0.0, "preprocess": 0.0, "spectrogram": 0.0, "write": 0.0, "commit": 0.0}
+    units = plan_units(inputs.waveforms, unit_mb)
+    writer.add_rejects(meta.rejects)
+    job = UnitJob(meta, writer.params, frozenset(writer.existing_ids))
+    checksums: dict[str, str] = {}
+
+    def place(head: UnitHead) -> Placement:
+        for k, v in head.timings_s.items():
+            timings[k] = timings.get(k, 0.0) + v
+        checksums.update(head.checksums)
+        return writer.place(head)
+
+    try:
+        for done, written in enumerate(runner(units, job, place), 1):
+            writer.finish(written)
+            if on_unit is not None:
+                on_unit(done, len(units))
+        timings["write"] = writer.write_s
+        t = time.perf_counter()
+        published = writer.commit(input_checksums_for(inputs, checksums))
+        timings["commit"] = time.perf_counter() - t
+    except BaseException:
+        writer.abort()
+        raise
+    return published, timings
+
+
 def curate_seismic(
     inputs: SeismicInputs,
     out: str | Path,
     params: SeismicCurationParams | None = None,
     *,
-    batch_files: int = 32,
+    unit_mb: float = DEFAULT_UNIT_MB,
     hook: WriteHook | None = None,
     root: str | Path | None = None,
 ) -> CurationSummary:
@@ -90,7 +152,7 @@ def curate_seismic(
         raise InputError("no waveform files given", fix="check the --waveforms glob matches files")
     check_target(Path(out), kind=EMIN_KIND, append=True, root=root)
     with target_lock(out):
-        return _curate_locked(inputs, out, params, batch_files=batch_files, hook=hook, root=root)
+        return _curate_locked(inputs, out, params, unit_mb=unit_mb, hook=hook, root=root)
 
 
 def _curate_locked(
@@ -98,34 +160,16 @@ def _curate_locked(
     out: str | Path,
     params: SeismicCurationParams,
     *,
-    batch_files: int,
+    unit_mb: float,
     hook: WriteHook | None,
     root: str | Path | None,
 ) -> CurationSummary:
     t = time.perf_counter()
     meta = metadata_for(inputs, params)
-    timings = {
-        "metadata": time.perf_counter() - t,
-        "read": 0.0,
-        "preprocess": 0.0,
-        "spectrogram": 0.0,
-        "write": 0.0,
-    }
+    t_meta = time.perf_counter() - t
     writer = SeismicStoreWriter(out, params, hook=hook, root=root)
-    writer.add(TraceBatch.empty(meta.rejects))
-    files = sorted(Path(p) for p in inputs.waveforms)
-    try:
-        for i in range(0, len(files), batch_files):
-            batch = process_files(files[i : i + batch_files], meta, params, skip_ids=writer.existing_ids)
-            for k, v in batch.timings_s.items():
-                timings[k] = timings.get(k, 0.0) + v
-            t = time.perf_counter()
-            writer.add(batch)
-            timings["write"] += time.perf_counter() - t
-        t = time.perf_counter()
-        published = writer.commit(input_checksums_for(inputs))
-        timings["write"] += time.perf_counter() - t
-    except BaseException:
-        writer.abort()
-        raise
-    return CurationSummary.of(writer, out=out, published=published, n_files=len(files), timings_s=timings)
+    published, timings = curate_units(writer, inputs, meta, unit_mb=unit_mb)
+    return CurationSummary.of(
+        writer, out=out, published=published, n_files=len(inputs.waveforms),
+        timings_s={"metadata": t_meta, **timings},
+    )  # fmt: skip

@@ -1,12 +1,25 @@
-"""Seismic spectrogram store: batch processing of segments and safe, idempotent appends.
+"""Seismic spectrogram store: work units placed in file order, chunk-aligned writes, safe appends.
+
+Writes (every chunk of a per-trace array is written exactly once per ingest):
+1. the writer places each work unit in file order (:meth:`SeismicStoreWriter.place`): new
+   trace ids only, splits and category codes assigned, a trace range reserved and the
+   per-trace arrays grown to cover it (metadata only);
+2. the unit writes the chunks lying wholly inside its range itself (:func:`write_unit`, where it
+   was processed, e.g. a Dask worker) and hands back the traces of the chunks it shares with
+   its neighbours, which the writer writes once complete (:meth:`SeismicStoreWriter.finish`);
+3. :meth:`SeismicStoreWriter.commit` writes the last chunk, the per-trace coordinates (chunks of
+   :data:`COORD_CHUNK` traces), rejects, categories and provenance, and validates the version: the
+   arrays' values were checked by each unit on what it wrote, the rest is read back.
+The store therefore does not depend on how many workers wrote it, nor in which order they finished.
 
 Append protocol (a rejected or crashed append must never damage the published store):
 1. the new version is built in a hidden temporary sibling: every file of the current store
    is hard-linked there (zarr 3's LocalStore writes each key to a temporary file and
    ``os.replace``s it, so a write in the sibling makes a new inode and never changes a linked
    file — checked by :func:`_zarr_writes_replace_files`; otherwise the store is copied);
-2. new traces are appended in the sibling, the rejects table and provenance are rewritten,
-   metadata consolidated and the sibling validated against the contract;
+2. new traces are written in the sibling as above (the old store's last, partial chunk is
+   completed by the first new traces; earlier chunks are never touched), the rejects table and
+   provenance are rewritten, metadata consolidated and the sibling validated against the contract;
 3. the sibling is swapped in with ``os.rename`` (old → ``.old-*``, sibling → target). A run
    that finds the target missing but an ``.old-*`` sibling (crash between the renames) puts
    the old version back first. Re-ingesting files whose traces are all present writes nothing.
@@ -21,9 +34,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +63,7 @@ from pipeline.publishing.contract import (
     SEISMIC_CHANNELS,
     SEISMIC_CODED,
     SEISMIC_REJECT_REASON,
+    seismic_value_problems,
     validate_seismic_store,
 )
 from pipeline.publishing.zarr_io import (
@@ -60,7 +76,7 @@ from pipeline.publishing.zarr_io import (
     swap_into_place,
     temporary_sibling,
 )
-from pipeline.seismic.batch import TraceBatch, segment_table, spectrogram_definition
+from pipeline.seismic.batch import TraceBatch, UnitHead, segment_table, spectrogram_definition
 from pipeline.seismic.labels import event_split
 from pipeline.seismic.signal import CHANNELS, CROSS_PAIRS, CROSS_SPECTRUM_DEFINITION
 from pipeline.seismic.windows import SeismicMetadata
@@ -110,40 +126,52 @@ def _strings(values: Iterable[Any]) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=StringDType())
 
 
-def _batch_dataset(
-    spec: np.ndarray,
-    table: pd.DataFrame,
-    freq: np.ndarray,
-    time_s: np.ndarray,
-    codes: dict[str, np.ndarray],
-    waveform: np.ndarray | None = None,
-    cross_spectrum: np.ndarray | None = None,
-) -> xr.Dataset:
-    """The batch as store variables; ``codes``: its coded columns (their attributes come at commit)."""
+#: Chunk length (traces) of the per-trace coordinates of a new store (1-D, written once at commit).
+COORD_CHUNK = 4096
+#: How datetime coordinates are encoded in a new store (fixed, so appends keep it exact).
+TIME_ENCODING = {
+    "units": "microseconds since 1970-01-01",
+    "calendar": "proleptic_gregorian",
+    "dtype": "int64",
+}
+
+
+def _skeleton(params: SeismicCurationParams) -> xr.Dataset:
+    """The store with zero traces: every variable, coordinate and dim coordinate, nothing per trace."""
+    p = params
+    n_freq = p.nperseg // 2 + 1
+    table = segment_table([], _EMPTY_META, p).assign(split=np.zeros(0, str))
     coords: dict[str, Any] = {
         "channel": ("channel", np.arange(len(CHANNELS), dtype=SEISMIC_CHANNELS[1]), category_attrs(CHANNELS)),
-        "freq": ("freq", freq.astype(np.float32), {"units": "Hz"}),
+        "freq": (
+            "freq",
+            np.fft.rfftfreq(p.nperseg, 1 / p.sampling_rate_hz).astype(np.float32),
+            {"units": "Hz"},
+        ),
         "time": (
             "time",
-            time_s.astype(np.float32),
+            ((np.arange(p.n_frames) * p.nperseg + p.nperseg / 2) / p.sampling_rate_hz - p.pre_p_s).astype(
+                np.float32
+            ),
             {"units": "s", "long_name": "frame centre relative to P"},
         ),
     }
     for col in table.columns:
-        v = codes[col] if col in codes else table[col].to_numpy()
-        if v.dtype.kind in "OUT":
-            v = _strings(v)
-        coords[col] = ("trace", v)
+        v = np.zeros(0, CODED_COLUMNS[col][1]) if col in SEISMIC_CODED else table[col].to_numpy()
+        coords[col] = ("trace", _strings(v) if v.dtype.kind in "OUT" else v)
     data: dict[str, Any] = {
-        "spectrogram": (("trace", "channel", "freq", "time"), spec.astype(np.float32, copy=False))
+        "spectrogram": (
+            ("trace", "channel", "freq", "time"),
+            np.zeros((0, 3, n_freq, p.n_frames), np.float32),
+        )
     }
-    if waveform is not None:
+    if p.keep_waveforms:
         data["waveform"] = (
             ("trace", "channel", "sample"),
-            waveform.astype(np.float32, copy=False),
+            np.zeros((0, 3, p.n_frames * p.nperseg), np.float32),
             {"description": "preprocessed ZNE window from P-pre_p_s (zeros for N/E of 1C sensors)"},
         )
-    if cross_spectrum is not None:
+    if p.cross_spectra:
         coords["pair"] = (
             "pair",
             np.arange(len(CROSS_PAIRS), dtype=SEISMIC_CHANNELS[1]),
@@ -151,10 +179,19 @@ def _batch_dataset(
         )
         data["cross_spectrum"] = (
             ("trace", "pair", "freq", "time"),
-            cross_spectrum.astype(np.float32, copy=False),
+            np.zeros((0, len(CROSS_PAIRS), n_freq, p.n_frames), np.float32),
             {"description": CROSS_SPECTRUM_DEFINITION},
         )
     return xr.Dataset(data, coords=coords)
+
+
+def _coords_dataset(table: pd.DataFrame) -> xr.Dataset:
+    """Per-trace coordinates of the new traces (coded columns already codes)."""
+    coords = {}
+    for col in table.columns:
+        v = table[col].to_numpy()
+        coords[col] = ("trace", _strings(v) if v.dtype.kind in "OUT" else v)
+    return xr.Dataset(coords=coords)
 
 
 def _rejects_dataset(rejects: Sequence[Reject], reason: tuple[np.ndarray, dict[str, Any]]) -> xr.Dataset:
@@ -164,15 +201,79 @@ def _rejects_dataset(rejects: Sequence[Reject], reason: tuple[np.ndarray, dict[s
 
 
 def _encoding(ds: xr.Dataset, traces_per_chunk: int) -> dict[str, dict[str, Any]]:
+    """Compressors; data variables in ``traces_per_chunk`` traces, coordinates in :data:`COORD_CHUNK`."""
     enc: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         e: dict[str, Any] = {}
         if var.dtype.kind not in "OUT":
             e["compressors"] = compressor()
+        if var.dtype.kind == "M":
+            e.update(TIME_ENCODING)
         if "trace" in var.dims:
-            e["chunks"] = tuple(traces_per_chunk if d == "trace" else var.sizes[d] for d in var.dims)
+            lead = traces_per_chunk if name in ds.data_vars else COORD_CHUNK
+            e["chunks"] = tuple(lead if d == "trace" else var.sizes[d] for d in var.dims)
         enc[str(name)] = e
     return enc
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one unit's kept traces go: rows ``keep`` of its batch at traces ``offset`` … ``offset + n``."""
+
+    index: int
+    store: str
+    offset: int
+    keep: np.ndarray  # bool, one per row of the unit's batch
+    chunk: int  # traces per chunk of the per-trace arrays
+
+    @property
+    def n(self) -> int:
+        """Number of traces the unit writes."""
+        return int(self.keep.sum())
+
+
+Piece = tuple[int, dict[str, np.ndarray]]
+"""``(first trace, {array name: rows})``: traces of a chunk that one unit alone cannot fill."""
+
+
+@dataclass
+class UnitWritten:
+    """A unit after its write: the chunk-boundary pieces left to the writer, the write time and
+    the contract's value problems of what it wrote (:func:`seismic_value_problems`)."""
+
+    index: int
+    pieces: list[Piece]
+    write_s: float
+    problems: list[str]
+
+
+def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitWritten:
+    """Write every whole chunk of the unit's placed traces (``processed``: :func:`process_unit`'s
+    result) into the store; return the rest.
+
+    Runs where the unit was processed (a Dask worker): each chunk lying wholly inside
+    ``[offset, offset + n)`` is written once, here, by a region write that covers it; the
+    traces before the first and after the last chunk boundary are returned as pieces for the
+    writer, which writes each shared chunk once it has all of it.
+    """
+    t = time.perf_counter()
+    batch = processed[0]
+    a, n, size = placement.offset, placement.n, placement.chunk
+    arrays = {k: v[placement.keep] for k, v in batch.arrays().items()} if n else {}
+    one_c = batch.table["sensor_type"].to_numpy()[placement.keep] == "1C" if n else np.zeros(0, bool)
+    problems = sorted({m for k, v in arrays.items() for m in seismic_value_problems(k, v, one_c)})
+    lo, hi = -(-a // size) * size, (a + n) // size * size
+    if not n:
+        pieces: list[Piece] = []
+    elif lo >= hi:  # no whole chunk inside the unit
+        pieces = [(a, arrays)]
+    else:
+        for name, values in arrays.items():
+            zarr.open_array(placement.store, path=name, mode="r+")[lo:hi] = values[lo - a : hi - a]
+        pieces = [(a, {k: v[: lo - a] for k, v in arrays.items()})] if a < lo else []
+        if hi < a + n:
+            pieces.append((hi, {k: v[hi - a :] for k, v in arrays.items()}))
+    return UnitWritten(placement.index, pieces, time.perf_counter() - t, problems)
 
 
 WriteHook = Callable[[str, int], None]
@@ -180,6 +281,12 @@ WriteHook = Callable[[str, int], None]
 
 class SeismicStoreWriter:
     """One ingest into a store: new traces only, built aside and swapped in on commit.
+
+    Units are placed in file order (:meth:`place`: duplicates dropped, splits and category codes
+    assigned, a trace range reserved), write their whole chunks themselves (:func:`write_unit`)
+    and hand back the pieces of shared chunks (:meth:`finish`); :meth:`commit` writes the last
+    chunk, the per-trace coordinates, rejects and provenance. Every chunk of the per-trace
+    arrays is written exactly once, so the store does not depend on how many workers wrote it.
 
     ``hook(stage, n_written)`` is called after every write into the temporary version (tests
     use it to simulate a crash mid-append).
@@ -205,12 +312,14 @@ class SeismicStoreWriter:
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []
         self.old_attrs: dict[str, Any] = {}
+        self.n_old = 0
         self.categories: dict[str, list[str]] = {k: list(cats) for k, (cats, _dtype) in CODED_COLUMNS.items()}
         if self.target.exists():
             ds = open_store(self.target)
             self.old_attrs = dict(ds.attrs)
             self._check_format(self.old_attrs.get("schema_version"))
             self._check_params(self.old_attrs.get("parameters", {}))
+            self.n_old = int(ds.sizes.get("trace", 0))
             self.existing_ids = set(strings(ds, "trace_id").tolist())
             ev = strings(ds, "event_id")
             sp = strings(ds, "split")
@@ -223,12 +332,15 @@ class SeismicStoreWriter:
             for key in CODED_COLUMNS:
                 group, name = (rej, key.split("/")[1]) if key.startswith("rejects/") else (ds, key)
                 self.categories[key] = categories_of(group[name].attrs) or []
+        self.known_rejects = {(r.trace_id, r.reason) for r in self.old_rejects}
         self.new_ids: set[str] = set()
         self.new_rejects: list[Reject] = []
+        self.tables: list[pd.DataFrame] = []
+        self.pending: dict[int, list[Piece]] = {}
+        self.value_problems: set[str] = set()  # of the arrays written, checked by the units
         self.n_written = 0
         self.n_already_present = 0
-        self.freq: np.ndarray | None = None
-        self.time_s: np.ndarray | None = None
+        self.write_s = 0.0
 
     def _check_format(self, version: object) -> None:
         """Appends write format :data:`SCHEMA_VERSION`; a store of an older format is refused."""
@@ -270,85 +382,119 @@ class SeismicStoreWriter:
                 )
 
     def _ensure_tmp(self) -> Path:
+        """The temporary version: hard links of the current store, or a new store with zero traces."""
         if self.tmp is None:
             self.tmp = temporary_sibling(self.target)
             self.target.parent.mkdir(parents=True, exist_ok=True)
             register_temporary(self.tmp)  # before it exists: a kill at any point leaves it registered
             if self.target.exists():
                 _link_tree(self.target, self.tmp)
+            else:
+                ds = _skeleton(self.params)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+                    ds.to_zarr(self.tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
+                               encoding=_encoding(ds, self.params.traces_per_chunk))  # fmt: skip
             mark_temporary(self.tmp)
         return self.tmp
 
-    def add(self, batch: TraceBatch) -> int:
-        """Append the batch's traces that are not in the store yet; returns how many were added."""
-        interrupt.check()
-        known_rejects = {(r.trace_id, r.reason) for r in self.old_rejects + self.new_rejects}
-        for r in batch.rejects:
-            if (r.trace_id, r.reason) not in known_rejects:
+    def _array_names(self) -> list[str]:
+        p = self.params
+        return ["spectrogram", *(["waveform"] if p.keep_waveforms else []),
+                *(["cross_spectrum"] if p.cross_spectra else [])]  # fmt: skip
+
+    def _arrays(self, tmp: Path) -> dict[str, zarr.Array]:
+        return {name: zarr.open_array(str(tmp), path=name, mode="r+") for name in self._array_names()}
+
+    def add_rejects(self, rejects: Iterable[Reject]) -> None:
+        """Record rejects not recorded yet (by trace id and reason)."""
+        for r in rejects:
+            if (r.trace_id, r.reason) not in self.known_rejects:
                 self.new_rejects.append(r)
-                known_rejects.add((r.trace_id, r.reason))
-        self.n_already_present += batch.n_skipped
-        if batch.n == 0:
-            return 0
-        table = batch.table.reset_index(drop=True)
-        ids = table["trace_id"].to_numpy().astype(str)
-        keep = np.zeros(len(ids), dtype=bool)
-        seen_now: dict[str, int] = {}
-        for i, tid in enumerate(ids.tolist()):
-            if tid in self.existing_ids:
-                self.n_already_present += 1
-            elif tid in self.new_ids or tid in seen_now:
-                key = (tid, "duplicate_trace_id")
-                if key not in known_rejects:
-                    self.new_rejects.append(
-                        Reject(
-                            tid,
-                            "duplicate_trace_id",
-                            "trace id already taken in this ingest",
-                            str(table.at[i, "source_file"]),
-                        )
-                    )
-                    known_rejects.add(key)
-            else:
-                keep[i] = True
-                seen_now[tid] = i
+                self.known_rejects.add((r.trace_id, r.reason))
+
+    def place(self, head: UnitHead) -> Placement:
+        """Reserve the store's next traces for the unit's new traces, in file order.
+
+        Trace ids already stored are skipped, a second trace with an id taken in this ingest is
+        a ``duplicate_trace_id`` reject; new events get their split; the coded columns get
+        their codes here (in unit order, so codes do not depend on which unit finished first).
+        """
+        interrupt.check()
+        self.add_rejects(head.rejects)
+        self.n_already_present += head.n_skipped
+        table = head.table.reset_index(drop=True)
+        n = len(table)
+        ids = table["trace_id"].to_numpy().astype(str) if n else np.zeros(0, str)
+        present = np.fromiter((t in self.existing_ids for t in ids.tolist()), bool, n)
+        taken = np.fromiter((t in self.new_ids for t in ids.tolist()), bool, n)
+        dup = ~present & (taken | pd.Series(ids).duplicated().to_numpy())
+        self.n_already_present += int(present.sum())
+        self.add_rejects(
+            Reject(ids[i], "duplicate_trace_id", "trace id already taken in this ingest",
+                   str(table.at[i, "source_file"])) for i in np.flatnonzero(dup).tolist()
+        )  # fmt: skip
+        keep = ~present & ~dup
+        offset = self.n_old + self.n_written
+        placement = Placement(head.index, "", offset, keep, self.params.traces_per_chunk)
         if not keep.any():
-            return 0
-        table = table[keep].reset_index(drop=True)
-        spec = batch.spectrogram[keep]
-        wave = None if batch.waveform is None else batch.waveform[keep]
-        cross = None if batch.cross_spectrum is None else batch.cross_spectrum[keep]
-        events = table["event_id"].astype(str).tolist()
-        fresh = sorted({e for e in events if e not in self.event_split})
-        for e, s in zip(
-            fresh,
-            event_split(fresh, self.params.split_seed, self.params.split_fractions).tolist(),
-            strict=True,
-        ):
-            self.event_split[e] = s
-        table["split"] = [self.event_split[e] for e in events]
-        codes = {c: self._encode(c, table[c])[0] for c in SEISMIC_CODED}
-        ds = _batch_dataset(spec, table, batch.freq_hz, batch.time_s, codes, wave, cross)
-        self.freq, self.time_s = batch.freq_hz, batch.time_s
+            return placement
+        kept = table[keep].reset_index(drop=True)
+        events = kept["event_id"].astype(str)
+        fresh = sorted(set(events.unique().tolist()) - self.event_split.keys())
+        p = self.params
+        self.event_split.update(
+            zip(fresh, event_split(fresh, p.split_seed, p.split_fractions).tolist(), strict=True)
+        )
+        kept["split"] = events.map(self.event_split).to_numpy(dtype=object)
+        for c in SEISMIC_CODED:
+            kept[c] = self._encode(c, kept[c])[0]
         tmp = self._ensure_tmp()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-            if (tmp / "zarr.json").exists():
-                ds = ds.drop_vars(["channel", "freq", "time", *(["pair"] if cross is not None else [])])
-                ds.to_zarr(tmp, mode="a", append_dim="trace", zarr_format=ZARR_FORMAT, consolidated=False)
-            else:
-                ds.to_zarr(
-                    tmp,
-                    mode="w",
-                    zarr_format=ZARR_FORMAT,
-                    consolidated=False,
-                    encoding=_encoding(ds, self.params.traces_per_chunk),
-                )
-        self.new_ids.update(table["trace_id"].astype(str).tolist())
-        self.n_written += len(table)
+        arrays = self._arrays(tmp)
+        size = p.traces_per_chunk
+        if self.n_written == 0 and self.n_old % size:  # the old store's last chunk is shared
+            c0 = self.n_old // size * size
+            self._add_piece((c0, {k: np.asarray(a[c0 : self.n_old]) for k, a in arrays.items()}))
+        for a in arrays.values():
+            a.resize((offset + len(kept), *a.shape[1:]))
+        self.tables.append(kept)
+        self.new_ids.update(kept["trace_id"].astype(str).tolist())
+        self.n_written += len(kept)
+        return replace(placement, store=str(tmp))
+
+    def _add_piece(self, piece: Piece) -> None:
+        """File a piece under the chunks it covers; write every chunk that is now complete."""
+        start, values = piece
+        n = len(next(iter(values.values())))
+        size = self.params.traces_per_chunk
+        for c in range(start // size, (start + n - 1) // size + 1):
+            lo, hi = max(start, c * size), min(start + n, (c + 1) * size)
+            self.pending.setdefault(c, []).append(
+                (lo, {k: v[lo - start : hi - start] for k, v in values.items()})
+            )
+            if sum(len(next(iter(v.values()))) for _, v in self.pending[c]) == size:
+                self._write_chunk(c)
+
+    def _write_chunk(self, c: int) -> None:
+        """Write chunk ``c`` of every per-trace array from its pieces (once, whole)."""
+        t = time.perf_counter()
+        assert self.tmp is not None
+        pieces = sorted(self.pending.pop(c), key=lambda pc: pc[0])
+        start = c * self.params.traces_per_chunk
+        for name, arr in self._arrays(self.tmp).items():
+            values = np.concatenate([v[name] for _, v in pieces])
+            arr[start : start + len(values)] = values
+        self.write_s += time.perf_counter() - t
+
+    def finish(self, written: UnitWritten) -> None:
+        """Take a written unit's boundary pieces (writing the chunks they complete)."""
+        interrupt.check()
+        for piece in written.pieces:
+            self._add_piece(piece)
+        self.write_s += written.write_s
+        self.value_problems.update(written.problems)
         if self.hook is not None:
             self.hook("append", self.n_written)
-        return len(table)
 
     @property
     def changed(self) -> bool:
@@ -362,7 +508,7 @@ class SeismicStoreWriter:
             self.tmp = None
 
     def commit(self, input_checksums: dict[str, str]) -> bool:
-        """Write rejects and provenance into the temporary version, validate it and swap it in.
+        """Write the last chunk, coordinates, rejects and provenance; validate; swap the version in.
 
         Returns False (and writes nothing) when the ingest added no trace and no reject.
         """
@@ -371,37 +517,19 @@ class SeismicStoreWriter:
             return False
         tmp = self._ensure_tmp()
         try:
-            if not (tmp / "zarr.json").exists():
-                # nothing accepted yet: an empty store still records the rejects
-                p = self.params
-                n_freq = p.nperseg // 2 + 1
-                empty = TraceBatch(
-                    np.zeros((0, 3, n_freq, p.n_frames), np.float32),
-                    segment_table([], _EMPTY_META, p),
-                    [],
-                    np.fft.rfftfreq(p.nperseg, 1 / p.sampling_rate_hz),
-                    (np.arange(p.n_frames) * p.nperseg + p.nperseg / 2) / p.sampling_rate_hz - p.pre_p_s,
-                )
-                n_samples = p.n_frames * p.nperseg
-                ds = _batch_dataset(
-                    empty.spectrogram,
-                    empty.table.assign(split=np.zeros(0, str)),
-                    empty.freq_hz,
-                    empty.time_s,
-                    {c: self._encode(c, [])[0] for c in SEISMIC_CODED},
-                    np.zeros((0, 3, n_samples), np.float32) if p.keep_waveforms else None,
-                    np.zeros((0, len(CROSS_PAIRS), n_freq, p.n_frames), np.float32)
-                    if p.cross_spectra
-                    else None,
-                )
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                    ds.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
-                               encoding=_encoding(ds, self.params.traces_per_chunk))  # fmt: skip
-            rejects = self.old_rejects + self.new_rejects
-            reason = self._encode("rejects/reason", [r.reason for r in rejects])
+            t = time.perf_counter()
+            for c in sorted(self.pending):  # only the last, partial chunk can be left
+                self._write_chunk(c)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+                if self.tables:
+                    coords = _coords_dataset(pd.concat(self.tables, ignore_index=True))
+                    n_total = self.n_old + self.n_written
+                    for name in coords.variables:
+                        zarr.open_array(str(tmp), path=str(name), mode="r+").resize((n_total,))
+                    coords.to_zarr(tmp, region={"trace": slice(self.n_old, n_total)}, consolidated=False)
+                rejects = self.old_rejects + self.new_rejects
+                reason = self._encode("rejects/reason", [r.reason for r in rejects])
                 _rejects_dataset(rejects, reason).to_zarr(
                     tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False
                 )
@@ -415,8 +543,10 @@ class SeismicStoreWriter:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 zarr.consolidate_metadata(str(tmp))
+            self.write_s += time.perf_counter() - t
             problems = _validate_counts(tmp, len(self.existing_ids) + len(self.new_ids))
-            problems += validate_seismic_store(tmp)
+            problems += sorted(self.value_problems)  # every written block was scanned by its unit
+            problems += validate_seismic_store(tmp, values=False)
             if problems:
                 raise ContractViolation(tmp, problems)
             if self.hook is not None:
@@ -430,7 +560,7 @@ class SeismicStoreWriter:
         return True
 
     def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> None:
-        ds = open_store(tmp, consolidated=False)
+        ds = open_store(tmp, consolidated=False, dask=False)
         st = strings(ds, "sensor_type").tolist()
         sp = strings(ds, "split").tolist()
         dist = ds["distance_km"].values

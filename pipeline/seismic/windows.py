@@ -11,6 +11,7 @@ trace that yields no window becomes a :class:`Reject` naming the reason, in a fi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,15 @@ class SeismicMetadata:
     picks: dict[tuple[str, str, str], float]  # (event_id, network, station) -> P time (epoch s)
     tt: TravelTimeTable
     rejects: list[Reject] = field(default_factory=list)
+
+    @cached_property
+    def event_columns(self) -> dict[str, np.ndarray]:
+        """The catalog's columns as numpy arrays (``event_id`` as str), read once per run."""
+        ev = self.events
+        cols = {c: ev[c].to_numpy(dtype=float) for c in ("time_s", "latitude", "longitude", "depth_km")}
+        cols["horizontal_error_km"] = ev["horizontal_error_km"].to_numpy(dtype=float)
+        cols["event_id"] = ev["event_id"].astype(str).to_numpy(dtype=str)
+        return cols
 
     def channel(self, net: str, sta: str, loc: str, cha: str, t: float) -> ChannelEpoch | None:
         """The channel epoch covering time ``t`` (epoch seconds), or None."""
@@ -240,25 +250,41 @@ def _sensor(
     )
 
 
+@dataclass
+class _Candidates:
+    """Catalog events that may have a P window in each sensor's data, within ``max_distance_km``.
+
+    Flat over (sensor, event) pairs in sensor order, then event time: ``sensor`` index, catalog
+    ``row``, and predicted P time ``tp`` (epoch s); ``start[i]:start[i + 1]`` are sensor i's pairs.
+    """
+
+    sensor: np.ndarray
+    row: np.ndarray
+    tp: np.ndarray
+    start: np.ndarray
+
+
 def _candidate_events(
-    sensor: Sensor, meta: SeismicMetadata, params: SeismicCurationParams, total: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of catalog events that may have a P window in the sensor's data and within
-    ``max_distance_km``, with their great-circle distances (deg)."""
-    ev = meta.events
-    ev_times = ev["time_s"].to_numpy()
+    sensors: list[Sensor], meta: SeismicMetadata, params: SeismicCurationParams, total: float
+) -> _Candidates:
+    """Every sensor's candidate events at once (one distance and one travel-time call per file)."""
+    ev = meta.event_columns
     max_tt = float(meta.tt.p_s.max())
-    lo = np.searchsorted(ev_times, sensor.start_s - max_tt - total - 1.0, side="left")
-    hi = np.searchsorted(ev_times, sensor.end_s, side="right")
-    cand = np.arange(lo, hi)
-    if not cand.size:
-        return cand, np.zeros(0)
-    dist_deg = great_circle_deg(
-        np.full(cand.size, sensor.latitude), np.full(cand.size, sensor.longitude),
-        ev["latitude"].to_numpy()[cand], ev["longitude"].to_numpy()[cand],
-    )  # fmt: skip
+    starts = np.array([s.start_s for s in sensors], dtype=float)
+    ends = np.array([s.end_s for s in sensors], dtype=float)
+    lo = np.searchsorted(ev["time_s"], starts - max_tt - total - 1.0, side="left")
+    hi = np.searchsorted(ev["time_s"], ends, side="right")
+    counts = np.maximum(hi - lo, 0)
+    sensor = np.repeat(np.arange(len(sensors)), counts)
+    row = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(lo, counts)
+    lat = np.array([s.latitude for s in sensors], dtype=float)
+    lon = np.array([s.longitude for s in sensors], dtype=float)
+    dist_deg = great_circle_deg(lat[sensor], lon[sensor], ev["latitude"][row], ev["longitude"][row])
     keep = dist_deg * KM_PER_DEG <= params.max_distance_km
-    return cand[keep], dist_deg[keep]
+    sensor, row, dist_deg = sensor[keep], row[keep], dist_deg[keep]
+    tp = ev["time_s"][row] + meta.tt.p_time(dist_deg, ev["depth_km"][row]) if row.size else np.zeros(0)
+    start = np.searchsorted(sensor, np.arange(len(sensors) + 1), side="left")
+    return _Candidates(sensor, row, tp, start)
 
 
 def _horizontal_error_reject(
@@ -293,7 +319,7 @@ def _cut_window(
     for ci, tr in enumerate(sensor.traces):
         i0 = round((w0 - tr.start_s) * rate)
         if i0 < 0 or i0 + n > tr.npts:
-            have = f"{tr.start_text} - {tr.end_text}"
+            have = tr.span_text
             return data, n_gap, "too_short", f"{tr.id} covers {have}, window needs {total:.1f} s from {w0}"
         seg = tr.data[i0 : i0 + n]
         if np.ma.isMaskedArray(seg) and np.ma.count_masked(seg):
@@ -317,58 +343,61 @@ def _cut_window(
 
 
 def _sensor_segments(
-    sensor: Sensor, meta: SeismicMetadata, params: SeismicCurationParams, name: str, rejects: list[Reject]
+    sensor: Sensor,
+    rows: np.ndarray,
+    tp: np.ndarray,
+    meta: SeismicMetadata,
+    params: SeismicCurationParams,
+    name: str,
+    rejects: list[Reject],
 ) -> list[Segment]:
-    """Every event window of one sensor (P from the pick, else the travel-time table)."""
+    """Every event window of one sensor (P from the pick, else the travel-time table ``tp``)."""
     total = params.margin_s * 2 + params.window_s
     lead = params.pre_p_s + params.margin_s
-    ev = meta.events
-    ev_ids = ev["event_id"].astype(str).tolist()
-    ev_herr = ev["horizontal_error_km"].to_numpy(dtype=float)
-    cand, dist_deg = _candidate_events(sensor, meta, params, total)
+    ev = meta.event_columns
     segments: list[Segment] = []
     found = 0
-    if cand.size:
-        tp = ev["time_s"].to_numpy()[cand] + meta.tt.p_time(dist_deg, ev["depth_km"].to_numpy()[cand])
-        for k, row in enumerate(cand.tolist()):
-            eid = ev_ids[row]
-            pick = meta.picks.get((eid, sensor.network, sensor.station))
-            p_time = float(pick) if pick is not None else float(tp[k])
-            w0 = p_time - lead
-            if w0 + total <= sensor.start_s or w0 >= sensor.end_s:
-                continue  # this event's window is not in this file
-            found += 1
-            tid = f"{eid}.{sensor.seed}"
-            bad_event = _horizontal_error_reject(tid, float(ev_herr[row]), params, name)
-            if bad_event is not None:
-                rejects.append(bad_event)
-                continue
-            data, n_gap, reason, detail = _cut_window(sensor, w0, total, params)
-            if reason:
-                rejects.append(Reject(tid, reason, detail, name))
-                continue
-            segments.append(
-                Segment(
-                    trace_id=tid,
-                    event_row=row,
-                    network=sensor.network,
-                    station=sensor.station,
-                    location=sensor.location,
-                    channel_codes=",".join(tr.channel for tr in sensor.traces),
-                    sensor_type="3C" if len(sensor.traces) == 3 else "1C",
-                    rate=sensor.rate,
-                    data=data,
-                    azimuth=sensor.azimuth.copy(),
-                    dip=sensor.dip.copy(),
-                    station_latitude=sensor.latitude,
-                    station_longitude=sensor.longitude,
-                    p_time_s=p_time,
-                    p_source="pick" if pick is not None else "taup",
-                    window_start_s=w0 + params.margin_s,
-                    n_gap_samples=n_gap,
-                    source_file=name,
-                )
+    channel_codes = ",".join(tr.channel for tr in sensor.traces)
+    sensor_type = "3C" if len(sensor.traces) == 3 else "1C"
+    for row, tp_row in zip(rows.tolist(), tp.tolist(), strict=True):
+        eid = str(ev["event_id"][row])
+        pick = meta.picks.get((eid, sensor.network, sensor.station))
+        p_time = float(pick) if pick is not None else tp_row
+        w0 = p_time - lead
+        if w0 + total <= sensor.start_s or w0 >= sensor.end_s:
+            continue  # this event's window is not in this file
+        found += 1
+        tid = f"{eid}.{sensor.seed}"
+        bad_event = _horizontal_error_reject(tid, float(ev["horizontal_error_km"][row]), params, name)
+        if bad_event is not None:
+            rejects.append(bad_event)
+            continue
+        data, n_gap, reason, detail = _cut_window(sensor, w0, total, params)
+        if reason:
+            rejects.append(Reject(tid, reason, detail, name))
+            continue
+        segments.append(
+            Segment(
+                trace_id=tid,
+                event_row=row,
+                network=sensor.network,
+                station=sensor.station,
+                location=sensor.location,
+                channel_codes=channel_codes,
+                sensor_type=sensor_type,
+                rate=sensor.rate,
+                data=data,
+                azimuth=sensor.azimuth,
+                dip=sensor.dip,
+                station_latitude=sensor.latitude,
+                station_longitude=sensor.longitude,
+                p_time_s=p_time,
+                p_source="pick" if pick is not None else "taup",
+                window_start_s=w0 + params.margin_s,
+                n_gap_samples=n_gap,
+                source_file=name,
             )
+        )
     if found == 0:
         detail = f"no catalog event's P window in {sensor.seed} data"
         _reject_all(sensor.traces, "no_matching_event", detail, name, rejects)
@@ -386,9 +415,18 @@ def extract_segments(
     """
     name = Path(path).name
     traces, rejects = read_channel_traces(path)
-    segments: list[Segment] = []
+    checked: list[tuple[Sensor | None, list[Reject]]] = []
     for key, comps in sorted(group_sensors(traces).items()):
-        sensor = _sensor(key, comps, meta, params, name, rejects)
+        own: list[Reject] = []
+        checked.append((_sensor(key, comps, meta, params, name, own), own))
+    sensors = [s for s, _ in checked if s is not None]
+    cand = _candidate_events(sensors, meta, params, params.margin_s * 2 + params.window_s)
+    segments: list[Segment] = []
+    i = 0
+    for sensor, own in checked:  # rejects in sensor order, each sensor's windows after its checks
+        rejects += own
         if sensor is not None:
-            segments += _sensor_segments(sensor, meta, params, name, rejects)
+            pairs = slice(cand.start[i], cand.start[i + 1])
+            segments += _sensor_segments(sensor, cand.row[pairs], cand.tp[pairs], meta, params, name, rejects)
+            i += 1
     return segments, rejects

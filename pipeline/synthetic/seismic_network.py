@@ -164,15 +164,37 @@ def _draw_events(rng: np.random.Generator, n_events: int, seed: int) -> pd.DataF
     )
 
 
+TRUTH_COLUMNS = ["event_id", "network", "station", "sensor_type", "distance_km",
+                 "azimuth_event_to_station_deg", "p_time", "s_time"]  # fmt: skip
+PICK_COLUMNS = ["event_id", "network", "station", "phase", "time"]
+STATION_CHUNK = 128
+"""Observations synthesised at once: an event seen by more stations is made (and written) in pieces."""
+
+
 @dataclass
 class _Recording:
-    """Everything the network has written or counted so far."""
+    """Counts of what the network has written so far; truth and picks rows go straight to their CSVs."""
 
+    truth: Path
+    picks: Path
     files: list[Path] = field(default_factory=list)
-    truth_rows: list[tuple[Any, ...]] = field(default_factory=list)
-    pick_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    n_observations: int = 0
     n_traces: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"1C": 0, "3C": 0, "clipped_traces": 0})
+
+    def __post_init__(self) -> None:
+        pd.DataFrame(columns=TRUTH_COLUMNS).to_csv(self.truth, index=False)
+        pd.DataFrame(columns=PICK_COLUMNS).to_csv(self.picks, index=False)
+
+    def append(self, truth_rows: list[tuple[Any, ...]], pick_rows: list[tuple[Any, ...]]) -> None:
+        """Append one event's rows to the truth and picks CSVs."""
+        self.n_observations += len(truth_rows)
+        for path, rows, cols in (
+            (self.truth, truth_rows, TRUTH_COLUMNS),
+            (self.picks, pick_rows, PICK_COLUMNS),
+        ):
+            if rows:
+                pd.DataFrame(rows, columns=cols).to_csv(path, mode="a", header=False, index=False)
 
 
 def _observing_stations(
@@ -216,12 +238,45 @@ def _record_event(
     pick_fraction: float,
     min_stations: int,
 ) -> None:
-    """Synthesise one event at every station that sees it and write its miniSEED file."""
+    """Synthesise one event at every station that sees it and write its miniSEED file.
+
+    Stations are synthesised :data:`STATION_CHUNK` at a time and each piece is appended to the
+    file, so memory stays bounded however many stations see the event.
+    """
+    idx_all, d_km, az_es = _observing_stations(rng, st, ev, max_distance_km, min_stations)
+    if idx_all.size == 0:  # no station within max_distance_km: a catalogued event without recordings
+        return
+    truth_rows: list[tuple[Any, ...]] = []
+    pick_rows: list[tuple[Any, ...]] = []
+    with open(path, "wb") as fh:
+        for c0 in range(0, idx_all.size, STATION_CHUNK):
+            idx = idx_all[c0 : c0 + STATION_CHUNK]
+            _record_stations(rng, st, ev, tt, rec, fh, idx, d_km, az_es, truth_rows, pick_rows,
+                             pre_p_s=pre_p_s, post_p_s=post_p_s, pick_fraction=pick_fraction)  # fmt: skip
+    rec.append(truth_rows, pick_rows)
+    rec.files.append(path)
+
+
+def _record_stations(
+    rng: np.random.Generator,
+    st: _Stations,
+    ev: Any,
+    tt: Any,
+    rec: _Recording,
+    fh: Any,
+    idx: np.ndarray,
+    d_km: np.ndarray,
+    az_es: np.ndarray,
+    truth_rows: list[tuple[Any, ...]],
+    pick_rows: list[tuple[Any, ...]],
+    *,
+    pre_p_s: float,
+    post_p_s: float,
+    pick_fraction: float,
+) -> None:
+    """Synthesise event ``ev`` at stations ``idx`` and append their miniSEED records to ``fh``."""
     from obspy import Stream, Trace, UTCDateTime
 
-    idx, d_km, az_es = _observing_stations(rng, st, ev, max_distance_km, min_stations)
-    if idx.size == 0:  # no station within max_distance_km: a catalogued event without recordings
-        return
     deg = great_circle_deg(np.full(idx.size, ev.latitude), np.full(idx.size, ev.longitude),
                            st.latitude[idx], st.longitude[idx])  # fmt: skip
     tp = tt.p_time(deg, np.full(idx.size, ev.depth_km)) + st.delay[idx]
@@ -260,16 +315,15 @@ def _record_event(
         kind = "3C" if st.is3[s] else "1C"
         rec.counts[kind] += 1
         p_abs = UTCDateTime(float(ev.time_s + tp[j]))
-        rec.truth_rows.append(
+        truth_rows.append(
             (ev.event_id, NETWORK, srow.station, kind, float(d_km[s]),
              float(az_es[s]), str(p_abs), str(UTCDateTime(float(ev.time_s + ts[j]))))
         )  # fmt: skip
         if rng.random() < pick_fraction:
-            rec.pick_rows.append(
+            pick_rows.append(
                 (ev.event_id, NETWORK, srow.station, "P", str(p_abs + float(rng.normal(0, 0.03))))
             )
-    stream.write(str(path), format="MSEED", encoding="STEIM2", reclen=4096)
-    rec.files.append(path)
+    stream.write(fh, format="MSEED", encoding="STEIM2", reclen=4096)
 
 
 def generate_seismic_network(
@@ -299,7 +353,7 @@ def generate_seismic_network(
     tt = travel_time_table("iasp91", 5.0)
     stations = _layout_stations(rng, n_stations, three_component_fraction, rotated_fraction)
     events = _draw_events(rng, n_events, seed)
-    rec = _Recording()
+    rec = _Recording(truth=out / "truth.csv", picks=out / "picks.csv")
     event_rows: list[Any] = list(events.itertuples(index=False))
     for ev in event_rows:
         _record_event(
@@ -311,16 +365,6 @@ def generate_seismic_network(
     write_inventory(inventory, stations.table, NETWORK, FS)
     quakeml = out / "events.xml"
     write_quakeml(quakeml, events)
-    picks = out / "picks.csv"
-    pd.DataFrame(rec.pick_rows, columns=["event_id", "network", "station", "phase", "time"]).to_csv(
-        picks, index=False
-    )
-    truth = out / "truth.csv"
-    pd.DataFrame(
-        rec.truth_rows,
-        columns=["event_id", "network", "station", "sensor_type", "distance_km", "azimuth_event_to_station_deg",
-                 "p_time", "s_time"],
-    ).to_csv(truth, index=False)  # fmt: skip
     readme = out / "README.md"
     readme.write_text(
         README.format(
@@ -333,7 +377,7 @@ def generate_seismic_network(
             net=NETWORK,
             n_1c=int((~stations.is3).sum()),
             n_3c=int(stations.is3.sum()),
-            n_obs=len(rec.truth_rows),
+            n_obs=rec.n_observations,
             n_traces=rec.n_traces,
         )
     )
@@ -342,13 +386,13 @@ def generate_seismic_network(
         waveform_files=rec.files,
         inventory=inventory,
         events=quakeml,
-        picks=picks,
-        truth=truth,
+        picks=rec.picks,
+        truth=rec.truth,
         readme=readme,
         seed=seed,
         n_stations=n_stations,
         n_events=n_events,
-        n_observations=len(rec.truth_rows),
+        n_observations=rec.n_observations,
         n_channel_traces=rec.n_traces,
         counts=rec.counts,
     )

@@ -210,7 +210,7 @@ def test_kill_9_during_seismic_curation(tmp_path: Path) -> None:
     out = work / "s.zarr"
     args = _emin("curate", "seismic", "--no-prefect", "--waveforms", str(net.waveform_glob),
                  "--inventory", str(net.inventory), "--events", str(net.events), "--picks", str(net.picks),
-                 "--out", str(out), "--keep-all-errors", "--batch-files", "4", "--publish", "seis")  # fmt: skip
+                 "--out", str(out), "--keep-all-errors", "--unit-mb", "0.5", "--publish", "seis")  # fmt: skip
     rng = random.Random(5)
     for _ in range(3):
         _kill_after(args, root, rng.uniform(0.5, 8.0))

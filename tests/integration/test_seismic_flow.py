@@ -56,7 +56,7 @@ def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_pa
     params = SeismicCurationParams(max_horizontal_error_km=None)
     kw = dict(inventory=str(net.inventory), events=str(net.events), picks=str(net.picks), params=params)
     files = [str(p) for p in net.waveform_files]
-    summary = curate_seismic_flow(waveforms=files, out=str(tmp_path / "f.zarr"), batch_files=2, **kw)
+    summary = curate_seismic_flow(waveforms=files, out=str(tmp_path / "f.zarr"), unit_mb=1e-6, **kw)
     assert summary.published and summary.n_added > 0
     assert validate_seismic_store(tmp_path / "f.zarr") == []
     ref = tmp_path / "l.zarr"
@@ -65,7 +65,7 @@ def test_flow_matches_library_and_reingest_is_noop(prefect_harness: None, tmp_pa
     a, b = open_store(tmp_path / "f.zarr"), open_store(ref)
     assert (a["spectrogram"].values == b["spectrogram"].values).all()
     before = store_digest(tmp_path / "f.zarr")
-    again = curate_seismic_flow(waveforms=files, out=str(tmp_path / "f.zarr"), batch_files=2, **kw)
+    again = curate_seismic_flow(waveforms=files, out=str(tmp_path / "f.zarr"), unit_mb=1e-6, **kw)
     assert again.published is False and store_digest(tmp_path / "f.zarr") == before
 
 
@@ -83,7 +83,7 @@ def test_batches_on_two_dask_workers_equal_the_library_run(prefect_harness: None
     curate_seismic(inputs, tmp_path / "library.zarr", params)
     summary = curate_seismic_flow(
         waveforms=[str(p) for p in net.waveform_files], inventory=str(net.inventory), events=str(net.events),
-        picks=str(net.picks), params=params, out=str(tmp_path / "dask.zarr"), batch_files=3, workers=2,
+        picks=str(net.picks), params=params, out=str(tmp_path / "dask.zarr"), unit_mb=0.4, workers=2,
     )  # fmt: skip
     assert summary.published and summary.n_added > 0
     assert store_digest(tmp_path / "dask.zarr") == store_digest(tmp_path / "library.zarr")

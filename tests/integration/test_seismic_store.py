@@ -188,7 +188,7 @@ def test_crash_mid_append_keeps_old_store_and_rerun_completes(
             raise RuntimeError(f"simulated crash at {where}")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        curate_seismic(inputs(net), out, PARAMS, batch_files=2, hook=crash)
+        curate_seismic(inputs(net), out, PARAMS, unit_mb=1e-6, hook=crash)
     assert store_digest(out) == before
     assert validate_seismic_store(out) == []
     assert not list(tmp_path.glob(".c.zarr.*"))

@@ -1,0 +1,292 @@
+"""Benchmark: seismic curation against its unavoidable parts, 1 vs 2 Dask workers, and the Utah-scale network.
+
+One run prints, all measured in that run:
+
+1. the machine: cores, load average, and the CPU ceiling (how much faster 2 processes run a
+   CPU-bound loop than 1 right now, :func:`scale.cpu_ceiling`);
+2. on the demo network (``--net``, generated 200 stations x 400 events on first use):
+   ``obspy.read`` of every file alone (page cache warm), then the end-to-end ``--no-prefect``
+   curation (:func:`pipeline.seismic.curate.curate_seismic`) and its ratio to the read, with
+   the time split;
+3. writing the store (every chunk of every array: the units' region writes, the shared chunks
+   and the coordinates at commit) against compressing the same arrays with the same codec and
+   chunks into a Zarr ``MemoryStore``;
+4. the units on a Dask ``LocalCluster`` of 1 and of 2 worker processes (cluster started and
+   imports warmed apart; the driver runs in a Dask task, as in the flow's ``curate-units``
+   task): times, the speed-up beside the CPU ceiling, and whether the two stores are equal
+   byte for byte;
+5. the Utah-scale network (``--utah``, ``emin synth seismic --stations 1500 --events 3000``)
+   curated on a 2-worker cluster: traces, sizes, wall time and the peak resident memory of
+   this process and every child (the cluster's workers), sampled every 0.2 s.
+
+Usage: ``python bench/seismic_scale.py [--net DIR] [--utah DIR] [--unit-mb 16] [--no-utah]``
+(``bench/scale.py --seismic-scale`` runs it too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="WARNING")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+OUT = ROOT / "bench" / "out"
+DEMO = OUT / "seismic_demo"
+UTAH = OUT / "seismic_scale"
+
+
+def demo_network(net_dir: Path) -> Path:
+    """The 200-station, 400-event demo network under ``net_dir`` (generated once)."""
+    from pipeline.synthetic.seismic_network import generate_seismic_network
+
+    if not (net_dir / "README.md").exists():
+        start = time.perf_counter()
+        generate_seismic_network(net_dir, seed=0, n_stations=200, n_events=400)
+        print(f"generated {net_dir} in {time.perf_counter() - start:.0f} s", flush=True)
+    return net_dir
+
+
+def network_inputs(net_dir: Path) -> Any:
+    """SeismicInputs of a generated network."""
+    from schemas.seismic import SeismicInputs
+
+    return SeismicInputs.from_glob(
+        str(net_dir / "waveforms" / "*.mseed"),
+        net_dir / "stations.xml",
+        net_dir / "events.xml",
+        net_dir / "picks.csv",
+    )
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Wall time and result of ``fn()``."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def obspy_read_all(files: list[Path]) -> int:
+    """Read every file with ``obspy.read`` (nothing else); returns the trace count."""
+    import obspy
+
+    return sum(len(obspy.read(str(f))) for f in files)
+
+
+def memory_compression(store: Path) -> tuple[float, int]:
+    """Seconds to compress every array of ``store`` (same chunks, same codecs) into a MemoryStore."""
+    import zarr
+
+    src = zarr.open_group(str(store), mode="r")
+    arrays = {}
+    for path, arr in src.arrays():
+        arrays[path] = (arr, np.asarray(arr[...]))
+    for name, arr in src["rejects"].arrays():
+        arrays[f"rejects/{name}"] = (arr, np.asarray(arr[...]))
+    mem = zarr.storage.MemoryStore()
+    dst = zarr.open_group(mem, mode="w", zarr_format=3)
+    start = time.perf_counter()
+    for path, (arr, values) in arrays.items():
+        out = dst.create_array(
+            path,
+            shape=arr.shape,
+            dtype=arr.dtype,
+            chunks=arr.chunks,
+            compressors=arr.compressors,
+            serializer=arr.serializer,
+            fill_value=arr.fill_value,
+        )
+        out[...] = values
+    return time.perf_counter() - start, sum(v.nbytes for _, v in arrays.values())
+
+
+def _drive(target: str, inputs: Any, unit_mb: float) -> dict[str, float]:
+    """The flow's curate-units task without Prefect (runs in a Dask task): metadata, units, commit."""
+    from flows.runners import unit_runner
+    from pipeline.seismic.curate import curate_units
+    from pipeline.seismic.store import SeismicStoreWriter
+    from pipeline.seismic.windows import metadata_for
+    from schemas.seismic import SeismicCurationParams
+
+    params = SeismicCurationParams()
+    start = time.perf_counter()
+    meta = metadata_for(inputs, params)
+    t_meta = time.perf_counter() - start
+    writer = SeismicStoreWriter(target, params)
+    _, timings = curate_units(writer, inputs, meta, unit_mb=unit_mb, runner=unit_runner())
+    return {"metadata": t_meta, **timings}  # read/preprocess/spectrogram/write: summed over the workers
+
+
+def on_cluster(
+    n_workers: int, target: Path, inputs: Any, unit_mb: float
+) -> tuple[float, float, dict[str, float]]:
+    """(cluster start, curation wall, time split) of the units on a fresh LocalCluster of ``n_workers``."""
+    from distributed import Client, LocalCluster
+
+    from flows.runners import use_malloc_env
+
+    shutil.rmtree(target, ignore_errors=True)
+    use_malloc_env()  # as make_task_runner does for the flow's local cluster
+    start = time.perf_counter()
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, Client(cluster) as client:
+        client.run(lambda: __import__("pipeline.seismic.curate") and __import__("flows.runners"))
+        started = time.perf_counter() - start
+        wall, timings = timed(
+            lambda: client.submit(_drive, str(target), inputs, unit_mb, pure=False).result()
+        )
+    return started, wall, timings
+
+
+def same_bytes(a: Path, b: Path) -> tuple[bool, int]:
+    """Whether two stores hold the same files with the same bytes, and how many files."""
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa), len(fa)
+
+
+class PeakRSS:
+    """Peak resident memory of this process plus all its children, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.peak = 0
+        self.peak_single = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        rss = []
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                rss.append(p.memory_info().rss)
+            except psutil.Error:
+                continue
+        self.peak = max(self.peak, sum(rss))
+        self.peak_single = max(self.peak_single, max(rss, default=0))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def du(path: Path) -> float:
+    """GB of files under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e9
+
+
+def run(net_dir: Path, utah: Path | None, unit_mb: float) -> None:
+    """Every measurement of the module docstring, printed as it is made."""
+    from scale import cpu_ceiling
+
+    from pipeline.publishing.zarr_io import open_store
+    from pipeline.seismic.curate import curate_seismic
+    from schemas.seismic import SeismicCurationParams
+
+    print(f"cpus: {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"CPU ceiling: 2 processes run a CPU-bound loop {cpu_ceiling():.2f}x faster than 1 right now",
+        flush=True,
+    )
+    inputs = network_inputs(demo_network(net_dir))
+    files = sorted(inputs.waveforms)
+    size = sum(f.stat().st_size for f in files) / 1e6
+    obspy_read_all(files)  # page cache warm for both
+    t_read, n_channel = timed(lambda: obspy_read_all(files))
+    out = DEMO / "e2e.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    t_e2e, summary = timed(lambda: curate_seismic(inputs, out, SeismicCurationParams(), unit_mb=unit_mb))
+    print(
+        f"\ndemo network {net_dir}: {len(files)} files, {size:.0f} MB, {n_channel} channel traces", flush=True
+    )
+    print(f"  obspy.read alone            : {t_read:7.2f} s", flush=True)
+    print(
+        f"  curation end to end (--no-prefect, unit {unit_mb:g} MB): {t_e2e:7.2f} s = {t_e2e / t_read:.2f}x obspy.read "
+        f"(target <= 5x); {summary.n_added} traces stored, {summary.n_new_rejects} rejects",
+        flush=True,
+    )
+    print("    " + ", ".join(f"{k} {v:.2f} s" for k, v in summary.timings_s.items()), flush=True)
+    t_mem, n_bytes = memory_compression(out)
+    t_write = summary.timings_s["write"]
+    print(
+        f"  writing the store           : {t_write:7.2f} s vs {t_mem:.2f} s compressing the same "
+        f"{n_bytes / 1e6:.0f} MB with the same codec in memory = {t_write / t_mem:.2f}x (target <= 1.5x)",
+        flush=True,
+    )
+    stores = {n: DEMO / f"dask{n}.zarr" for n in (1, 2)}
+    walls = {}
+    for n, target in stores.items():
+        started, walls[n], split = on_cluster(n, target, inputs, unit_mb)
+        print(
+            f"  {n} Dask worker(s)           : {walls[n]:7.2f} s (cluster start {started:.2f} s, apart; "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
+            + ", unit stages summed over workers)",
+            flush=True,
+        )
+    equal, n_files = same_bytes(stores[1], stores[2])
+    print(
+        f"  2 workers vs 1              : {walls[1] / walls[2]:.2f}x (target >= 1.7x; CPU ceiling now "
+        f"{cpu_ceiling():.2f}x); stores byte-identical: {equal} ({n_files} files)",
+        flush=True,
+    )
+    if utah is None:
+        return
+    uinputs = network_inputs(utah)
+    usize = du(utah / "waveforms")
+    target = OUT / "seismic_scale.zarr"
+    with PeakRSS() as rss:
+        started, wall, split = on_cluster(2, target, uinputs, unit_mb)
+    n_traces = open_store(target).sizes["trace"]
+    print(
+        f"\nUtah-scale network {utah}: {len(uinputs.waveforms)} files, {usize:.2f} GB of miniSEED\n"
+        f"  2 Dask workers: {wall:.0f} s ({n_traces} traces stored, {du(target):.2f} GB store; cluster start "
+        f"{started:.1f} s); peak RSS {rss.peak / 2**30:.2f} GiB, this process and its workers together "
+        f"(largest process {rss.peak_single / 2**30:.2f} GiB; target < 4 GB)\n    "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
+        + " (unit stages summed over workers)",
+        flush=True,
+    )
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    from pipeline.seismic.units import DEFAULT_UNIT_MB
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--net", type=Path, default=DEMO / "net", help="demo network (generated when absent)")
+    ap.add_argument("--utah", type=Path, default=UTAH, help="Utah-scale network (emin synth seismic output)")
+    ap.add_argument("--unit-mb", type=float, default=DEFAULT_UNIT_MB)
+    ap.add_argument("--no-utah", action="store_true", help="skip the Utah-scale run")
+    args = ap.parse_args()
+    utah = None if args.no_utah else args.utah
+    if utah is not None and not (utah / "README.md").exists():
+        sys.exit(f"no network at {utah}: emin synth seismic --out {utah} --stations 1500 --events 3000")
+    run(args.net, utah, args.unit_mb)
+
+
+if __name__ == "__main__":
+    main()
