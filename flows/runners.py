@@ -12,7 +12,7 @@ fanned-out tasks run:
 Inside a task, :func:`window_runner` fans one raster's window groups out further, and
 :func:`unit_runner` a seismic curation's work units: as plain Dask futures on the whole
 cluster when the task runs on a Dask worker (milliseconds per unit, against ~0.1–0.2 s per
-Prefect task run), one after the other in the task otherwise.
+Prefect task run); otherwise in the task (window groups by a thread pool, units in turn).
 
 GPU work asks for a ``GPU`` worker resource with :func:`gpu_resources`; only workers
 started with ``--resources GPU=1`` run it (see docs/orchestration.md).
@@ -133,7 +133,7 @@ def window_runner() -> tuple[int, GroupRunner]:
     """``(workers, runner)`` for a raster's window groups, from where the calling task runs.
 
     On a Dask worker: the cluster's thread count and :func:`run_on_cluster`; anywhere else
-    (threads, ``--no-prefect``): ``(1, run_here)``, the same units one after the other.
+    (threads, ``--no-prefect``): ``(1, run_here)``, the units read by a thread pool in the task.
     """
     from pipeline.io.raster import run_here
 
