@@ -42,7 +42,7 @@ from pipeline.publishing.manifest import (
     jsonable,
     prepared_for_publish,
 )
-from pipeline.publishing.zarr_io import register_temporary, write_zarr
+from pipeline.publishing.zarr_io import register_temporary, remove_temporary, write_zarr
 from pipeline.version import code_version
 
 MANIFEST_VERSION = 1
@@ -296,7 +296,9 @@ def publish_dataset(
         version = _install(fs, folder, tmp, short, name, main, children, arrays, digest, files,
                            input_checksums, parameters)  # fmt: skip
     finally:
-        if fs.exists(tmp):
+        if _is_local(fs):
+            remove_temporary(Path(tmp))
+        elif fs.exists(tmp):
             fs.rm(tmp, recursive=True)
     created = version is not None
     if version is None:  # a concurrent publish of identical content won

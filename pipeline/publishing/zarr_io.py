@@ -7,6 +7,7 @@ versioned copies under a dataset root) is :mod:`pipeline.publishing.versions`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -328,6 +329,51 @@ def target_lock(target: str | Path, *, timeout_s: float = 600.0) -> Iterator[Non
         os.close(fd)
 
 
+def _settle_zarr_io(timeout_s: float = 5.0) -> None:
+    """Cancel zarr's in-flight I/O and wait for it to stop.
+
+    zarr-python runs its I/O as coroutines on an event loop in its own thread: a Ctrl-C ends
+    this thread's wait for a write, not the write, which would go on filling (and re-creating)
+    the temporary being removed. Called only once the run is interrupted, when every write
+    of this process is to be abandoned.
+    """
+    from zarr.core import sync as zarr_sync  # the loop is module state of zarr-python 3
+
+    loop = zarr_sync.loop[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout_s)
+
+
+def remove_temporary(tmp: Path, *, timeout_s: float = 5.0) -> None:
+    """Delete the product's temporary ``tmp`` for good, even while a write into it winds down.
+
+    After an interrupt zarr's pending writes are cancelled first; then ``tmp`` is removed until
+    it stays gone (a chunk file still being written can re-create its folder), for at most
+    ``timeout_s``. Whatever survives stays registered, and ``emin publish gc`` removes it.
+    """
+    if not (tmp.exists() or interrupt.interrupted()):
+        return
+    if interrupt.interrupted():
+        _settle_zarr_io(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not interrupt.interrupted() and not tmp.exists():
+            return
+        time.sleep(0.1)  # a write that was in flight finishes within this; then it is gone for good
+        if not tmp.exists() or time.monotonic() > deadline:
+            return
+
+
 def swap_into_place(tmp: Path, target: Path) -> None:
     """Move a complete store at ``tmp`` to ``target``, replacing any previous one.
 
@@ -379,5 +425,4 @@ def write_atomically(
         interrupt.check()
         swap_into_place(tmp, target)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove_temporary(tmp)

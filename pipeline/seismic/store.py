@@ -73,6 +73,7 @@ from pipeline.publishing.zarr_io import (
     mark_temporary,
     open_store,
     register_temporary,
+    remove_temporary,
     swap_into_place,
     temporary_sibling,
 )
@@ -504,7 +505,7 @@ class SeismicStoreWriter:
     def abort(self) -> None:
         """Drop the temporary version; the published store is untouched."""
         if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_temporary(self.tmp)
             self.tmp = None
 
     def commit(self, input_checksums: dict[str, str]) -> bool:

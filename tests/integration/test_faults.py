@@ -348,3 +348,35 @@ def select_ready(stream: Any) -> bool:
     import select
 
     return bool(select.select([stream], [], [], 0)[0])
+
+
+def test_ctrl_c_during_a_zarr_write_leaves_no_temporary(tmp_path: Path) -> None:
+    """zarr writes on its own I/O thread: a Ctrl-C ends the wait, not the write, which must not
+    go on re-creating the temporary that the interrupted run removes."""
+    script = (
+        "import sys, numpy as np, xarray as xr\n"
+        "from pipeline import interrupt\n"
+        "from pipeline.publishing.zarr_io import write_atomically, write_zarr\n"
+        "interrupt.install()\n"
+        "ds = xr.Dataset({f'v{i}': (('a', 'b'), np.random.default_rng(i).random((2000, 2000), np.float32))\n"
+        "                 for i in range(6)}, attrs={'emin_kind': 'test'})\n"
+        "print('writing', flush=True)\n"
+        "with write_atomically(sys.argv[1], kind='test') as tmp:\n"
+        "    write_zarr(ds, tmp, chunks={'a': 50, 'b': 50})\n"
+    )
+    rng = random.Random(9)
+    out = tmp_path / "o.zarr"
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(out)], env=_env(tmp_path / "root"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+        deadline = time.monotonic() + 60
+        while not any(tmp_path.glob(".o.zarr.tmp-*/v*/c")) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until chunks are being written
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode != 0, "the write finished before the signal (make the arrays bigger)"
+        time.sleep(1.0)  # a write still in flight would re-create the folder by now
+        assert _leftovers(tmp_path) == [], stderr[-2000:]
+        assert not out.exists()
