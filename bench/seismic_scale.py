@@ -28,6 +28,7 @@ Usage: ``python bench/seismic_scale.py [--net DIR] [--utah DIR] [--unit-mb 8] [-
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -135,6 +136,7 @@ def start_cluster(n_workers: int) -> tuple[Any, Any, float]:
 
     from flows.runners import use_malloc_env
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter on close
     use_malloc_env()  # as make_task_runner does for the flow's local cluster
     start = time.perf_counter()
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
