@@ -16,12 +16,14 @@ One run prints, all measured in that run:
    task): times, the speed-up beside the CPU ceiling, and whether the two stores are equal
    byte for byte;
 5. the Utah-scale network (``--utah``, ``emin synth seismic --stations 1500 --events 3000``)
-   curated on a 2-worker cluster: traces, sizes, wall time and the peak resident memory of
-   this process and every child (the cluster's workers), sampled every 0.2 s.
+   curated on a cluster of each of ``--utah-workers`` (default 2; ``1,2`` adds the speed-up at
+   scale and the byte comparison of the two stores): traces, sizes, wall time and the peak
+   resident memory of this process and every child (the cluster's workers), sampled every 0.2 s.
 
 Demo-network timings are the best of ``--repeats`` (default 3), alternated (read and curation;
 1 and 2 workers on two clusters kept running), as the machine may be shared.
-Usage: ``python bench/seismic_scale.py [--net DIR] [--utah DIR] [--unit-mb 8] [--repeats 3] [--no-utah]``
+Usage: ``python bench/seismic_scale.py [--net DIR] [--utah DIR] [--unit-mb 8] [--repeats 3] [--no-utah]
+[--utah-workers 2]``
 (``bench/scale.py --seismic-scale`` runs it too).
 """
 
@@ -201,7 +203,7 @@ def du(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e9
 
 
-def run(net_dir: Path, utah: Path | None, unit_mb: float, repeats: int) -> None:
+def run(net_dir: Path, utah: Path | None, unit_mb: float, repeats: int, utah_workers: list[int]) -> None:
     """Every measurement of the module docstring, printed as it is made."""
     from scale import cpu_ceiling
 
@@ -275,22 +277,33 @@ def run(net_dir: Path, utah: Path | None, unit_mb: float, repeats: int) -> None:
         return
     uinputs = network_inputs(utah)
     usize = du(utah / "waveforms")
-    target = OUT / "seismic_scale.zarr"
-    with PeakRSS() as rss:
-        cluster, client, started = start_cluster(2)
-        wall, split = on_cluster(client, target, uinputs, unit_mb)
-        client.close()
-        cluster.close()
-    n_traces = open_store(target).sizes["trace"]
     print(
-        f"\nUtah-scale network {utah}: {len(uinputs.waveforms)} files, {usize:.2f} GB of miniSEED\n"
-        f"  2 Dask workers: {wall:.0f} s ({n_traces} traces stored, {du(target):.2f} GB store; cluster start "
-        f"{started:.1f} s); peak RSS {rss.peak / 2**30:.2f} GiB, this process and its workers together "
-        f"(largest process {rss.peak_single / 2**30:.2f} GiB; target < 4 GB)\n    "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
-        + " (unit stages summed over workers)",
-        flush=True,
+        f"\nUtah-scale network {utah}: {len(uinputs.waveforms)} files, {usize:.2f} GB of miniSEED", flush=True
     )
+    uwalls: dict[int, float] = {}
+    for n in utah_workers:
+        target = OUT / ("seismic_scale.zarr" if n == 2 else f"seismic_scale-{n}w.zarr")
+        with PeakRSS() as rss:
+            cluster, client, started = start_cluster(n)
+            uwalls[n], split = on_cluster(client, target, uinputs, unit_mb)
+            client.close()
+            cluster.close()
+        n_traces = open_store(target).sizes["trace"]
+        print(
+            f"  {n} Dask worker(s): {uwalls[n]:.0f} s ({n_traces} traces stored, {du(target):.2f} GB store; cluster "
+            f"start {started:.1f} s); peak RSS {rss.peak / 2**30:.2f} GiB, this process and its workers together "
+            f"(largest process {rss.peak_single / 2**30:.2f} GiB; target < 4 GB)\n    "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
+            + " (unit stages summed over workers)",
+            flush=True,
+        )
+    if {1, 2} <= set(uwalls):
+        equal, n_files = same_bytes(OUT / "seismic_scale-1w.zarr", OUT / "seismic_scale.zarr")
+        print(
+            f"  2 workers vs 1 at Utah scale: {uwalls[1] / uwalls[2]:.2f}x (target >= 1.7x; CPU ceiling now "
+            f"{cpu_ceiling():.2f}x); stores byte-identical: {equal} ({n_files} files)",
+            flush=True,
+        )
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
@@ -304,11 +317,16 @@ def main() -> None:
     ap.add_argument("--unit-mb", type=float, default=DEFAULT_UNIT_MB)
     ap.add_argument("--no-utah", action="store_true", help="skip the Utah-scale run")
     ap.add_argument("--repeats", type=int, default=3, help="best of N for the demo network's timings")
+    ap.add_argument(
+        "--utah-workers",
+        default="2",
+        help="comma-separated Dask worker counts for the Utah-scale run (e.g. 1,2)",
+    )
     args = ap.parse_args()
     utah = None if args.no_utah else args.utah
     if utah is not None and not (utah / "README.md").exists():
         sys.exit(f"no network at {utah}: emin synth seismic --out {utah} --stations 1500 --events 3000")
-    run(args.net, utah, args.unit_mb, args.repeats)
+    run(args.net, utah, args.unit_mb, args.repeats, [int(n) for n in args.utah_workers.split(",") if n])
 
 
 if __name__ == "__main__":
