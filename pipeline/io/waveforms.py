@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInputError, SchemaError
+from pipeline.io.quakeml import EventRecord, PickRecord, read_quakeml
 
 
 @dataclass(frozen=True)
@@ -188,21 +189,61 @@ def _short_id(resource_id: str) -> str:
     return tail or resource_id
 
 
-def _horizontal_error_km(origin: Any) -> float:
-    ou = origin.origin_uncertainty
-    if ou is not None:
-        for attr in ("horizontal_uncertainty", "max_horizontal_uncertainty"):
-            v = getattr(ou, attr, None)
-            if v is not None:
-                return float(v) / 1000.0
-    lat_e = origin.latitude_errors.uncertainty if origin.latitude_errors else None
-    lon_e = origin.longitude_errors.uncertainty if origin.longitude_errors else None
+def _horizontal_error_km(ev: EventRecord) -> float:
+    """The origin's horizontal uncertainty (km): originUncertainty's, else the larger of its
+    latitude and longitude uncertainties in km, else NaN."""
+    if ev.horizontal_uncertainty_m is not None:
+        return ev.horizontal_uncertainty_m / 1000.0
+    lat_e, lon_e = ev.latitude_uncertainty_deg, ev.longitude_uncertainty_deg
     if lat_e is not None or lon_e is not None:
         km = 111.19
         a = (lat_e or 0.0) * km
-        b = (lon_e or 0.0) * km * math.cos(math.radians(origin.latitude))
+        b = (lon_e or 0.0) * km * math.cos(math.radians(ev.latitude or 0.0))
         return float(max(a, b))
     return float("nan")
+
+
+def _event_record(ev: Any) -> EventRecord:
+    """What curation takes of an obspy Event (catalog formats other than QuakeML 1.2)."""
+    origin = ev.preferred_origin() or (ev.origins[0] if ev.origins else None)
+    mag = ev.preferred_magnitude() or (ev.magnitudes[0] if ev.magnitudes else None)
+    picks = [
+        PickRecord(p.phase_hint or "", p.waveform_id.network_code or "", p.waveform_id.station_code or "",
+                   float(p.time.timestamp))
+        for p in ev.picks
+        if p.waveform_id is not None and p.time is not None
+    ]  # fmt: skip
+    if origin is None:
+        return EventRecord(str(ev.resource_id.id), magnitude=None if mag is None else mag.mag, picks=picks)
+    ou = origin.origin_uncertainty
+    horizontal = None
+    if ou is not None:
+        horizontal = ou.horizontal_uncertainty
+        if horizontal is None:
+            horizontal = ou.max_horizontal_uncertainty
+    return EventRecord(
+        str(ev.resource_id.id),
+        origin_time_s=None if origin.time is None else float(origin.time.timestamp),
+        latitude=origin.latitude,
+        longitude=origin.longitude,
+        depth_m=origin.depth,
+        magnitude=None if mag is None else mag.mag,
+        horizontal_uncertainty_m=horizontal,
+        latitude_uncertainty_deg=origin.latitude_errors.uncertainty if origin.latitude_errors else None,
+        longitude_uncertainty_deg=origin.longitude_errors.uncertainty if origin.longitude_errors else None,
+        picks=picks,
+    )
+
+
+def _event_records(path: Path, what: str, fix: str) -> list[EventRecord]:
+    """The events of a catalog: QuakeML 1.2 read lean (:mod:`pipeline.io.quakeml`), any other
+    format through obspy."""
+    records = read_quakeml(path)
+    if records is None:
+        import obspy
+
+        records = [_event_record(ev) for ev in _obspy_read(obspy.read_events, path, what, fix)]
+    return records
 
 
 def _read_csv(path: Path, what: str, **kw: Any) -> pd.DataFrame:
@@ -295,28 +336,22 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
                 )
             )
     else:
-        import obspy
-
         fix = "pass a QuakeML file (or a CSV with event_id,time,latitude,longitude,depth_km,...)"
-        cat = _obspy_read(obspy.read_events, path, "event catalog", fix)
         rows = []
-        for ev in cat:
-            eid = _short_id(str(ev.resource_id.id))
-            origin = ev.preferred_origin() or (ev.origins[0] if ev.origins else None)
-            if origin is None or origin.time is None or origin.latitude is None or origin.longitude is None:
+        for ev in _event_records(path, "event catalog", fix):
+            eid = _short_id(ev.public_id)
+            if ev.origin_time_s is None or ev.latitude is None or ev.longitude is None:
                 rejects.append(Reject(f"event:{eid}", "no_origin", "event has no usable origin", path.name))
                 continue
-            mag = ev.preferred_magnitude() or (ev.magnitudes[0] if ev.magnitudes else None)
-            depth_km = 0.0 if origin.depth is None else float(origin.depth) / 1000.0
             rows.append(
                 (
                     eid,
-                    float(origin.time.timestamp),
-                    float(origin.latitude),
-                    float(origin.longitude),
-                    depth_km,
-                    float("nan") if mag is None else float(mag.mag),
-                    _horizontal_error_km(origin),
+                    ev.origin_time_s,
+                    float(ev.latitude),
+                    float(ev.longitude),
+                    0.0 if ev.depth_m is None else float(ev.depth_m) / 1000.0,
+                    float("nan") if ev.magnitude is None else float(ev.magnitude),
+                    _horizontal_error_km(ev),
                 )
             )
     events = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
@@ -348,15 +383,12 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
                 t = _utc_seconds(r.time, path, line, "time")
                 picks[key] = min(t, picks.get(key, t))
         return picks
-    import obspy
-
     fix = "pass QuakeML picks, or a CSV with event_id,network,station,phase,time"
-    cat = _obspy_read(obspy.read_events, path, "picks", fix)
-    for ev in cat:
-        eid = _short_id(str(ev.resource_id.id))
+    for ev in _event_records(path, "picks", fix):
+        eid = _short_id(ev.public_id)
         for p in ev.picks:
-            if p.phase_hint and p.phase_hint.upper().startswith("P") and p.waveform_id is not None:
-                key = (eid, p.waveform_id.network_code or "", p.waveform_id.station_code or "")
-                t = float(p.time.timestamp)
+            if p.phase_hint.upper().startswith("P"):
+                key = (eid, p.network, p.station)
+                t = p.time_s
                 picks[key] = min(t, picks.get(key, t))
     return picks

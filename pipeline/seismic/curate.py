@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,10 +89,24 @@ def input_checksums_for(inputs: SeismicInputs, known: dict[str, str] | None = No
 def run_here(
     units: Sequence[WorkUnit], job: UnitJob, place: Callable[[UnitHead], Placement]
 ) -> Iterator[UnitWritten]:
-    """The :data:`UnitRunner` of one process: each unit processed, placed and written in turn."""
-    for unit in units:
-        processed = process_unit(unit, job)
-        yield write_unit(processed, place(unit_head(processed, unit.index)))
+    """The :data:`UnitRunner` of one process: units processed and placed in turn, each written by
+    a writer thread while the next one is processed.
+
+    Compression and file writes release the GIL, so the write of unit ``k`` overlaps the reads
+    and filtering of unit ``k + 1`` (at most two units in memory). Closing the generator (an
+    error, Ctrl-C) waits for the write in flight, so nothing writes after the caller's abort.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="emin-unit-writer") as pool:  # its exit waits
+        in_flight: Future[UnitWritten] | None = None
+        for unit in units:
+            processed = process_unit(unit, job)
+            placement = place(unit_head(processed, unit.index))
+            if in_flight is not None:
+                yield in_flight.result()
+            in_flight = pool.submit(write_unit, processed, placement)
+            del processed
+        if in_flight is not None:
+            yield in_flight.result()
 
 
 def curate_units(
@@ -119,10 +135,11 @@ def curate_units(
         return writer.place(head)
 
     try:
-        for done, written in enumerate(runner(units, job, place), 1):
-            writer.finish(written)
-            if on_unit is not None:
-                on_unit(done, len(units))
+        with closing(runner(units, job, place)) as results:  # closed (its work settled) before an abort
+            for done, written in enumerate(results, 1):
+                writer.finish(written)
+                if on_unit is not None:
+                    on_unit(done, len(units))
         timings["write"] = writer.write_s
         t = time.perf_counter()
         published = writer.commit(input_checksums_for(inputs, checksums))
