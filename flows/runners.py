@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +185,7 @@ def unit_runner() -> UnitRunner:
 
 def run_units_on_cluster(
     units: Sequence[WorkUnit], job: UnitJob, place: Callable[[UnitHead], Placement]
-) -> Iterator[UnitWritten]:
+) -> Generator[UnitWritten, None, None]:
     """A :data:`~pipeline.seismic.curate.UnitRunner` for a task on a Dask worker.
 
     The job is scattered once; each unit is a ``process_unit`` future whose batch stays on the

@@ -29,7 +29,7 @@ from zarr.codecs import BloscCodec
 from pipeline import interrupt
 from pipeline.errors import ContractViolation, InputError, PublishError
 
-ZARR_FORMAT = 3
+ZARR_FORMAT: Literal[3] = 3
 
 
 def compressor() -> tuple[BloscCodec, ...]:

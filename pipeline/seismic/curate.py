@@ -8,8 +8,10 @@ fans the units out as Dask futures (:func:`flows.runners.run_units_on_cluster`).
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -17,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.checksums import file_sha256
+from pipeline.cpus import local_threads
 from pipeline.errors import InputError
 from pipeline.publishing.zarr_io import check_target, open_store, target_lock
-from pipeline.seismic.batch import UnitHead, UnitJob, process_unit, unit_head
+from pipeline.seismic.batch import TraceBatch, UnitHead, UnitJob, process_unit, unit_head
 from pipeline.seismic.store import Placement, SeismicStoreWriter, UnitWritten, WriteHook, write_unit
 from pipeline.seismic.units import DEFAULT_UNIT_MB, WorkUnit, plan_units
 from pipeline.seismic.windows import SeismicMetadata, metadata_for
 from schemas.seismic import EMIN_KIND, SeismicCurationParams, SeismicInputs
 
-UnitRunner = Callable[[Sequence[WorkUnit], UnitJob, Callable[[UnitHead], Placement]], Iterator[UnitWritten]]
+UnitRunner = Callable[
+    [Sequence[WorkUnit], UnitJob, Callable[[UnitHead], Placement]], Generator[UnitWritten, None, None]
+]
 """Runs units: processes each, places it through the callback (in unit order), writes it; yields
 each :class:`UnitWritten` as it is done. :func:`run_here` or a Dask runner (flows)."""
 ProgressCallback = Callable[[int, int], None]
@@ -87,26 +92,42 @@ def input_checksums_for(inputs: SeismicInputs, known: dict[str, str] | None = No
 
 
 def run_here(
-    units: Sequence[WorkUnit], job: UnitJob, place: Callable[[UnitHead], Placement]
-) -> Iterator[UnitWritten]:
-    """The :data:`UnitRunner` of one process: units processed and placed in turn, each written by
-    a writer thread while the next one is processed.
+    units: Sequence[WorkUnit],
+    job: UnitJob,
+    place: Callable[[UnitHead], Placement],
+    *,
+    threads: int | None = None,
+) -> Generator[UnitWritten, None, None]:
+    """The :data:`UnitRunner` of one process: units processed by ``threads`` threads (default one
+    per CPU, :func:`~pipeline.cpus.local_threads`), placed in unit order, each written by a
+    writer thread while the next ones are processed.
 
-    Compression and file writes release the GIL, so the write of unit ``k`` overlaps the reads
-    and filtering of unit ``k + 1`` (at most two units in memory). Closing the generator (an
-    error, Ctrl-C) waits for the write in flight, so nothing writes after the caller's abort.
+    The threads overlap what holds the GIL (obspy's parsing of the files) with what releases it
+    (filtering, FFTs, compression, file writes); at most ``threads + 2`` processed units are in
+    memory. Closing the generator (an error, Ctrl-C) cancels the units not started and waits
+    for the running ones and the write in flight, so nothing writes after the caller's abort.
     """
-    with ThreadPoolExecutor(1, thread_name_prefix="emin-unit-writer") as pool:  # its exit waits
+    n = max(1, min(threads or local_threads(), len(units)))
+    with (
+        ThreadPoolExecutor(n, thread_name_prefix="emin-unit") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="emin-unit-writer") as writer,
+    ):
+        ahead: deque[Future[tuple[TraceBatch, dict[str, str]]]] = deque()
         in_flight: Future[UnitWritten] | None = None
-        for unit in units:
-            processed = process_unit(unit, job)
-            placement = place(unit_head(processed, unit.index))
+        try:
+            for unit in units:
+                while len(ahead) < n and unit.index + len(ahead) < len(units):
+                    ahead.append(pool.submit(process_unit, units[unit.index + len(ahead)], job))
+                processed = ahead.popleft().result()
+                placement = place(unit_head(processed, unit.index))
+                if in_flight is not None:
+                    yield in_flight.result()
+                in_flight = writer.submit(write_unit, processed, placement)
+                del processed
             if in_flight is not None:
                 yield in_flight.result()
-            in_flight = pool.submit(write_unit, processed, placement)
-            del processed
-        if in_flight is not None:
-            yield in_flight.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def curate_units(
@@ -158,18 +179,21 @@ def curate_seismic(
     unit_mb: float = DEFAULT_UNIT_MB,
     hook: WriteHook | None = None,
     root: str | Path | None = None,
+    threads: int | None = None,
 ) -> CurationSummary:
     """Curate waveforms + inventory + events into (or append to) the spectrogram store at ``out``.
 
     ``out`` must not exist, be an empty folder, or hold a seismic store (appended to); the
-    append holds a lock on ``out`` and is swapped in atomically.
+    append holds a lock on ``out`` and is swapped in atomically. ``threads``: units processed
+    at once (:func:`run_here`; default one per CPU this process may use). The store does not
+    depend on it.
     """
     params = params or SeismicCurationParams()
     if not inputs.waveforms:
         raise InputError("no waveform files given", fix="check the --waveforms glob matches files")
     check_target(Path(out), kind=EMIN_KIND, append=True, root=root)
     with target_lock(out):
-        return _curate_locked(inputs, out, params, unit_mb=unit_mb, hook=hook, root=root)
+        return _curate_locked(inputs, out, params, unit_mb=unit_mb, hook=hook, root=root, threads=threads)
 
 
 def _curate_locked(
@@ -180,12 +204,14 @@ def _curate_locked(
     unit_mb: float,
     hook: WriteHook | None,
     root: str | Path | None,
+    threads: int | None,
 ) -> CurationSummary:
     t = time.perf_counter()
     meta = metadata_for(inputs, params)
     t_meta = time.perf_counter() - t
     writer = SeismicStoreWriter(out, params, hook=hook, root=root)
-    published, timings = curate_units(writer, inputs, meta, unit_mb=unit_mb)
+    runner = functools.partial(run_here, threads=threads)
+    published, timings = curate_units(writer, inputs, meta, unit_mb=unit_mb, runner=runner)
     return CurationSummary.of(
         writer, out=out, published=published, n_files=len(inputs.waveforms),
         timings_s={"metadata": t_meta, **timings},
