@@ -56,6 +56,20 @@ class EventRecord:
     picks: list[PickRecord] = field(default_factory=list)
 
 
+def utc_seconds(text: str, path: Path, where: str) -> float:
+    """An ISO 8601 time as POSIX seconds (obspy's parser); a SchemaError naming ``where`` otherwise."""
+    from obspy import UTCDateTime
+
+    try:
+        return float(UTCDateTime(text).timestamp)
+    except Exception:  # obspy raises TypeError/ValueError/its own for a bad time
+        raise SchemaError(
+            f"{where} is not a time: {text!r}",
+            path=path,
+            fix="give times in ISO 8601 UTC, e.g. 2021-03-04T05:06:07.89Z",
+        ) from None
+
+
 def read_quakeml(path: Path) -> list[EventRecord] | None:
     """The events of a QuakeML file, or ``None`` when ``path`` is not one (use obspy then).
 
@@ -148,19 +162,10 @@ class _Reader:
 
     def seconds(self, el: etree._Element | None, *names: str) -> float | None:
         """A time at ``names`` as POSIX seconds (parsed as obspy parses QuakeML times)."""
-        from obspy import UTCDateTime
-
         text = self.text(el, *names)
-        if text is None:
-            return None
-        try:
-            return float(UTCDateTime(text).timestamp)
-        except Exception:  # obspy raises TypeError/ValueError/its own for a bad time
-            raise SchemaError(
-                f"event {self.event}: {'/'.join(names)} is not a time: {text!r}",
-                path=self.path,
-                fix="give times in ISO 8601 UTC, e.g. 2021-03-04T05:06:07.89Z",
-            ) from None
+        return (
+            None if text is None else utc_seconds(text, self.path, f"event {self.event}: {'/'.join(names)}")
+        )
 
     def number(self, el: etree._Element | None, *names: str) -> float | None:
         text = self.text(el, *names)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInputError, SchemaError
-from pipeline.io.quakeml import EventRecord, PickRecord, read_quakeml
+from pipeline.io.quakeml import EventRecord, PickRecord, read_quakeml, utc_seconds
 
 
 @dataclass(frozen=True)
@@ -279,20 +279,6 @@ def _require_numeric(df: pd.DataFrame, col: str, path: Path) -> None:
         )
 
 
-def _utc_seconds(value: Any, path: Path, line: int, col: str) -> float:
-    """An ISO 8601 time as POSIX seconds; a clear error naming the line otherwise."""
-    from obspy import UTCDateTime
-
-    try:
-        return float(UTCDateTime(str(value)).timestamp)
-    except Exception as exc:  # obspy raises TypeError/ValueError/its own for a bad time
-        raise SchemaError(
-            f"column {col!r} at line {line} is not a time: {value!r}",
-            path=path,
-            fix="give times in ISO 8601 UTC, e.g. 2021-03-04T05:06:07.89Z",
-        ) from exc
-
-
 def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
     """Events as a table (EVENT_COLUMNS) from QuakeML (any obspy format) or CSV.
 
@@ -327,7 +313,7 @@ def load_catalog(path: str | Path) -> tuple[pd.DataFrame, list[Reject]]:
             rows.append(
                 (
                     eid,
-                    _utc_seconds(r.time, path, line, "time"),
+                    utc_seconds(str(r.time), path, f"column 'time' at line {line}"),
                     float(r.latitude),
                     float(r.longitude),
                     float(r.depth_km),
@@ -380,7 +366,7 @@ def load_picks(path: str | Path | None, events: pd.DataFrame) -> dict[tuple[str,
         for line, r in enumerate(df.itertuples(index=False), start=2):
             if str(r.phase).upper().startswith("P"):
                 key = (str(r.event_id), str(r.network), str(r.station))
-                t = _utc_seconds(r.time, path, line, "time")
+                t = utc_seconds(str(r.time), path, f"column 'time' at line {line}")
                 picks[key] = min(t, picks.get(key, t))
         return picks
     fix = "pass QuakeML picks, or a CSV with event_id,network,station,phase,time"
