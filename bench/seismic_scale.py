@@ -128,11 +128,13 @@ def memory_compression(store: Path, *, chunk_by_chunk: bool = False) -> tuple[fl
 
 def store_write(inputs: Any, target: Path, unit_mb: float) -> Callable[[], float]:
     """A function that writes ``target`` afresh from units processed once beforehand and returns
-    the writer's write time (region writes, shared chunks, coordinates, rejects, attributes,
-    consolidation: :attr:`SeismicStoreWriter.write_s`), nothing else running meanwhile."""
-    from pipeline.seismic.batch import UnitJob, process_unit, unit_head
-    from pipeline.seismic.curate import input_checksums_for
-    from pipeline.seismic.store import SeismicStoreWriter, write_unit
+    its wall time (placing, region writes, shared chunks, coordinates, rejects, attributes,
+    validation, consolidation), nothing else running meanwhile. The units
+    are written as :func:`~pipeline.seismic.curate.run_here` writes them (one writer thread per CPU)."""
+    from pipeline.cpus import local_threads
+    from pipeline.seismic.batch import UnitJob, process_unit
+    from pipeline.seismic.curate import input_checksums_for, write_placed
+    from pipeline.seismic.store import SeismicStoreWriter
     from pipeline.seismic.units import plan_units
     from pipeline.seismic.windows import metadata_for
     from schemas.seismic import SeismicCurationParams
@@ -145,12 +147,13 @@ def store_write(inputs: Any, target: Path, unit_mb: float) -> Callable[[], float
 
     def write() -> float:
         shutil.rmtree(target, ignore_errors=True)
+        start = time.perf_counter()
         writer = SeismicStoreWriter(target, params)
         writer.add_rejects(meta.rejects)
-        for unit, batch in zip(units, processed, strict=True):
-            writer.finish(write_unit(batch, writer.place(unit_head(batch, unit.index))))
+        for written in write_placed(enumerate(processed), writer.place, writers=local_threads()):
+            writer.finish(written)
         writer.commit(checksums)
-        return writer.write_s
+        return time.perf_counter() - start
 
     return write
 

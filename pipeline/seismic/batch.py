@@ -251,7 +251,11 @@ def process_files(
     return replace(batch, rejects=rejects, n_skipped=skipped)
 
 
-def process_unit(unit: WorkUnit, job: UnitJob) -> tuple[TraceBatch, dict[str, str]]:
+ProcessedUnit = tuple[TraceBatch, dict[str, str]]
+"""A processed work unit: its batch and each existing file's checksum (:func:`process_unit`)."""
+
+
+def process_unit(unit: WorkUnit, job: UnitJob) -> ProcessedUnit:
     """Read and process every file of one work unit; also each existing file's checksum (provenance)."""
     t = time.perf_counter()
     checksums = {str(p): "sha256:" + file_sha256(p) for p in unit.files if Path(p).exists()}
@@ -261,7 +265,7 @@ def process_unit(unit: WorkUnit, job: UnitJob) -> tuple[TraceBatch, dict[str, st
     return batch, checksums
 
 
-def unit_head(processed: tuple[TraceBatch, dict[str, str]], index: int) -> UnitHead:
+def unit_head(processed: ProcessedUnit, index: int) -> UnitHead:
     """What the writer needs of unit ``index`` to place it (the arrays stay where they were computed)."""
     batch, checksums = processed
     return UnitHead(index, batch.table, batch.rejects, batch.n_skipped, batch.timings_s, checksums)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from pipeline.checksums import file_sha256
 from pipeline.cpus import local_threads
 from pipeline.errors import InputError
 from pipeline.publishing.zarr_io import check_target, open_store, target_lock
-from pipeline.seismic.batch import TraceBatch, UnitHead, UnitJob, process_unit, unit_head
+from pipeline.seismic.batch import ProcessedUnit, UnitHead, UnitJob, process_unit, unit_head
 from pipeline.seismic.store import Placement, SeismicStoreWriter, UnitWritten, WriteHook, write_unit
 from pipeline.seismic.units import DEFAULT_UNIT_MB, WorkUnit, plan_units
 from pipeline.seismic.windows import SeismicMetadata, metadata_for
@@ -99,33 +99,55 @@ def run_here(
     threads: int | None = None,
 ) -> Generator[UnitWritten, None, None]:
     """The :data:`UnitRunner` of one process: units processed by ``threads`` threads (default one
-    per CPU, :func:`~pipeline.cpus.local_threads`), placed in unit order, each written by a
-    writer thread while the next ones are processed.
+    per CPU, :func:`~pipeline.cpus.local_threads`), placed in unit order and written by as many
+    writer threads (:func:`write_placed`) while the next ones are processed.
 
     The threads overlap what holds the GIL (obspy's parsing of the files) with what releases it
-    (filtering, FFTs, compression, file writes); at most ``threads + 2`` processed units are in
-    memory. Closing the generator (an error, Ctrl-C) cancels the units not started and waits
-    for the running ones and the write in flight, so nothing writes after the caller's abort.
+    (filtering, FFTs, compression, file writes); at most ``2 * threads + 1`` processed units are
+    in memory. Closing the generator (an error, Ctrl-C) cancels the units not started and waits
+    for the running ones and the writes in flight, so nothing writes after the caller's abort.
     """
     n = max(1, min(threads or local_threads(), len(units)))
-    with (
-        ThreadPoolExecutor(n, thread_name_prefix="emin-unit") as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="emin-unit-writer") as writer,
-    ):
-        ahead: deque[Future[tuple[TraceBatch, dict[str, str]]]] = deque()
-        in_flight: Future[UnitWritten] | None = None
-        try:
+    with ThreadPoolExecutor(n, thread_name_prefix="emin-unit") as pool:
+        ahead: deque[Future[ProcessedUnit]] = deque()
+
+        def processed() -> Iterator[tuple[int, ProcessedUnit]]:
             for unit in units:
                 while len(ahead) < n and unit.index + len(ahead) < len(units):
                     ahead.append(pool.submit(process_unit, units[unit.index + len(ahead)], job))
-                processed = ahead.popleft().result()
-                placement = place(unit_head(processed, unit.index))
-                if in_flight is not None:
-                    yield in_flight.result()
-                in_flight = writer.submit(write_unit, processed, placement)
-                del processed
-            if in_flight is not None:
-                yield in_flight.result()
+                yield unit.index, ahead.popleft().result()
+
+        try:
+            yield from write_placed(processed(), place, writers=n)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def write_placed(
+    processed: Iterable[tuple[int, ProcessedUnit]],
+    place: Callable[[UnitHead], Placement],
+    *,
+    writers: int,
+) -> Generator[UnitWritten, None, None]:
+    """Place processed units ``(index, result)`` in the order given and write them on ``writers``
+    threads at once; yield each :class:`UnitWritten` in that order.
+
+    Units write disjoint whole chunks (:func:`~pipeline.seismic.store.write_unit`), so writes
+    in flight together do not touch the same file and the store's bytes do not depend on
+    ``writers``; several in flight let zarr compress chunks on every core. Closing the generator
+    waits for the writes in flight.
+    """
+    with ThreadPoolExecutor(writers, thread_name_prefix="emin-unit-writer") as pool:
+        in_flight: deque[Future[UnitWritten]] = deque()
+        try:
+            for index, result in processed:
+                placement = place(unit_head(result, index))
+                while len(in_flight) >= writers:
+                    yield in_flight.popleft().result()
+                in_flight.append(pool.submit(write_unit, result, placement))
+                del result
+            while in_flight:
+                yield in_flight.popleft().result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

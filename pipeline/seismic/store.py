@@ -32,13 +32,15 @@ traces against the store's categories, appends names it has not seen, and rewrit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ import zarr.core.sync
 from numpy.dtypes import StringDType
 
 from pipeline import interrupt
+from pipeline.cpus import local_threads
 from pipeline.errors import ContractViolation, InputError
 from pipeline.io.waveforms import EVENT_COLUMNS, Reject
 from pipeline.publishing.codes import (
@@ -80,7 +83,7 @@ from pipeline.publishing.zarr_io import (
     swap_into_place,
     temporary_sibling,
 )
-from pipeline.seismic.batch import TraceBatch, UnitHead, segment_table, spectrogram_definition
+from pipeline.seismic.batch import ProcessedUnit, UnitHead, segment_table, spectrogram_definition
 from pipeline.seismic.labels import event_split
 from pipeline.seismic.signal import CHANNELS, CROSS_PAIRS, CROSS_SPECTRUM_DEFINITION
 from pipeline.seismic.windows import SeismicMetadata
@@ -282,7 +285,7 @@ class UnitWritten:
     problems: list[str]
 
 
-def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitWritten:
+def write_unit(processed: ProcessedUnit, placement: Placement) -> UnitWritten:
     """Write every whole chunk of the unit's placed traces (``processed``: :func:`process_unit`'s
     result) into the store; return the rest.
 
@@ -294,7 +297,8 @@ def write_unit(processed: tuple[TraceBatch, Any], placement: Placement) -> UnitW
     t = time.perf_counter()
     batch = processed[0]
     a, n, size = placement.offset, placement.n, placement.chunk
-    arrays = {k: v[placement.keep] for k, v in batch.arrays().items()} if n else {}
+    everything = n == len(placement.keep)  # then the unit's arrays as they are, not a copy
+    arrays = {k: v if everything else v[placement.keep] for k, v in batch.arrays().items()} if n else {}
     one_c = batch.table["sensor_type"].to_numpy()[placement.keep] == "1C" if n else np.zeros(0, bool)
     problems = sorted({m for k, v in arrays.items() for m in seismic_value_problems(k, v, one_c)})
     lo, hi = -(-a // size) * size, (a + n) // size * size
@@ -374,6 +378,8 @@ class SeismicStoreWriter:
         self.new_rejects: list[Reject] = []
         self.tables: list[pd.DataFrame] = []
         self.pending: dict[int, list[Piece]] = {}
+        self._pool: ThreadPoolExecutor | None = None  # writes the shared chunks
+        self._chunk_writes: deque[Future[float]] = deque()
         self.value_problems: set[str] = set()  # of the arrays written, checked by the units
         self.n_written = 0
         self.n_already_present = 0
@@ -520,15 +526,43 @@ class SeismicStoreWriter:
                 self._write_chunk(c)
 
     def _write_chunk(self, c: int) -> None:
-        """Write chunk ``c`` of every per-trace array from its pieces (once, whole)."""
-        t = time.perf_counter()
+        """Start writing chunk ``c`` of every per-trace array from its pieces (once, whole).
+
+        The chunk is written on a writer thread while the caller goes on (several chunks are
+        compressed at once, on every core); at most one write per CPU is in flight, and
+        :meth:`_settle_writes` waits for them.
+        """
         assert self.tmp is not None
         pieces = sorted(self.pending.pop(c), key=lambda pc: pc[0])
         start = c * self.params.traces_per_chunk
-        for name, arr in self._arrays(self.tmp).items():
-            values = np.concatenate([v[name] for _, v in pieces])
-            arr[start : start + len(values)] = values
-        self.write_s += time.perf_counter() - t
+        chunk = [
+            (arr, np.concatenate([v[name] for _, v in pieces]))
+            for name, arr in self._arrays(self.tmp).items()
+        ]
+
+        def write() -> float:
+            t = time.perf_counter()
+            for arr, values in chunk:
+                arr[start : start + len(values)] = values
+            return time.perf_counter() - t
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(local_threads(), thread_name_prefix="emin-chunk-writer")
+        self._chunk_writes.append(self._pool.submit(write))
+        while len(self._chunk_writes) > local_threads():
+            self.write_s += self._chunk_writes.popleft().result()
+
+    def _settle_writes(self) -> None:
+        """Wait for every shared-chunk write in flight (raising the first that failed) and
+        stop the writer threads."""
+        try:
+            while self._chunk_writes:
+                self.write_s += self._chunk_writes.popleft().result()
+        finally:
+            if self._pool is not None:  # after a failure the other writes still finish first
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            self._chunk_writes.clear()
 
     def finish(self, written: UnitWritten) -> None:
         """Take a written unit's boundary pieces (writing the chunks they complete)."""
@@ -547,6 +581,8 @@ class SeismicStoreWriter:
 
     def abort(self) -> None:
         """Drop the temporary version; the published store is untouched."""
+        with contextlib.suppress(Exception):  # the abort's cause is what the caller reports
+            self._settle_writes()  # nothing may write into the temporary after its removal
         if self.tmp is not None:
             remove_temporary(self.tmp)
             self.tmp = None
@@ -564,6 +600,7 @@ class SeismicStoreWriter:
             t = time.perf_counter()
             for c in sorted(self.pending):  # only the last, partial chunk can be left
                 self._write_chunk(c)
+            self._settle_writes()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 _write_coords(  # with the categories of every coded column, new names included
@@ -579,12 +616,13 @@ class SeismicStoreWriter:
                 )
             if self.hook is not None:
                 self.hook("rejects", self.n_written)
-            self._write_attrs(tmp, rejects, input_checksums)
+            n_stored = self._write_attrs(tmp, rejects, input_checksums)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 zarr.consolidate_metadata(str(tmp))
             self.write_s += time.perf_counter() - t
-            problems = _validate_counts(tmp, len(self.existing_ids) + len(self.new_ids))
+            expected = len(self.existing_ids) + len(self.new_ids)
+            problems = [f"trace count {n_stored} != expected {expected}"] if n_stored != expected else []
             problems += sorted(self.value_problems)  # every written block was scanned by its unit
             problems += validate_seismic_store(tmp, values=False)
             if problems:
@@ -599,7 +637,9 @@ class SeismicStoreWriter:
             raise
         return True
 
-    def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> None:
+    def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> int:
+        """Provenance and counts (read back from the temporary version) into its attributes;
+        returns the number of traces it holds."""
         ds = open_store(tmp, consolidated=False, dask=False)
         st = strings(ds, "sensor_type").tolist()
         sp = strings(ds, "split").tolist()
@@ -635,14 +675,7 @@ class SeismicStoreWriter:
         }
         group = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
         group.attrs.update(attrs)
-
-
-def _validate_counts(tmp: Path, expected: int) -> list[str]:
-    ds = open_store(tmp, consolidated=False)
-    problems = []
-    if ds.sizes.get("trace", 0) != expected:
-        problems.append(f"trace count {ds.sizes.get('trace', 0)} != expected {expected}")
-    return problems
+        return int(ds.sizes.get("trace", 0))
 
 
 _EMPTY_META = SeismicMetadata(

@@ -1,4 +1,5 @@
-"""Seismic work units: size-based planning, chunk-aligned writes, 1 vs 2 Dask workers byte for byte."""
+"""Seismic work units: size-based planning, chunk-aligned writes, 1 vs 3 threads and 1 vs 2 Dask workers byte
+for byte."""
 
 from __future__ import annotations
 
@@ -87,12 +88,15 @@ def _on_cluster(n_workers: int, target: Path, inp: SeismicInputs) -> None:
         assert client.submit(_curate_on_cluster, str(target), inp, pure=False).result()
 
 
-def test_one_and_two_dask_workers_write_the_same_bytes_as_one_process(
+def test_threads_and_dask_workers_write_the_same_bytes_whatever_their_number(
     net: SeismicNetwork, tmp_path: Path
 ) -> None:
     here = tmp_path / "here.zarr"
-    curate_seismic(inputs(net), here, PARAMS, unit_mb=UNIT_MB)
+    curate_seismic(inputs(net), here, PARAMS, unit_mb=UNIT_MB, threads=3)  # 3 unit and 3 writer threads
     assert len(plan_units(net.waveform_files, UNIT_MB)) >= 4
+    one_thread = tmp_path / "one-thread.zarr"
+    curate_seismic(inputs(net), one_thread, PARAMS, unit_mb=UNIT_MB, threads=1)
+    assert store_digest(one_thread) == store_digest(here)
     for n_workers in (1, 2):
         out = tmp_path / f"dask{n_workers}.zarr"
         _on_cluster(n_workers, out, inputs(net))
