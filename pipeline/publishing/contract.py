@@ -320,7 +320,7 @@ def validate_seismic_store(path: str | Path, *, values: bool = True) -> list[str
     if multi:
         problems.append(f"events in more than one split: {multi[:5]}")
     try:
-        rej = open_store(path, group="rejects")
+        rej = open_store(path, group="rejects", dask=False)
         for col in ("trace_id", "reason", "detail", "source_file"):
             if col not in rej.variables or rej[col].dims != ("reject",):
                 problems.append(f"rejects/{col} missing or not along dim 'reject'")
