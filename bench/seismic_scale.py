@@ -9,23 +9,28 @@ One run prints, all measured in that run:
    curation (:func:`pipeline.seismic.curate.curate_seismic`: one unit thread per CPU and a
    writer thread) and its ratio to the read, with the time split; and the same with one unit
    thread (the writer thread still overlapping);
-3. writing the store (every chunk of every array: the units' region writes, the shared chunks,
-   the coordinates, rejects and attributes at commit), from units processed beforehand so that
-   nothing else runs meanwhile, against compressing the same arrays with the same codec and
-   chunks into a Zarr ``MemoryStore``;
+3. writing the store, wall clock (placing, every chunk of every array: the units' region writes
+   on one writer thread per CPU as the in-process route writes them, the shared chunks, the
+   coordinates, rejects and attributes, validation at commit), from units processed beforehand
+   so that nothing else runs meanwhile, against compressing the same arrays with the same codec
+   and chunks into a Zarr ``MemoryStore`` (each array at once, and chunk by chunk);
 4. the units on a Dask ``LocalCluster`` of 1 and of 2 worker processes (cluster started and
    imports warmed apart; the driver runs in a Dask task, as in the flow's ``curate-units``
    task): times, the speed-up beside the CPU ceiling, and whether the two stores are equal
-   byte for byte;
+   byte for byte; then the *work ceiling*: the units' work alone (processing and in-memory
+   compression, :func:`_unit_work`) in 1 process and in 2, and the Amdahl bound it gives with
+   the measured serial metadata and commit;
 5. the Utah-scale network (``--utah``, ``emin synth seismic --stations 1500 --events 3000``)
    curated on a cluster of each of ``--utah-workers`` (default 2; ``1,2`` adds the speed-up at
    scale and the byte comparison of the two stores): traces, sizes, wall time and the peak
-   resident memory of this process and every child (the cluster's workers), sampled every 0.2 s.
+   resident memory of this process and every child (the cluster's workers), sampled every 0.2 s;
+   its files are read into the page cache first, so the run that goes first is not the one
+   that pays for the disk.
 
 Demo-network timings are the best of ``--repeats`` (default 3), alternated (read and curation;
 1 and 2 workers on two clusters kept running), as the machine may be shared.
 Usage: ``python bench/seismic_scale.py [--net DIR] [--utah DIR] [--unit-mb 8] [--repeats 3] [--no-utah]
-[--utah-workers 2]``
+[--no-demo] [--utah-workers 2]``
 (``bench/scale.py --seismic-scale`` runs it too).
 """
 
@@ -235,10 +240,31 @@ def start_cluster(n_workers: int) -> tuple[Any, Any, float]:
     return cluster, client, time.perf_counter() - start
 
 
-def on_cluster(client: Any, target: Path, inputs: Any, unit_mb: float) -> tuple[float, dict[str, float]]:
-    """(wall, time split) of one curation into a fresh ``target``, the driver in a Dask task."""
+def tree_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and every live descendant
+    (a local cluster's nannies and workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def on_cluster(
+    client: Any, target: Path, inputs: Any, unit_mb: float
+) -> tuple[float, dict[str, float], float]:
+    """(wall, time split, CPU seconds of this process and the cluster's) of one curation into a
+    fresh ``target``, the driver in a Dask task."""
     shutil.rmtree(target, ignore_errors=True)
-    return timed(lambda: client.submit(_drive, str(target), inputs, unit_mb, pure=False).result())
+    cpu = tree_cpu_s()
+    wall, split = timed(lambda: client.submit(_drive, str(target), inputs, unit_mb, pure=False).result())
+    return wall, split, tree_cpu_s() - cpu
 
 
 def same_bytes(a: Path, b: Path) -> tuple[bool, int]:
@@ -373,18 +399,19 @@ def run_demo(net_dir: Path, unit_mb: float, repeats: int) -> None:
     )
     stores = {n: DEMO / f"dask{n}.zarr" for n in (1, 2)}
     clusters = {n: start_cluster(n) for n in stores}
-    runs: dict[int, list[tuple[float, dict[str, float]]]] = {1: [], 2: []}
+    runs: dict[int, list[tuple[float, dict[str, float], float]]] = {1: [], 2: []}
     for _ in range(repeats):  # both clusters kept running, runs alternated, best of each
         for n, target in stores.items():
             runs[n].append(on_cluster(clusters[n][1], target, inputs, unit_mb))
-    walls = {}
+    walls, cores = {}, {}
     for n in stores:
-        walls[n], split = min(runs[n], key=lambda r: r[0])
+        walls[n], split, cpu = min(runs[n], key=lambda r: r[0])
+        cores[n] = cpu / walls[n]
         print(
             f"  {n} Dask worker(s)           : {walls[n]:7.2f} s best of {repeats} "
-            f"({' '.join(f'{w:.2f}' for w, _ in runs[n])}; cluster start {clusters[n][2]:.2f} s, apart; "
+            f"({' '.join(f'{r[0]:.2f}' for r in runs[n])}; cluster start {clusters[n][2]:.2f} s, apart; "
             + ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
-            + ", unit stages summed over workers)",
+            + f", unit stages summed over workers); {cpu:.2f} CPU-s = {cores[n]:.2f} cores busy on average",
             flush=True,
         )
     for cluster, client, _ in clusters.values():
@@ -401,7 +428,10 @@ def run_demo(net_dir: Path, unit_mb: float, repeats: int) -> None:
         f"  work ceiling                : the units' work alone (processing + compression in memory, no Dask, no "
         f"store) {w1:.2f} s in 1 process, {w2:.2f} s in 2 = {w1 / w2:.2f}x; with the serial metadata and commit "
         f"({serial:.0%} of the 1-worker run) the bound is {bound:.2f}x, and the 2 workers reach "
-        f"{walls[1] / walls[2] / bound:.0%} of it",
+        f"{walls[1] / walls[2] / bound:.0%} of it\n"
+        f"  cores                       : the 1-worker run keeps {cores[1]:.2f} cores busy (the driver, its shared-chunk "
+        f"writes and zarr's compression threads beside the unit thread), so with the same work 2 workers can be "
+        f"at most {2 / cores[1]:.2f}x faster on 2 cores",
         flush=True,
     )
 
@@ -424,7 +454,7 @@ def run_utah(utah: Path, unit_mb: float, utah_workers: list[int]) -> None:
         target = OUT / ("seismic_scale.zarr" if n == 2 else f"seismic_scale-{n}w.zarr")
         with PeakRSS() as rss:
             cluster, client, started = start_cluster(n)
-            uwalls[n], split = on_cluster(client, target, uinputs, unit_mb)
+            uwalls[n], split, cpu = on_cluster(client, target, uinputs, unit_mb)
             client.close()
             cluster.close()
         n_traces = open_store(target).sizes["trace"]
@@ -433,7 +463,7 @@ def run_utah(utah: Path, unit_mb: float, utah_workers: list[int]) -> None:
             f"start {started:.1f} s); peak RSS {rss.peak / 2**30:.2f} GiB, this process and its workers together "
             f"(largest process {rss.peak_single / 2**30:.2f} GiB; target < 4 GB)\n    "
             + ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
-            + " (unit stages summed over workers)",
+            + f" (unit stages summed over workers); {cpu:.0f} CPU-s = {cpu / uwalls[n]:.2f} cores busy on average",
             flush=True,
         )
     if {1, 2} <= set(uwalls):
