@@ -14,10 +14,12 @@ One run prints, all measured in that run:
    coordinates, rejects and attributes, validation at commit), from units processed beforehand
    so that nothing else runs meanwhile, against compressing the same arrays with the same codec
    and chunks into a Zarr ``MemoryStore`` (each array at once, and chunk by chunk);
-4. the units on a Dask ``LocalCluster`` of 1 and of 2 worker processes (cluster started and
-   imports warmed apart; the driver runs in a Dask task, as in the flow's ``curate-units``
-   task): times, the speed-up beside the CPU ceiling, and whether the two stores are equal
-   byte for byte; then the *work ceiling*: the units' work alone (processing and in-memory
+4. the units on a Dask ``LocalCluster`` of 1 and of 2 worker processes, and of 1 worker held to
+   one CPU (cluster started and imports warmed apart; the driver runs in a Dask task, as in
+   the flow's ``curate-units`` task): times, CPU seconds of this process and the cluster
+   (cores kept busy: one worker keeps more than one busy, as the driver and zarr's compression
+   threads run beside its unit thread), the speed-up beside the CPU ceiling, and whether the
+   stores are equal byte for byte; then the *work ceiling*: the units' work alone (processing and in-memory
    compression, :func:`_unit_work`) in 1 process and in 2, and the Amdahl bound it gives with
    the measured serial metadata and commit;
 5. the Utah-scale network (``--utah``, ``emin synth seismic --stations 1500 --events 3000``)
@@ -240,6 +242,16 @@ def start_cluster(n_workers: int) -> tuple[Any, Any, float]:
     return cluster, client, time.perf_counter() - start
 
 
+def _pin_to_one_cpu() -> None:
+    """Hold every thread of this process (and so every thread it starts later) to its first CPU."""
+    cpu = {min(os.sched_getaffinity(0))}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpu)
+        except OSError:  # a thread that ended meanwhile
+            continue
+
+
 def tree_cpu_s() -> float:
     """CPU seconds (user + system) used so far by this process and every live descendant
     (a local cluster's nannies and workers)."""
@@ -397,41 +409,45 @@ def run_demo(net_dir: Path, unit_mb: float, repeats: int) -> None:
         f"{t_chunked:.2f} s compressing them chunk by chunk, as the writer does = {t_write / t_chunked:.2f}x",
         flush=True,
     )
-    stores = {n: DEMO / f"dask{n}.zarr" for n in (1, 2)}
-    clusters = {n: start_cluster(n) for n in stores}
-    runs: dict[int, list[tuple[float, dict[str, float], float]]] = {1: [], 2: []}
-    for _ in range(repeats):  # both clusters kept running, runs alternated, best of each
-        for n, target in stores.items():
-            runs[n].append(on_cluster(clusters[n][1], target, inputs, unit_mb))
+    setups = {"1 worker": 1, "2 workers": 2, "1 worker, 1 CPU": 1}
+    stores = {k: DEMO / f"dask{i}.zarr" for i, k in enumerate(setups)}
+    clusters = {k: start_cluster(n) for k, n in setups.items()}
+    clusters["1 worker, 1 CPU"][1].run(_pin_to_one_cpu)
+    runs: dict[str, list[tuple[float, dict[str, float], float]]] = {k: [] for k in setups}
+    for _ in range(repeats):  # every cluster kept running, runs alternated, best of each
+        for k, target in stores.items():
+            runs[k].append(on_cluster(clusters[k][1], target, inputs, unit_mb))
     walls, cores = {}, {}
-    for n in stores:
-        walls[n], split, cpu = min(runs[n], key=lambda r: r[0])
-        cores[n] = cpu / walls[n]
+    for k in setups:
+        walls[k], split, cpu = min(runs[k], key=lambda r: r[0])
+        cores[k] = cpu / walls[k]
         print(
-            f"  {n} Dask worker(s)           : {walls[n]:7.2f} s best of {repeats} "
-            f"({' '.join(f'{r[0]:.2f}' for r in runs[n])}; cluster start {clusters[n][2]:.2f} s, apart; "
-            + ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
-            + f", unit stages summed over workers); {cpu:.2f} CPU-s = {cores[n]:.2f} cores busy on average",
+            f"  {k + ':':28s}{walls[k]:7.2f} s best of {repeats} "
+            f"({' '.join(f'{r[0]:.2f}' for r in runs[k])}; cluster start {clusters[k][2]:.2f} s, apart; "
+            + ", ".join(f"{name} {v:.2f} s" for name, v in split.items())
+            + f", unit stages summed over workers); {cpu:.2f} CPU-s = {cores[k]:.2f} cores busy on average",
             flush=True,
         )
     for cluster, client, _ in clusters.values():
         client.close()
         cluster.close()
-    equal, n_files = same_bytes(stores[1], stores[2])
+    equal = [same_bytes(stores["1 worker"], stores[k]) for k in ("2 workers", "1 worker, 1 CPU")]
     w1, w2 = work_ceiling(inputs, unit_mb, repeats)
-    one = min(runs[1], key=lambda r: r[0])[1]
-    serial = (one["metadata"] + one["commit"]) / walls[1]  # before the first unit, after the last
+    one = min(runs["1 worker"], key=lambda r: r[0])[1]
+    serial = (one["metadata"] + one["commit"]) / walls["1 worker"]  # before the first unit, after the last
     bound = 1 / (serial + (1 - serial) / (w1 / w2))
+    speed_up = walls["1 worker"] / walls["2 workers"]
     print(
-        f"  2 workers vs 1              : {walls[1] / walls[2]:.2f}x (target >= 1.7x; CPU ceiling now "
-        f"{cpu_ceiling():.2f}x); stores byte-identical: {equal} ({n_files} files)\n"
+        f"  2 workers vs 1              : {speed_up:.2f}x (target >= 1.7x; CPU ceiling now "
+        f"{cpu_ceiling():.2f}x); stores byte-identical: {all(e for e, _ in equal)} ({equal[0][1]} files)\n"
         f"  work ceiling                : the units' work alone (processing + compression in memory, no Dask, no "
         f"store) {w1:.2f} s in 1 process, {w2:.2f} s in 2 = {w1 / w2:.2f}x; with the serial metadata and commit "
         f"({serial:.0%} of the 1-worker run) the bound is {bound:.2f}x, and the 2 workers reach "
-        f"{walls[1] / walls[2] / bound:.0%} of it\n"
-        f"  cores                       : the 1-worker run keeps {cores[1]:.2f} cores busy (the driver, its shared-chunk "
-        f"writes and zarr's compression threads beside the unit thread), so with the same work 2 workers can be "
-        f"at most {2 / cores[1]:.2f}x faster on 2 cores",
+        f"{speed_up / bound:.0%} of it\n"
+        f"  cores                       : the 1-worker run keeps {cores['1 worker']:.2f} cores busy (the driver, its "
+        f"shared-chunk writes and zarr's compression threads beside the unit thread), so with the same work 2 "
+        f"workers can be at most {2 / cores['1 worker']:.2f}x faster on 2 cores; against the 1-worker cluster "
+        f"held to one CPU, 2 workers on 2 CPUs are {walls['1 worker, 1 CPU'] / walls['2 workers']:.2f}x faster",
         flush=True,
     )
 
