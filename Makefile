@@ -30,7 +30,7 @@ chromium:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pipeline/ models/ schemas/ experiments/
+	$(BIN)/mypy pipeline/ models/ schemas/ experiments/ flows/
 
 install: $(BIN)/.installed
 

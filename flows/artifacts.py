@@ -31,7 +31,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from pipeline.publishing.versions import PublishedVersion
@@ -307,8 +307,11 @@ class ProgressArtifact:
         percent = float(min(max(percent, 0.0), 100.0))
         try:
             if self.id is None:
-                self.id = create_progress_artifact(
-                    progress=percent, key=self.key, description=description or self.description
+                self.id = cast(  # called from sync code: Prefect's async_dispatch returns the UUID itself
+                    UUID,
+                    create_progress_artifact(
+                        progress=percent, key=self.key, description=description or self.description
+                    ),
                 )
             elif percent != self.last:
                 update_progress_artifact(self.id, progress=percent, description=description)

@@ -83,7 +83,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
         Give either --entry NAME (catalog) or --waveforms/--inventory/--events/--out.
         """
         from flows.curate_seismic import curate_seismic_job
-        from flows.jobs import resolve_job
+        from flows.jobs import SeismicJob, resolve_job
         from flows.progress import StageProgress, listening_stages
         from pipeline.errors import EminError
         from schemas.seismic import SeismicInputs
@@ -97,7 +97,7 @@ def register(synth_app: typer.Typer, curate_app: typer.Typer) -> None:
             if entry is None:
                 assert waveforms is not None and inventory is not None and events is not None
                 direct = SeismicInputs.from_glob(waveforms, inventory, events, picks)
-            job = resolve_job(
+            job: SeismicJob = resolve_job(
                 "seismic", entry, str(catalog), direct, None, None if out is None else str(out), publish, root
             )
         except EminError as exc:
