@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -19,6 +20,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from scenes import TinyScene, make_tiny_scene
 
 from schemas.hsi import HSIInputs, RasterSpec
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_on_open_streams() -> Iterator[None]:
+    """After each test, point log handlers left on a closed stream back at ``sys.stderr``.
+
+    typer's ``CliRunner`` swaps ``sys.stderr`` for a stream it closes after the call; a handler
+    Prefect builds meanwhile keeps that stream, and every later log of the session fails
+    (``ValueError: I/O operation on closed file``, then a RecursionError in logging).
+    """
+    yield
+    for logger in [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr  # not setStream: it flushes the closed stream first
+                if hasattr(handler, "console"):  # Prefect's handler writes through a rich Console
+                    handler.console.file = sys.stderr
 
 
 @pytest.fixture(scope="session")
