@@ -65,7 +65,7 @@ def make_task_runner(cluster: str | None = None, workers: int = 1) -> TaskRunner
         return DaskTaskRunner(address=cluster)
     # the local scheduler and nannies live in this process: keep their INFO chatter out of flow logs
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    use_malloc_env()
+    use_worker_process_env()
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
@@ -97,25 +97,35 @@ def worker_env() -> dict[str, str]:
     }
 
 
-#: glibc malloc settings of local workers. Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` also
-#: freezes glibc's mmap threshold at 128 KiB, so every array of a work unit is a fresh mmap whose
-#: pages fault in anew (the seismic units ran 1.6-1.8x slower on a worker than in a plain process);
-#: with these, arrays under 32 MiB are reused from the heap and free heap beyond 64 MiB still goes
-#: back to the OS (bounded RSS).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
+#: Environment of local worker processes, set before each starts (glibc and zarr read it once).
+#:
+#: * glibc malloc: Dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` also freezes glibc's mmap
+#:   threshold at 128 KiB, so every array of a work unit is a fresh mmap whose pages fault in anew
+#:   (the seismic units ran 1.6-1.8x slower on a worker than in a plain process); with these,
+#:   arrays under 32 MiB are reused from the heap and free heap beyond 64 MiB still goes back to
+#:   the OS (bounded RSS).
+#: * zarr's codec threads: one per worker thread (the workers run one each), as Dask holds
+#:   OpenMP and BLAS to one thread. zarr's default pool (CPUs + 4 threads) let a 1-thread worker
+#:   compress on every core: one worker kept 1.3 cores busy, two oversubscribed the machine, and
+#:   both curated the demo network slower (6.0 and 4.6 s, against 5.7 and 3.8 s with one thread).
+WORKER_PROCESS_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20),
+    "ZARR_THREADING__MAX_WORKERS": "1",
+}
 
 
-def use_malloc_env() -> None:
-    """Give local Dask workers started from this process :data:`MALLOC_ENV`.
+def use_worker_process_env() -> None:
+    """Give local Dask workers started from this process :data:`WORKER_PROCESS_ENV`.
 
-    glibc reads these once, at process start: they must be in Dask's
+    glibc and zarr read these once, at process start (zarr at import): they must be in Dask's
     ``distributed.nanny.pre-spawn-environ`` (set before a worker is spawned), not in a
     cluster's ``env`` (applied inside the already started worker, too late).
     """
     import dask
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    dask.config.set({"distributed.nanny.pre-spawn-environ": {**env, **MALLOC_ENV}})
+    dask.config.set({"distributed.nanny.pre-spawn-environ": {**env, **WORKER_PROCESS_ENV}})
 
 
 def _on_dask_worker() -> bool:

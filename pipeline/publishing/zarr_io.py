@@ -159,6 +159,11 @@ def open_store(
 #: removes a folder only when it holds this marker and its owner is gone).
 TMP_MARKER = ".emin-temporary"
 
+# zarr warns of every file in a group that is neither array nor group whenever it lists the
+# group's members (consolidating, validating): the marker inside each temporary folder is the
+# product's own, known file, so that one warning is noise in every curation's output.
+warnings.filterwarnings("ignore", message=rf"Object at {TMP_MARKER} is not recognized as a component")
+
 
 def temporary_sibling(target: Path) -> Path:
     """A hidden, unique path next to ``target`` (same filesystem, so rename is atomic)."""

@@ -1,0 +1,54 @@
+"""Local Dask workers start with the product's process environment (glibc malloc, zarr's threads)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import dask
+import numpy as np
+import pytest
+
+from flows.runners import WORKER_PROCESS_ENV, use_worker_process_env
+
+
+@pytest.fixture
+def worker_process_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The product's pre-spawn environment, Dask's config put back afterwards.
+
+    Variables already in this process's environment win over Dask's config (Dask's precedence,
+    so a user's own setting stays), and every Nanny started here copies its pre-spawn variables
+    into this process's environment: an earlier test's cluster leaves Dask's defaults there.
+    """
+    for name in WORKER_PROCESS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    before = dask.config.get("distributed.nanny.pre-spawn-environ", default={})
+    use_worker_process_env()
+    yield
+    dask.config.set({"distributed.nanny.pre-spawn-environ": before})
+
+
+def _zarr_threads_after_a_write() -> tuple[int, dict[str, str]]:
+    """Write a 16-chunk array (zarr encodes its chunks concurrently), then count zarr's threads."""
+    import zarr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        arr = zarr.create_array(f"{tmp}/a.zarr", shape=(16, 256, 256), chunks=(1, 256, 256), dtype="f4")
+        arr[...] = np.random.default_rng(0).normal(size=arr.shape).astype("f4")
+    names = [t.name for t in threading.enumerate() if t.name.startswith("zarr_pool")]
+    env = {k: os.environ.get(k, "") for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    return len(names), env
+
+
+def test_a_one_thread_worker_compresses_on_one_zarr_thread(worker_process_env: None) -> None:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        n_threads, env = client.submit(_zarr_threads_after_a_write, pure=False).result()
+    assert n_threads == 1
+    assert env == {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
