@@ -354,6 +354,7 @@ class SeismicStoreWriter:
         self.old_rejects: list[Reject] = []
         self.old_attrs: dict[str, Any] = {}
         self.n_old = 0
+        self.capacity = 0  # traces the per-trace arrays are sized for while writing (see _reserve)
         self.categories: dict[str, list[str]] = {k: list(cats) for k, (cats, _dtype) in CODED_COLUMNS.items()}
         if self.target.exists():
             ds = open_store(self.target)
@@ -505,12 +506,35 @@ class SeismicStoreWriter:
         if self.n_written == 0 and self.n_old % size:  # the old store's last chunk is shared
             c0 = self.n_old // size * size
             self._add_piece((c0, {k: np.asarray(a[c0 : self.n_old]) for k, a in arrays.items()}))
-        for a in arrays.values():
-            a.resize((offset + len(kept), *a.shape[1:]))
+        self._reserve(offset + len(kept))
         self.tables.append(kept)
         self.new_ids.update(kept["trace_id"].astype(str).tolist())
         self.n_written += len(kept)
         return replace(placement, store=str(tmp))
+
+    def _reserve(self, n_traces: int) -> None:
+        """Size the per-trace arrays for at least ``n_traces`` traces, ahead of need.
+
+        Each resize rewrites every array's metadata (~10 ms of zarr's event loop each time), so
+        the new part grows to twice what is needed and :meth:`_fit` sets the exact size at
+        commit: a few resizes per ingest, not one per unit. Only metadata changes: chunks
+        beyond the traces written are never written, and a chunk's bytes do not depend on the
+        array's size (an edge chunk is stored whole either way).
+        """
+        if n_traces <= self.capacity:
+            return
+        assert self.tmp is not None
+        self.capacity = self.n_old + 2 * (n_traces - self.n_old)
+        for a in self._arrays(self.tmp).values():
+            a.resize((self.capacity, *a.shape[1:]))
+
+    def _fit(self) -> None:
+        """Give the per-trace arrays their exact size: the traces stored and written."""
+        n = self.n_old + self.n_written
+        if self.capacity != n and self.tmp is not None and self.n_written:
+            for a in self._arrays(self.tmp).values():
+                a.resize((n, *a.shape[1:]))
+            self.capacity = n
 
     def _add_piece(self, piece: Piece) -> None:
         """File a piece under the chunks it covers; write every chunk that is now complete."""
@@ -601,6 +625,7 @@ class SeismicStoreWriter:
             for c in sorted(self.pending):  # only the last, partial chunk can be left
                 self._write_chunk(c)
             self._settle_writes()
+            self._fit()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 _write_coords(  # with the categories of every coded column, new names included
