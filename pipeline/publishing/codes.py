@@ -77,10 +77,19 @@ def category_attrs(categories: Sequence[str]) -> dict[str, Any]:
 def coded(
     values: Iterable[object], categories: Sequence[str] = (), dtype: DTypeLike | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Codes of ``values`` and the column's attributes: ``categories`` keep their codes, new names
+    """Codes of ``values`` and the column's attributes (:func:`encode`, then :func:`category_attrs`)."""
+    codes, cats = encode(values, categories, dtype)
+    return codes, category_attrs(cats)
+
+
+def encode(
+    values: Iterable[object], categories: Sequence[str] = (), dtype: DTypeLike | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Codes of ``values`` and the column's categories: ``categories`` keep their codes, new names
     are appended in order of first appearance, so a column that is appended to never changes an
     old code's meaning, and the same values in the same order give the same codes however they
-    are split into batches.
+    are split into batches. No attributes: a writer that encodes batch after batch makes them
+    once, at the end (:func:`category_attrs` costs a regex per category).
 
     ``dtype`` defaults to the smallest that fits; a column that is appended to passes its own
     (ValueError when the names outgrow it).
@@ -96,7 +105,7 @@ def coded(
         raise ValueError(f"{len(cats)} categories do not fit {dtype} codes")
     index = {c: i for i, c in enumerate(cats)}
     lookup = np.array([index[u] for u in uniq.tolist()], dtype=np.int64)
-    return lookup[inverse].astype(dtype), category_attrs(cats)
+    return lookup[inverse].astype(dtype), cats
 
 
 def categories_of(attrs: Mapping[str, Any]) -> list[str] | None:

@@ -7,6 +7,7 @@ valid); ``emin validate`` prints them and exits non-zero.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,17 @@ def validate_seismic_store(path: str | Path, *, values: bool = True) -> list[str
     multi = sorted(e for e, sps in per_event.items() if len(sps) > 1)
     if multi:
         problems.append(f"events in more than one split: {multi[:5]}")
+    counts = ds.attrs.get("counts", {})
+    stored = {
+        "traces": n,
+        "events": len(per_event),
+        "per_split": dict(sorted(Counter(split.tolist()).items())),
+    }
+    problems += [
+        f"attrs.counts.{key} is {counts[key]!r}, the store holds {value!r}"
+        for key, value in stored.items()
+        if key in counts and counts[key] != value
+    ]
     try:
         rej = open_store(path, group="rejects", dask=False)
         for col in ("trace_id", "reason", "detail", "source_file"):

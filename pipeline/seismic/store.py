@@ -61,8 +61,8 @@ from pipeline.publishing.codes import (
     FORMAT_VERSIONS,
     categories_of,
     category_attrs,
-    coded,
     coded_format,
+    encode,
     strings,
 )
 from pipeline.publishing.contract import (
@@ -190,6 +190,26 @@ def _skeleton(params: SeismicCurationParams) -> xr.Dataset:
             {"description": CROSS_SPECTRUM_DEFINITION},
         )
     return xr.Dataset(data, coords=coords)
+
+
+def write_skeleton(path: Path, params: SeismicCurationParams) -> None:
+    """Write the store with zero traces (:func:`_skeleton`, as xarray encodes it) into the new folder ``path``.
+
+    xarray writes into memory and the files are then written at once: the same bytes as
+    ``to_zarr(path)``, in about half the time (xarray's writes go one after the other, each
+    through zarr's event loop).
+    """
+    ds = _skeleton(params)
+    files: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        ds.to_zarr(zarr.storage.MemoryStore(files), mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
+                   encoding=_encoding(ds, params.traces_per_chunk))  # fmt: skip
+    path.mkdir(parents=True, exist_ok=True)
+    for key, buffer in files.items():
+        file = path / key
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(buffer.to_bytes())
 
 
 def _write_coords(tmp: Path, table: pd.DataFrame, start: int, attrs: dict[str, dict[str, Any]]) -> None:
@@ -353,6 +373,7 @@ class SeismicStoreWriter:
         self.event_split: dict[str, str] = {}
         self.old_rejects: list[Reject] = []
         self.old_attrs: dict[str, Any] = {}
+        self.old_columns: dict[str, np.ndarray] = {}  # the stored traces' columns that counts need
         self.n_old = 0
         self.capacity = 0  # traces the per-trace arrays are sized for while writing (see _reserve)
         self.categories: dict[str, list[str]] = {k: list(cats) for k, (cats, _dtype) in CODED_COLUMNS.items()}
@@ -366,6 +387,8 @@ class SeismicStoreWriter:
             ev = strings(ds, "event_id")
             sp = strings(ds, "split")
             self.event_split = dict(zip(ev.tolist(), sp.tolist(), strict=True))
+            self.old_columns = {"split": sp, "sensor_type": strings(ds, "sensor_type"),
+                                "distance_km": ds["distance_km"].values}  # fmt: skip
             rej = open_store(self.target, group="rejects")
             cols = {c: strings(rej, c).tolist() for c in REJECT_COLUMNS}
             self.old_rejects = [
@@ -397,18 +420,17 @@ class SeismicStoreWriter:
                 "versions of it are never changed)",
             )
 
-    def _encode(self, key: str, values: Iterable[Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    def _encode(self, key: str, values: Iterable[Any]) -> np.ndarray:
         """Codes of ``values`` in coded column ``key``; its new names are appended to its categories."""
         try:
-            codes, attrs = coded(values, self.categories[key], CODED_COLUMNS[key][1])
+            codes, self.categories[key] = encode(values, self.categories[key], CODED_COLUMNS[key][1])
         except ValueError as exc:
             raise InputError(
                 f"column {key!r} would need more categories than its codes hold ({exc})",
                 path=self.target,
                 fix="split the data into several stores (each with its own --out)",
             ) from exc
-        self.categories[key] = list(attrs["categories"])
-        return codes, attrs
+        return codes
 
     def _check_params(self, stored: dict[str, Any]) -> None:
         mine = json.loads(self.params.model_dump_json())
@@ -434,11 +456,7 @@ class SeismicStoreWriter:
             if self.target.exists():
                 _link_tree(self.target, self.tmp)
             else:
-                ds = _skeleton(self.params)
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                    ds.to_zarr(self.tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
-                               encoding=_encoding(ds, self.params.traces_per_chunk))  # fmt: skip
+                write_skeleton(self.tmp, self.params)
             mark_temporary(self.tmp)
         return self.tmp
 
@@ -499,7 +517,7 @@ class SeismicStoreWriter:
         )
         kept["split"] = events.map(self.event_split).to_numpy(dtype=object)
         for c in SEISMIC_CODED:
-            kept[c] = self._encode(c, kept[c])[0]
+            kept[c] = self._encode(c, kept[c])
         tmp = self._ensure_tmp()
         arrays = self._arrays(tmp)
         size = p.traces_per_chunk
@@ -626,29 +644,29 @@ class SeismicStoreWriter:
                 self._write_chunk(c)
             self._settle_writes()
             self._fit()
+            table = pd.concat(self.tables, ignore_index=True) if self.tables else pd.DataFrame()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 _write_coords(  # with the categories of every coded column, new names included
                     tmp,
-                    pd.concat(self.tables, ignore_index=True) if self.tables else pd.DataFrame(),
+                    table,
                     self.n_old,
                     {col: category_attrs(self.categories[col]) for col in SEISMIC_CODED},
                 )
                 rejects = self.old_rejects + self.new_rejects
                 reason = self._encode("rejects/reason", [r.reason for r in rejects])
-                _rejects_dataset(rejects, reason).to_zarr(
-                    tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False
-                )
+                _rejects_dataset(
+                    rejects, (reason, category_attrs(self.categories["rejects/reason"]))
+                ).to_zarr(tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
             if self.hook is not None:
                 self.hook("rejects", self.n_written)
-            n_stored = self._write_attrs(tmp, rejects, input_checksums)
+            self._write_attrs(tmp, table, rejects, input_checksums)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
                 zarr.consolidate_metadata(str(tmp))
             self.write_s += time.perf_counter() - t
-            expected = len(self.existing_ids) + len(self.new_ids)
-            problems = [f"trace count {n_stored} != expected {expected}"] if n_stored != expected else []
-            problems += sorted(self.value_problems)  # every written block was scanned by its unit
+            # the validator checks attrs.counts against what is stored
+            problems = sorted(self.value_problems)  # every written block was scanned by its unit
             problems += validate_seismic_store(tmp, values=False)
             if problems:
                 raise ContractViolation(tmp, problems)
@@ -662,21 +680,30 @@ class SeismicStoreWriter:
             raise
         return True
 
-    def _write_attrs(self, tmp: Path, rejects: Sequence[Reject], input_checksums: dict[str, str]) -> int:
-        """Provenance and counts (read back from the temporary version) into its attributes;
-        returns the number of traces it holds."""
-        ds = open_store(tmp, consolidated=False, dask=False)
-        st = strings(ds, "sensor_type").tolist()
-        sp = strings(ds, "split").tolist()
-        dist = ds["distance_km"].values
+    def _column(self, table: pd.DataFrame, col: str) -> np.ndarray:
+        """Column ``col`` of every trace the store will hold (the stored ones, then ``table``'s
+        new ones), coded columns as text."""
+        new = table[col].to_numpy() if len(table) else np.zeros(0)
+        if col in SEISMIC_CODED:
+            new = np.asarray(self.categories[col], dtype=object)[new.astype(np.int64)].astype(str)
+        return np.concatenate([self.old_columns.get(col, np.zeros(0, new.dtype)), new])
+
+    def _write_attrs(
+        self, tmp: Path, table: pd.DataFrame, rejects: Sequence[Reject], input_checksums: dict[str, str]
+    ) -> None:
+        """Provenance and counts into the temporary version's attributes. The counts come from
+        the stored traces' columns (read when the writer opened the store) and the new traces'
+        table, not from reading the version back: :func:`validate_seismic_store` then checks
+        them against what is stored."""
+        st = self._column(table, "sensor_type").tolist()
+        sp = self._column(table, "split").tolist()
         edges = [0, 25, 50, 75, 100, 150, 200, 300, 450, 10_000]
-        hist, _ = np.histogram(dist, bins=edges)
+        hist, _ = np.histogram(self._column(table, "distance_km"), bins=edges)
         checks = dict(self.old_attrs.get("input_checksums", {}))
         checks.update(input_checksums)
-        ev = strings(ds, "event_id")
         counts = {
             "traces": len(st),
-            "events": len(set(ev.tolist())),
+            "events": len(self.event_split),  # the stored events and the new traces' events
             "per_sensor_type": dict(sorted(Counter(st).items())),
             "per_split": dict(sorted(Counter(sp).items())),
             "per_sensor_type_split": {
@@ -700,7 +727,6 @@ class SeismicStoreWriter:
         }
         group = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
         group.attrs.update(attrs)
-        return int(ds.sizes.get("trace", 0))
 
 
 _EMPTY_META = SeismicMetadata(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,7 @@ from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import open_store
 from pipeline.seismic.batch import windowed_samples
 from pipeline.seismic.curate import curate_seismic
-from pipeline.seismic.store import SeismicStoreWriter
+from pipeline.seismic.store import SeismicStoreWriter, _encoding, _skeleton, write_skeleton
 from pipeline.seismic.traveltimes import travel_time_table
 from pipeline.seismic.windows import extract_segments, load_metadata
 from pipeline.synthetic.seismic_network import SeismicNetwork, generate_seismic_network
@@ -80,7 +83,53 @@ def test_store_satisfies_contract_and_accounts_for_every_observation(
     assert expected <= stored | rejected  # never a silent drop
     assert stored <= expected
     assert ds.sizes["channel"] == 3 and ds.sizes["freq"] == 51 and ds.sizes["time"] == 120
-    assert ds.attrs["counts"]["traces"] == ds.sizes["trace"]
+    assert ds.attrs["counts"] == recount(ds)
+
+
+def recount(ds: Any) -> dict[str, Any]:
+    """The store's ``counts`` attribute recomputed from its stored columns (rejects from its table)."""
+    st, sp = strings(ds, "sensor_type").tolist(), strings(ds, "split").tolist()
+    reasons = strings(open_store(ds.encoding["source"], group="rejects"), "reason").tolist()
+    edges = [0, 25, 50, 75, 100, 150, 200, 300, 450, 10_000]
+    return {
+        "traces": ds.sizes["trace"],
+        "events": len(set(strings(ds, "event_id").tolist())),
+        "per_sensor_type": dict(Counter(st)),
+        "per_split": dict(Counter(sp)),
+        "per_sensor_type_split": {f"{a}/{b}": n for (a, b), n in Counter(zip(st, sp, strict=True)).items()},
+        "rejects": len(reasons),
+        "rejects_per_reason": dict(Counter(reasons)),
+        "distance_histogram_km": {
+            "edges": edges,
+            "counts": np.histogram(ds["distance_km"].values, bins=edges)[0].tolist(),
+        },
+    }
+
+
+def test_counts_that_disagree_with_the_store_are_a_contract_problem(store: Path, tmp_path: Path) -> None:
+    import zarr
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    group = zarr.open_group(str(bad), mode="r+")
+    counts = dict(group.attrs["counts"])
+    group.attrs["counts"] = {**counts, "traces": counts["traces"] + 1, "per_split": {"train": 1}}
+    zarr.consolidate_metadata(str(bad))
+    problems = validate_seismic_store(bad)
+    assert any("attrs.counts.traces" in p for p in problems)
+    assert any("attrs.counts.per_split" in p for p in problems)
+
+
+def test_skeleton_files_equal_xarrays_own_directory_write(tmp_path: Path) -> None:
+    params = SeismicCurationParams(keep_waveforms=True, cross_spectra=True)
+    write_skeleton(tmp_path / "mine.zarr", params)
+    ds = _skeleton(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp_path / "xr.zarr", mode="w", zarr_format=3, consolidated=False,
+                   encoding=_encoding(ds, params.traces_per_chunk))  # fmt: skip
+    assert store_digest(tmp_path / "mine.zarr") == store_digest(tmp_path / "xr.zarr")
+    assert len(list((tmp_path / "xr.zarr").rglob("zarr.json"))) > 20
 
 
 def test_store_labels_match_gps2dist_azimuth(store: Path) -> None:
@@ -171,6 +220,7 @@ def test_append_adds_only_new_traces_and_equals_one_shot(
     np.testing.assert_array_equal(ds["spectrogram"].values, one_shot["spectrogram"].values[order])
     np.testing.assert_array_equal(strings(ds, "split"), strings(one_shot, "split")[order])
     assert validate_seismic_store(out) == []
+    assert ds.attrs["counts"] == recount(ds) == one_shot.attrs["counts"]
 
 
 @pytest.mark.parametrize("stage", ["append", "rejects", "swap"])
