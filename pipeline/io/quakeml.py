@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lxml import etree
@@ -56,8 +57,29 @@ class EventRecord:
     picks: list[PickRecord] = field(default_factory=list)
 
 
+#: The time shape nearly every file uses (ISO 8601, UTC, at most microseconds): parsed by the
+#: standard library; any other shape goes to obspy's parser.
+_PLAIN_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def utc_seconds(text: str, path: Path, where: str) -> float:
-    """An ISO 8601 time as POSIX seconds (obspy's parser); a SchemaError naming ``where`` otherwise."""
+    """An ISO 8601 time as POSIX seconds, exactly as obspy's ``UTCDateTime(text).timestamp``;
+    a SchemaError naming ``where`` otherwise.
+
+    A plain UTC time (:data:`_PLAIN_UTC`) takes ``datetime.fromisoformat`` (about 1 µs against
+    obspy's 25 µs: a catalogue's picks are parsed one by one) and the same last step as obspy
+    (integer nanoseconds / 1e9), so the float is the same to the bit; every other shape, and a
+    plain one the standard library refuses (a leap second), goes to obspy.
+    """
+    if _PLAIN_UTC.fullmatch(text):
+        try:
+            dt = datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+        else:
+            return (dt - _EPOCH) // _MICROSECOND * 1000 / 1e9
     from obspy import UTCDateTime
 
     try:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipeline.errors import InputError, MissingInputError, SchemaError
 from pipeline.io.quakeml import EventRecord, PickRecord, read_quakeml, utc_seconds
+from pipeline.io.stationxml import ChannelRecord, read_stationxml
 
 
 @dataclass(frozen=True)
@@ -157,31 +158,45 @@ def read_channel_traces(path: str | Path) -> tuple[list[ChannelTrace], list[Reje
 
 
 def load_inventory(path: str | Path) -> dict[tuple[str, str, str, str], list[ChannelEpoch]]:
-    """Index a StationXML (or any obspy inventory format) by (net, sta, loc, cha)."""
-    import obspy
-
+    """Index an inventory by (net, sta, loc, cha): StationXML read lean
+    (:mod:`pipeline.io.stationxml`), any other obspy inventory format through obspy."""
     path = _require(Path(path), "inventory")
-    inv = _obspy_read(obspy.read_inventory, path, "inventory", "pass a valid StationXML file")
+    records = read_stationxml(path)
+    if records is None:
+        import obspy
+
+        inv = _obspy_read(obspy.read_inventory, path, "inventory", "pass a valid StationXML file")
+        records = [_channel_record(net, sta, cha) for net in inv for sta in net for cha in sta]
     index: dict[tuple[str, str, str, str], list[ChannelEpoch]] = {}
-    for net in inv:
-        for sta in net:
-            for cha in sta:
-                lat = cha.latitude if cha.latitude is not None else sta.latitude
-                lon = cha.longitude if cha.longitude is not None else sta.longitude
-                start = cha.start_date or sta.start_date
-                end = cha.end_date or sta.end_date
-                index.setdefault((net.code, sta.code, cha.location_code or "", cha.code), []).append(
-                    ChannelEpoch(
-                        start=-math.inf if start is None else float(start.timestamp),
-                        end=math.inf if end is None else float(end.timestamp),
-                        latitude=float(lat),
-                        longitude=float(lon),
-                        azimuth=None if cha.azimuth is None else float(cha.azimuth),
-                        dip=None if cha.dip is None else float(cha.dip),
-                        sample_rate=None if cha.sample_rate is None else float(cha.sample_rate),
-                    )
-                )
+    for r in records:
+        index.setdefault((r.network, r.station, r.location, r.channel), []).append(
+            ChannelEpoch(
+                start=-math.inf if r.start_s is None else r.start_s,
+                end=math.inf if r.end_s is None else r.end_s,
+                latitude=r.latitude,
+                longitude=r.longitude,
+                azimuth=r.azimuth,
+                dip=r.dip,
+                sample_rate=r.sample_rate,
+            )
+        )
     return index
+
+
+def _channel_record(net: Any, sta: Any, cha: Any) -> ChannelRecord:
+    """What curation takes of an obspy channel (inventory formats other than StationXML)."""
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    start = cha.start_date or sta.start_date
+    end = cha.end_date or sta.end_date
+    return ChannelRecord(
+        net.code, sta.code, cha.location_code or "", cha.code,
+        None if start is None else float(start.timestamp), None if end is None else float(end.timestamp),
+        float(cha.latitude), float(cha.longitude),
+        number(cha.azimuth), number(cha.dip), number(cha.sample_rate),
+    )  # fmt: skip
 
 
 def _short_id(resource_id: str) -> str:
