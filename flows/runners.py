@@ -59,14 +59,14 @@ def make_task_runner(cluster: str | None = None, workers: int = 1) -> TaskRunner
     """A thread pool (``workers<=1``), a local Dask cluster (``workers>=2``) or an existing cluster."""
     if cluster is None and workers <= 1:
         return ThreadPoolTaskRunner()
-    from prefect_dask import DaskTaskRunner
+    from flows.dask_runner import UnhashedDaskTaskRunner
 
     if cluster is not None:
-        return DaskTaskRunner(address=cluster)
+        return UnhashedDaskTaskRunner(address=cluster)
     # the local scheduler and nannies live in this process: keep their INFO chatter out of flow logs
     logging.getLogger("distributed").setLevel(logging.WARNING)
     use_worker_process_env()
-    return DaskTaskRunner(
+    return UnhashedDaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
             "n_workers": workers,

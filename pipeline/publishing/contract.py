@@ -314,16 +314,16 @@ def validate_seismic_store(path: str | Path, *, values: bool = True) -> list[str
     if not set(split.tolist()) <= {"train", "val", "test"}:
         problems.append(f"split values {sorted(set(split.tolist()))}, expected train/val/test")
     ev = strings(ds, "event_id")
-    per_event: dict[str, set[str]] = {}
-    for e, sp in zip(ev.tolist(), split.tolist(), strict=True):
-        per_event.setdefault(e, set()).add(sp)
-    multi = sorted(e for e, sps in per_event.items() if len(sps) > 1)
+    events, event_of = np.unique(ev, return_inverse=True)
+    splits, split_of = np.unique(split, return_inverse=True)
+    pairs = np.unique(event_of.ravel() * max(1, len(splits)) + split_of.ravel())  # (event, split) pairs
+    multi = events[np.bincount(pairs // max(1, len(splits)), minlength=len(events)) > 1].tolist()
     if multi:
         problems.append(f"events in more than one split: {multi[:5]}")
     counts = ds.attrs.get("counts", {})
     stored = {
         "traces": n,
-        "events": len(per_event),
+        "events": len(events),
         "per_split": dict(sorted(Counter(split.tolist()).items())),
     }
     problems += [

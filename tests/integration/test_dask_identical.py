@@ -78,6 +78,8 @@ def test_two_dask_workers_equal_serial(prefect_harness: None, tiny_scene: TinySc
     assert _extract_states(state) == {"extract-VNIR1": "Completed", "extract-SWIR1": "Completed"}
     assert _extract_states(again) == {"extract-VNIR1": "Cached", "extract-SWIR1": "Cached"}
     units = [t for t in stream.data if str(t["key"]).startswith("read_window_group")]
+    tasks = {str(t["key"]) for t in stream.data if str(t["key"]).startswith("extract")}
+    assert len(tasks) == 2 and all(UUID(k[-36:]) for k in tasks)  # keys from UUIDs: arguments not hashed
     assert len(units) == 8  # VNIR1 (25 tiles of 16 x 16 px) in 4 units per worker; SWIR1 is one window
     assert _progress(state, "curate-hsi-extract-vnir1") == 100.0
     dask, cached = state.result(), again.result()

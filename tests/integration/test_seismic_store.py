@@ -120,6 +120,22 @@ def test_counts_that_disagree_with_the_store_are_a_contract_problem(store: Path,
     assert any("attrs.counts.per_split" in p for p in problems)
 
 
+def test_an_event_in_two_splits_is_a_contract_problem(store: Path, tmp_path: Path) -> None:
+    import zarr
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    events = strings(open_store(bad), "event_id")
+    shared = next(e for e in sorted(set(events.tolist())) if (events == e).sum() >= 2)
+    split = zarr.open_array(str(bad), path="split", mode="r+")
+    codes = np.asarray(split[...])
+    first = int(np.flatnonzero(events == shared)[0])
+    codes[first] = (codes[first] + 1) % 3  # one trace of the event moves to another split
+    split[...] = codes
+    problems = validate_seismic_store(bad)
+    assert f"events in more than one split: ['{shared}']" in problems
+
+
 def test_skeleton_files_equal_xarrays_own_directory_write(tmp_path: Path) -> None:
     params = SeismicCurationParams(keep_waveforms=True, cross_spectra=True)
     write_skeleton(tmp_path / "mine.zarr", params)
