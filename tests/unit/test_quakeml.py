@@ -22,6 +22,7 @@ from obspy.core.event import (
     ResourceIdentifier,
     WaveformStreamID,
 )
+from obspy_files import obspy_test_files
 
 from pipeline.errors import InputError, SchemaError
 from pipeline.io.quakeml import read_quakeml
@@ -44,16 +45,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _obspy_files() -> list[Path]:
     """obspy's QuakeML test files that obspy itself reads."""
-    files = []
-    for f in sorted(OBSPY_QUAKEML.glob("*.xml")):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                obspy.read_events(str(f), format="QUAKEML")
-        except Exception:
-            continue
-        files.append(f)
-    return files
+    return obspy_test_files("quakeml", lambda f: obspy.read_events(f, format="QUAKEML"))
 
 
 @pytest.mark.parametrize("path", _obspy_files(), ids=lambda p: p.name)

@@ -10,6 +10,7 @@ import obspy
 import pytest
 from obspy import UTCDateTime
 from obspy.core.inventory import Channel, Inventory, Network, Station
+from obspy_files import obspy_test_files
 
 from pipeline.errors import EminWarning, SchemaError
 from pipeline.io.quakeml import utc_seconds
@@ -28,14 +29,7 @@ def _obspy_records(path: Path) -> list[object]:
 
 def _obspy_files() -> list[Path]:
     """obspy's StationXML test files that obspy itself reads."""
-    files = []
-    for f in sorted(OBSPY_STATIONXML.glob("*.xml")):
-        try:
-            _obspy_records(f)
-        except Exception:
-            continue
-        files.append(f)
-    return files
+    return obspy_test_files("stationxml", _obspy_records)
 
 
 @pytest.mark.parametrize("path", _obspy_files(), ids=lambda p: p.name)
