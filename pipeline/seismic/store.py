@@ -7,9 +7,10 @@ Writes (every chunk of a per-trace array is written exactly once per ingest):
 2. the unit writes the chunks lying wholly inside its range itself (:func:`write_unit`, where it
    was processed, e.g. a Dask worker) and hands back the traces of the chunks it shares with
    its neighbours, which the writer writes once complete (:meth:`SeismicStoreWriter.finish`);
-3. :meth:`SeismicStoreWriter.commit` writes the last chunk, the per-trace coordinates (chunks of
-   :data:`COORD_CHUNK` traces), rejects, categories and provenance, and validates the version: the
-   arrays' values were checked by each unit on what it wrote, the rest is read back.
+3. :meth:`SeismicStoreWriter.commit` writes the last chunk, the per-trace coordinates, rejects,
+   categories and provenance (into the layout of :mod:`pipeline.seismic.layout`), and validates
+   the version: the arrays' values were checked by each unit on what it wrote, the rest (the
+   counts among it) is checked by reading the version back.
 The store therefore does not depend on how many workers wrote it, nor in which order they finished.
 
 Append protocol (a rejected or crashed append must never damage the published store):
@@ -31,7 +32,6 @@ traces against the store's categories, appends names it has not seen, and rewrit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -47,16 +47,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 import zarr
-import zarr.api.asynchronous
-import zarr.core.sync
-from numpy.dtypes import StringDType
 
 from pipeline import interrupt
 from pipeline.cpus import local_threads
 from pipeline.errors import ContractViolation, InputError
-from pipeline.io.waveforms import EVENT_COLUMNS, Reject
+from pipeline.io.waveforms import Reject
 from pipeline.publishing.codes import (
     FORMAT_VERSIONS,
     categories_of,
@@ -66,16 +62,13 @@ from pipeline.publishing.codes import (
     strings,
 )
 from pipeline.publishing.contract import (
-    SEISMIC_CHANNELS,
     SEISMIC_CODED,
-    SEISMIC_REJECT_REASON,
     seismic_value_problems,
     validate_seismic_store,
 )
 from pipeline.publishing.zarr_io import (
     ZARR_FORMAT,
     check_target,
-    compressor,
     mark_temporary,
     open_store,
     register_temporary,
@@ -83,17 +76,19 @@ from pipeline.publishing.zarr_io import (
     swap_into_place,
     temporary_sibling,
 )
-from pipeline.seismic.batch import ProcessedUnit, UnitHead, segment_table, spectrogram_definition
+from pipeline.seismic.batch import ProcessedUnit, UnitHead, spectrogram_definition
 from pipeline.seismic.labels import event_split
-from pipeline.seismic.signal import CHANNELS, CROSS_PAIRS, CROSS_SPECTRUM_DEFINITION
-from pipeline.seismic.windows import SeismicMetadata
+from pipeline.seismic.layout import (
+    CODED_COLUMNS,
+    REJECT_COLUMNS,
+    rejects_dataset,
+    write_coords,
+    write_skeleton,
+)
 from pipeline.version import code_version
 from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SeismicCurationParams
 
 SCHEMA_VERSION = FORMAT_VERSIONS[-1]
-REJECT_COLUMNS = ("trace_id", "reason", "detail", "source_file")
-#: Every coded column of the store (the rejects' reason as ``rejects/reason``): (categories, dtype) it starts with.
-CODED_COLUMNS = {**SEISMIC_CODED, "rejects/reason": SEISMIC_REJECT_REASON}
 
 
 def _zarr_writes_replace_files() -> bool:
@@ -126,152 +121,6 @@ def _recover(target: Path) -> None:
         olds = olds[:-1]
     for p in [*olds, *target.parent.glob(f".{target.name}.tmp-*")]:
         shutil.rmtree(p, ignore_errors=True)
-
-
-def _strings(values: Iterable[Any]) -> np.ndarray:
-    """Variable-length strings (numpy StringDType → zarr v3 string), so appends may be longer."""
-    return np.array([str(v) for v in values], dtype=StringDType())
-
-
-#: Chunk length (traces) of the per-trace coordinates of a new store (1-D, written once at commit).
-COORD_CHUNK = 4096
-#: How datetime coordinates are encoded in a new store (fixed, so appends keep it exact).
-TIME_ENCODING = {
-    "units": "microseconds since 1970-01-01",
-    "calendar": "proleptic_gregorian",
-    "dtype": "int64",
-}
-
-
-def _skeleton(params: SeismicCurationParams) -> xr.Dataset:
-    """The store with zero traces: every variable, coordinate and dim coordinate, nothing per trace."""
-    p = params
-    n_freq = p.nperseg // 2 + 1
-    table = segment_table([], _EMPTY_META, p).assign(split=np.zeros(0, str))
-    coords: dict[str, Any] = {
-        "channel": ("channel", np.arange(len(CHANNELS), dtype=SEISMIC_CHANNELS[1]), category_attrs(CHANNELS)),
-        "freq": (
-            "freq",
-            np.fft.rfftfreq(p.nperseg, 1 / p.sampling_rate_hz).astype(np.float32),
-            {"units": "Hz"},
-        ),
-        "time": (
-            "time",
-            ((np.arange(p.n_frames) * p.nperseg + p.nperseg / 2) / p.sampling_rate_hz - p.pre_p_s).astype(
-                np.float32
-            ),
-            {"units": "s", "long_name": "frame centre relative to P"},
-        ),
-    }
-    for col in table.columns:
-        v = np.zeros(0, CODED_COLUMNS[col][1]) if col in SEISMIC_CODED else table[col].to_numpy()
-        coords[col] = ("trace", _strings(v) if v.dtype.kind in "OUT" else v)
-    data: dict[str, Any] = {
-        "spectrogram": (
-            ("trace", "channel", "freq", "time"),
-            np.zeros((0, 3, n_freq, p.n_frames), np.float32),
-        )
-    }
-    if p.keep_waveforms:
-        data["waveform"] = (
-            ("trace", "channel", "sample"),
-            np.zeros((0, 3, p.n_frames * p.nperseg), np.float32),
-            {"description": "preprocessed ZNE window from P-pre_p_s (zeros for N/E of 1C sensors)"},
-        )
-    if p.cross_spectra:
-        coords["pair"] = (
-            "pair",
-            np.arange(len(CROSS_PAIRS), dtype=SEISMIC_CHANNELS[1]),
-            category_attrs(CROSS_PAIRS),
-        )
-        data["cross_spectrum"] = (
-            ("trace", "pair", "freq", "time"),
-            np.zeros((0, len(CROSS_PAIRS), n_freq, p.n_frames), np.float32),
-            {"description": CROSS_SPECTRUM_DEFINITION},
-        )
-    return xr.Dataset(data, coords=coords)
-
-
-def write_skeleton(path: Path, params: SeismicCurationParams) -> None:
-    """Write the store with zero traces (:func:`_skeleton`, as xarray encodes it) into the new folder ``path``.
-
-    xarray writes into memory and the files are then written at once: the same bytes as
-    ``to_zarr(path)``, in about half the time (xarray's writes go one after the other, each
-    through zarr's event loop).
-    """
-    ds = _skeleton(params)
-    files: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        ds.to_zarr(zarr.storage.MemoryStore(files), mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
-                   encoding=_encoding(ds, params.traces_per_chunk))  # fmt: skip
-    path.mkdir(parents=True, exist_ok=True)
-    for key, buffer in files.items():
-        file = path / key
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(buffer.to_bytes())
-
-
-def _write_coords(tmp: Path, table: pd.DataFrame, start: int, attrs: dict[str, dict[str, Any]]) -> None:
-    """The new traces' per-trace coordinates (coded columns already codes) at traces ``start``
-    onwards, every array grown and written at once on zarr's event loop (one small write
-    after another costs ~5 ms each, xarray's region write twice that), encoded as the store
-    declares: times as int64 microseconds since the epoch (:data:`TIME_ENCODING`), text as
-    strings. ``attrs``: attributes to update as well, by column (the coded columns' categories;
-    written even where ``table`` has no rows).
-    """
-    stop = start + len(table)
-    values, times = {}, set()
-    for col in map(str, table.columns):
-        v = table[col].to_numpy()
-        if v.dtype.kind == "M":
-            if np.isnat(v).any():
-                raise ContractViolation(tmp, [f"{col}: a trace has no time"])
-            v = v.astype("datetime64[us]").astype(np.int64)  # TIME_ENCODING
-            times.add(col)
-        values[col] = _strings(v) if v.dtype.kind in "OUT" else v
-
-    async def write(col: str) -> None:
-        arr = await zarr.api.asynchronous.open_array(
-            store=str(tmp), path=col, mode="r+", zarr_format=ZARR_FORMAT
-        )
-        if col in times and arr.attrs.get("units") != TIME_ENCODING["units"]:
-            stored = arr.attrs.get("units")
-            raise ContractViolation(
-                tmp, [f"{col}: times stored as {stored!r}, not {TIME_ENCODING['units']!r}"]
-            )
-        if col in values:
-            await arr.resize((stop,))
-            await arr.setitem(slice(start, stop), values[col])
-        if col in attrs:
-            await arr.update_attributes(attrs[col])
-
-    async def write_all() -> None:
-        await asyncio.gather(*(write(col) for col in {**values, **attrs}))
-
-    zarr.core.sync.sync(write_all())
-
-
-def _rejects_dataset(rejects: Sequence[Reject], reason: tuple[np.ndarray, dict[str, Any]]) -> xr.Dataset:
-    """The rejects table: ``reason`` coded (codes and attributes), the other columns text."""
-    text = {c: ("reject", _strings(getattr(r, c) for r in rejects)) for c in REJECT_COLUMNS if c != "reason"}
-    return xr.Dataset({**text, "reason": ("reject", *reason)})
-
-
-def _encoding(ds: xr.Dataset, traces_per_chunk: int) -> dict[str, dict[str, Any]]:
-    """Compressors; data variables in ``traces_per_chunk`` traces, coordinates in :data:`COORD_CHUNK`."""
-    enc: dict[str, dict[str, Any]] = {}
-    for name, var in ds.variables.items():
-        e: dict[str, Any] = {}
-        if var.dtype.kind not in "OUT":
-            e["compressors"] = compressor()
-        if var.dtype.kind == "M":
-            e.update(TIME_ENCODING)
-        if "trace" in var.dims:
-            lead = traces_per_chunk if name in ds.data_vars else COORD_CHUNK
-            e["chunks"] = tuple(lead if d == "trace" else var.sizes[d] for d in var.dims)
-        enc[str(name)] = e
-    return enc
 
 
 @dataclass(frozen=True)
@@ -647,7 +496,7 @@ class SeismicStoreWriter:
             table = pd.concat(self.tables, ignore_index=True) if self.tables else pd.DataFrame()
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                _write_coords(  # with the categories of every coded column, new names included
+                write_coords(  # with the categories of every coded column, new names included
                     tmp,
                     table,
                     self.n_old,
@@ -655,9 +504,9 @@ class SeismicStoreWriter:
                 )
                 rejects = self.old_rejects + self.new_rejects
                 reason = self._encode("rejects/reason", [r.reason for r in rejects])
-                _rejects_dataset(
-                    rejects, (reason, category_attrs(self.categories["rejects/reason"]))
-                ).to_zarr(tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
+                rejects_dataset(rejects, (reason, category_attrs(self.categories["rejects/reason"]))).to_zarr(
+                    tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False
+                )
             if self.hook is not None:
                 self.hook("rejects", self.n_written)
             self._write_attrs(tmp, table, rejects, input_checksums)
@@ -727,11 +576,3 @@ class SeismicStoreWriter:
         }
         group = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
         group.attrs.update(attrs)
-
-
-_EMPTY_META = SeismicMetadata(
-    channels={},
-    events=pd.DataFrame({c: [] for c in EVENT_COLUMNS}),
-    picks={},
-    tt=None,  # type: ignore[arg-type]
-)

@@ -21,7 +21,8 @@ from pipeline.publishing.contract import validate_seismic_store
 from pipeline.publishing.zarr_io import open_store
 from pipeline.seismic.batch import windowed_samples
 from pipeline.seismic.curate import curate_seismic
-from pipeline.seismic.store import SeismicStoreWriter, _encoding, _skeleton, write_skeleton
+from pipeline.seismic.layout import encoding, skeleton, write_skeleton
+from pipeline.seismic.store import SeismicStoreWriter
 from pipeline.seismic.traveltimes import travel_time_table
 from pipeline.seismic.windows import extract_segments, load_metadata
 from pipeline.synthetic.seismic_network import SeismicNetwork, generate_seismic_network
@@ -139,11 +140,11 @@ def test_an_event_in_two_splits_is_a_contract_problem(store: Path, tmp_path: Pat
 def test_skeleton_files_equal_xarrays_own_directory_write(tmp_path: Path) -> None:
     params = SeismicCurationParams(keep_waveforms=True, cross_spectra=True)
     write_skeleton(tmp_path / "mine.zarr", params)
-    ds = _skeleton(params)
+    ds = skeleton(params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds.to_zarr(tmp_path / "xr.zarr", mode="w", zarr_format=3, consolidated=False,
-                   encoding=_encoding(ds, params.traces_per_chunk))  # fmt: skip
+                   encoding=encoding(ds, params.traces_per_chunk))  # fmt: skip
     assert store_digest(tmp_path / "mine.zarr") == store_digest(tmp_path / "xr.zarr")
     assert len(list((tmp_path / "xr.zarr").rglob("zarr.json"))) > 20
 
