@@ -15,6 +15,7 @@ caller then uses obspy, which reads the other formats or names the problem.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,11 +75,8 @@ def utc_seconds(text: str, path: Path, where: str) -> float:
     plain one the standard library refuses (a leap second), goes to obspy.
     """
     if _PLAIN_UTC.fullmatch(text):
-        try:
+        with contextlib.suppress(ValueError):  # refused (a leap second, a 30 February): obspy decides
             dt = datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)
-        except ValueError:
-            pass
-        else:
             return (dt - _EPOCH) // _MICROSECOND * 1000 / 1e9
     from obspy import UTCDateTime
 
