@@ -104,7 +104,7 @@ def write_skeleton(path: Path, params: SeismicCurationParams) -> None:
     """Write the store with zero traces (:func:`skeleton`, as xarray encodes it) into the new folder ``path``.
 
     xarray writes into memory and the files are then written at once: the same bytes as
-    ``to_zarr(path)``, in about half the time (xarray's writes go one after the other, each
+    ``to_zarr(path)``, in about two thirds of the time (0.10 s against 0.16 s) (xarray's writes go one after the other, each
     through zarr's event loop).
     """
     ds = skeleton(params)
