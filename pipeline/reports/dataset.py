@@ -127,9 +127,13 @@ def figure_keys(store: str | Path) -> list[str]:
 
 
 def draw_store_figure(store: str | Path, key: str) -> tuple[str, bytes]:
-    """One figure of the store at ``store``, opened here (lazily): a Dask worker draws it where it runs."""
-    ds = open_store(store)
-    rejects = open_store(store, group="rejects").load() if key == "sample_map" else None
+    """One figure of the store at ``store``, read here: a Dask worker draws it where it runs.
+
+    Opened without Dask: on a worker, Dask-backed arrays would be computed as tasks of the
+    cluster, each figure seceding and sending its reads through the scheduler.
+    """
+    ds = open_store(store, dask=False)
+    rejects = open_store(store, group="rejects", dask=False).load() if key == "sample_map" else None
     return _draw(ds, rejects, key)
 
 
