@@ -31,6 +31,7 @@ __all__ = [
     "sample_map",
     "split_counts",
     "station_event_map",
+    "station_event_paths",
 ]
 
 DPI = 90
@@ -46,10 +47,16 @@ def _plt() -> Any:
 
 
 def png_of(fig: Any) -> bytes:
-    """The figure as PNG bytes (and closed)."""
+    """The figure as PNG bytes (and closed).
+
+    ``tight_layout`` leaves a placeholder layout engine behind, and with any engine set
+    ``savefig`` lays the figure out in one more (text-measuring) draw; dropping it draws
+    once, the same pixels, 15-25 % faster.
+    """
     plt = _plt()
     buf = io.BytesIO()
     fig.tight_layout()
+    fig.set_layout_engine(None)
     fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
@@ -237,19 +244,33 @@ def _sensor_types(ds: xr.Dataset) -> np.ndarray:
     return strings(ds, "sensor_type")
 
 
+def station_event_paths(ds: xr.Dataset) -> np.ndarray:
+    """Each distinct station–event path once: ``[n_paths, 2, 2]`` of (longitude, latitude) end points.
+
+    A store holds one trace per station, event and sensor: drawing a line per trace drew most
+    paths several times, one matplotlib artist each (2.3 s for the 2,314-trace demo).
+    """
+    ends = np.column_stack([np.asarray(ds[name].values, dtype=float) for name in
+                            ("station_longitude", "station_latitude", "event_longitude", "event_latitude")])  # fmt: skip
+    return np.unique(ends, axis=0).reshape(-1, 2, 2)
+
+
 def station_event_map(ds: xr.Dataset) -> bytes:
     """Stations (triangles, by sensor type), events (stars, sized by magnitude) and their ray paths."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 6))
+    from matplotlib.collections import LineCollection
+
     slat, slon = np.asarray(ds["station_latitude"].values), np.asarray(ds["station_longitude"].values)
     elat, elon = np.asarray(ds["event_latitude"].values), np.asarray(ds["event_longitude"].values)
-    for i in range(slat.size):
-        ax.plot([slon[i], elon[i]], [slat[i], elat[i]], color="0.8", lw=0.4, zorder=1)
+    paths = LineCollection(station_event_paths(ds), colors="0.8", linewidths=0.4, zorder=1)
+    ax.add_collection(paths, autolim=True)
     sens = _sensor_types(ds)
     for i, s in enumerate(sorted(set(sens.tolist()))):
         m = sens == s
-        ax.scatter(slon[m], slat[m], marker="^", s=40, color=f"C{i}", ec="k", lw=0.4, label=f"station {s}",
-                   zorder=3)  # fmt: skip
+        at = np.unique(np.column_stack([slon[m], slat[m]]), axis=0)  # a station once, not once per trace
+        ax.scatter(at[:, 0], at[:, 1], marker="^", s=40, color=f"C{i}", ec="k", lw=0.4,
+                   label=f"station {s}", zorder=3)  # fmt: skip
     ev, idx = np.unique(strings(ds, "event_id"), return_index=True)
     mag = np.asarray(ds["event_magnitude"].values, dtype=float)[idx]
     size = 30 + 25 * np.nan_to_num(mag - np.nanmin(mag) if np.isfinite(mag).any() else mag)

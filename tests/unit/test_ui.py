@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 FLOWS = [
@@ -243,3 +244,28 @@ def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> 
     )
     assert len(lines) == 11  # 3 %, then the first group past each further 10 %, the last at 100 %
     assert ExtractionProgress("SWIR_2 (a)").artifact.key == "curate-hsi-extract-swir-2-a"  # type: ignore[union-attr]
+
+
+def test_station_event_paths_each_pair_once() -> None:
+    """The map's paths: every station–event pair of the traces, each once (against a set of tuples)."""
+    import xarray as xr
+
+    from pipeline.reports.figures import station_event_paths
+
+    rng = np.random.default_rng(3)
+    stations = rng.uniform(-10, 10, size=(7, 2))
+    events = rng.uniform(-10, 10, size=(5, 2))
+    s, e = rng.integers(0, 7, size=300), rng.integers(0, 5, size=300)  # many traces per pair
+    ds = xr.Dataset(
+        {
+            "station_longitude": ("trace", stations[s, 0]),
+            "station_latitude": ("trace", stations[s, 1]),
+            "event_longitude": ("trace", events[e, 0]),
+            "event_latitude": ("trace", events[e, 1]),
+        }
+    )
+    paths = station_event_paths(ds)
+    expected = {(*stations[a], *events[b]) for a, b in zip(s.tolist(), e.tolist(), strict=True)}
+    got = [tuple(p.ravel().tolist()) for p in paths]
+    assert paths.shape == (len(expected), 2, 2)
+    assert len(set(got)) == len(got) and set(got) == expected
