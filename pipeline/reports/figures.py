@@ -263,7 +263,7 @@ def station_event_map(ds: xr.Dataset) -> bytes:
 
     slat, slon = np.asarray(ds["station_latitude"].values), np.asarray(ds["station_longitude"].values)
     elat, elon = np.asarray(ds["event_latitude"].values), np.asarray(ds["event_longitude"].values)
-    paths = LineCollection(station_event_paths(ds), colors="0.8", linewidths=0.4, zorder=1)
+    paths = LineCollection(list(station_event_paths(ds)), colors="0.8", linewidths=0.4, zorder=1)
     ax.add_collection(paths, autolim=True)
     sens = _sensor_types(ds)
     for i, s in enumerate(sorted(set(sens.tolist()))):
