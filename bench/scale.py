@@ -215,7 +215,7 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
     from distributed import Client, LocalCluster
 
     from flows.curate_hsi import curate_hsi_flow
-    from flows.runners import use_worker_process_env, worker_env
+    from flows.runners import configure_local_workers, worker_env
     from pipeline.checksums import cached_file_sha256
     from pipeline.io.raster import open_raster_info
     from schemas.hsi import HSICurationParams
@@ -235,7 +235,7 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
         flush=True,
     )
     results: dict[int, RunTimes] = {}
-    use_worker_process_env()  # as make_task_runner does for the flow's local cluster
+    configure_local_workers()  # as make_task_runner does for the flow's local cluster
     for workers in (1, 2):
         start = time.perf_counter()
         cluster = LocalCluster(

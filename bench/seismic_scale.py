@@ -231,10 +231,10 @@ def start_cluster(n_workers: int) -> tuple[Any, Any, float]:
     """A LocalCluster of ``n_workers`` processes (as the flow's), its client and its start time (imports warm)."""
     from distributed import Client, LocalCluster
 
-    from flows.runners import use_worker_process_env
+    from flows.runners import configure_local_workers
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter on close
-    use_worker_process_env()  # as make_task_runner does for the flow's local cluster
+    configure_local_workers()  # as make_task_runner does for the flow's local cluster
     start = time.perf_counter()
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(cluster)

@@ -1,4 +1,4 @@
-"""Local Dask workers start with the product's process environment (glibc malloc, zarr's threads)."""
+"""Local Dask workers start with the product's process environment (glibc malloc, zarr's threads) and settings (no profiler)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import dask
 import numpy as np
 import pytest
 
-from flows.runners import WORKER_PROCESS_ENV, use_worker_process_env
+from flows.runners import LOCAL_WORKER_CONFIG, WORKER_PROCESS_ENV, configure_local_workers
 
 
 @pytest.fixture
 def worker_process_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The product's pre-spawn environment, Dask's config put back afterwards.
+    """The product's pre-spawn environment and worker settings, Dask's config put back afterwards.
 
     Variables already in this process's environment win over Dask's config (Dask's precedence,
     so a user's own setting stays), and every Nanny started here copies its pre-spawn variables
@@ -24,10 +24,11 @@ def worker_process_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """
     for name in WORKER_PROCESS_ENV:
         monkeypatch.delenv(name, raising=False)
-    before = dask.config.get("distributed.nanny.pre-spawn-environ", default={})
-    use_worker_process_env()
+    keys = ["distributed.nanny.pre-spawn-environ", *LOCAL_WORKER_CONFIG]
+    before = {key: dask.config.get(key, default=None) for key in keys}
+    configure_local_workers()
     yield
-    dask.config.set({"distributed.nanny.pre-spawn-environ": before})
+    dask.config.set(before)
 
 
 def _zarr_threads_after_a_write() -> tuple[int, dict[str, str]]:
@@ -52,3 +53,26 @@ def test_a_one_thread_worker_compresses_on_one_zarr_thread(worker_process_env: N
         n_threads, env = client.submit(_zarr_threads_after_a_write, pure=False).result()
     assert n_threads == 1
     assert env == {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
+
+
+def _profiler_running() -> bool:
+    """Whether this worker runs Dask's statistical profiler (its periodic stack sampling)."""
+    from distributed import get_worker
+
+    return "profile" in get_worker().periodic_callbacks
+
+
+def test_local_workers_run_without_the_profiler(worker_process_env: None) -> None:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert client.submit(_profiler_running, pure=False).result() is False
+    with (
+        dask.config.set({"distributed.worker.profile.enabled": True}),  # the check can fail: Dask's default
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        assert client.submit(_profiler_running, pure=False).result() is True
