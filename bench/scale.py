@@ -9,14 +9,21 @@ One run prints:
    ``--scales`` (1 = the demo scene of ``emin synth hsi``; larger = bigger rasters, generated
    once): the serial, in-process time of each library step, then for 1 and 2 workers
    (cluster started apart and timed as ``cluster start``, flow code imported and raster
-   checksums memoised on every worker), best of ``--repeats``:
+   checksums memoised on every worker; both clusters kept running and the runs alternated,
+   1 then 2 workers, as the machine is shared), best of ``--repeats``:
    * ``curation``: the ``curate-hsi`` flow run's duration as Prefect records it (start to
      Completed; what the UI shows);
    * ``wall``: the same call's wall time, which adds Prefect's flow-run teardown (it joins a
      heartbeat thread that sleeps in 1 s steps, so wall times land near whole seconds);
    * ``fan-out``: first ``extract-*`` task start to last ``extract-*`` task end;
    * ``windows``: first to last window group (Dask futures inside the extract tasks);
-   and the 1 -> 2 worker speed-ups, with Amdahl's bound from the measured serial part
+   * ``CPU``: CPU seconds of the whole call, by process: the flow's (flow engine, Dask
+     scheduler and client), Prefect's API server and the workers, and the cores kept busy;
+   and the 1 -> 2 worker speed-ups, with two bounds. The *cores bound* ``2 x curation(1) /
+   CPU(2)``: 2 cores cannot do the CPU seconds the 2-worker run used in less than half of
+   them, whatever the scheduling (the flow process and the API server use the second core
+   beside a single worker for free, and compete with the workers when there are two).
+   Amdahl's bound from the measured serial part
    ``S = curation(1) - P``: ``P`` is the 1-worker time of what spreads over the workers, the
    window groups for the single raster (one raster: its task's own steps stay serial), the
    extract tasks for a scene (many rasters: they spread whole);
@@ -36,6 +43,7 @@ workers with this module's CPU ceiling, the Utah-scale network).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -172,25 +180,53 @@ def stage_times(inputs: Any, params: Any) -> dict[str, float]:
     return t
 
 
+def process_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process and every live descendant, by
+    role: ``flow`` (this process: a flow run, the Dask scheduler, the client), ``api`` (Prefect's
+    ephemeral API server, a uvicorn child) and ``workers`` (the rest: a local cluster's workers)."""
+    import psutil
+
+    me = psutil.Process()
+    roles = {"flow": 0.0, "api": 0.0, "workers": 0.0}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            role = "flow" if proc.pid == me.pid else "api" if "uvicorn" in proc.cmdline() else "workers"
+        except psutil.Error:  # ended meanwhile
+            continue
+        roles[role] += times.user + times.system
+    return roles
+
+
+def tree_cpu_s() -> float:
+    """CPU seconds used so far by this process and every live descendant, all roles together."""
+    return sum(process_cpu_s().values())
+
+
 class RunTimes(NamedTuple):
-    """One curate-hsi run: recorded duration, wall time, extract-task span and window-group span."""
+    """One curate-hsi run: recorded duration, wall time, extract-task span, window-group span, and the
+    CPU seconds of the call by role (:func:`process_cpu_s`)."""
 
     curation: float
     wall: float
     fan_out: float
     windows: float
+    cpu: dict[str, float]
 
 
 def timed_run(run: Callable[[], Any], client: Any) -> RunTimes:
-    """Call the flow (``return_state=True``); task times from the Prefect API, window groups from Dask."""
+    """Call the flow (``return_state=True``); task times from the Prefect API, window groups from
+    Dask, CPU seconds from the process tree."""
     from distributed import get_task_stream
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_task_stream(client) as stream:
+        cpu = process_cpu_s()
         start = time.perf_counter()
         state = run()
         wall = time.perf_counter() - start
+        cpu = {role: used - cpu[role] for role, used in process_cpu_s().items()}
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as api:
         flow_run = api.read_flow_run(run_id)
@@ -207,7 +243,7 @@ def timed_run(run: Callable[[], Any], client: Any) -> RunTimes:
         if ss["action"] == "compute"
     ]
     windows = max(b for _, b in groups) - min(a for a, _ in groups) if groups else 0.0
-    return RunTimes((flow_run.end_time - flow_run.start_time).total_seconds(), wall, fan_out, windows)
+    return RunTimes((flow_run.end_time - flow_run.start_time).total_seconds(), wall, fan_out, windows, cpu)
 
 
 def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[int, RunTimes]:
@@ -234,33 +270,51 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
         + f" (total {total:.2f} s; extraction {100 * stages['extraction'] / total:.0f}%; pixels {raw / 1e9:.2f} GB)",
         flush=True,
     )
-    results: dict[int, RunTimes] = {}
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter on start and close
     configure_local_workers()  # as make_task_runner does for the flow's local cluster
+    clusters, started = {}, {}
     for workers in (1, 2):
         start = time.perf_counter()
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=worker_env()
         )
-        with cluster, Client(cluster, set_as_default=False) as client:
-            client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
-            for spec in inputs.rasters:  # checksums memoised on every worker (printed above as "checksums")
-                client.run(cached_file_sha256, str(spec.path))
-            started = time.perf_counter() - start
-            run = partial(
-                curate_hsi_flow,
-                inputs=inputs,
-                params=params,
-                out=str(OUT / f"dask{workers}.zarr"),
-                cluster=cluster.scheduler_address,
-                overwrite=True,
-                return_state=True,
-            )
-            runs = [timed_run(run, client) for _ in range(repeats)]
-        best = RunTimes(*(min(r[i] for r in runs) for i in range(4)))
-        results[workers] = best
+        client = Client(cluster, set_as_default=False)
+        client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
+        for spec in inputs.rasters:  # checksums memoised on every worker (printed above as "checksums")
+            client.run(cached_file_sha256, str(spec.path))
+        clusters[workers], started[workers] = (cluster, client), time.perf_counter() - start
+    runs: dict[int, list[RunTimes]] = {1: [], 2: []}
+    try:
+        for _ in range(repeats):  # alternated: a machine that slows down meanwhile slows both
+            for workers, (cluster, client) in clusters.items():
+                run = partial(
+                    curate_hsi_flow,
+                    inputs=inputs,
+                    params=params,
+                    out=str(OUT / f"dask{workers}.zarr"),
+                    cluster=cluster.scheduler_address,
+                    overwrite=True,
+                    return_state=True,
+                )
+                runs[workers].append(timed_run(run, client))
+    finally:
+        for cluster, client in clusters.values():
+            client.close()
+            cluster.close()
+    results: dict[int, RunTimes] = {}
+    for workers, times in runs.items():
+        best = min(times, key=lambda r: r.curation)  # its CPU seconds with it
+        results[workers] = best = best._replace(
+            wall=min(r.wall for r in times),
+            fan_out=min(r.fan_out for r in times),
+            windows=min(r.windows for r in times),
+        )
+        cpu = sum(best.cpu.values())
         print(
-            f"  {workers} worker(s): cluster start {started:.2f} s, curation {best.curation:.2f} s "
-            f"(wall {best.wall:.2f} s), fan-out {best.fan_out:.2f} s, windows {best.windows:.2f} s",
+            f"  {workers} worker(s): cluster start {started[workers]:.2f} s, curation {best.curation:.2f} s "
+            f"({' '.join(f'{r.curation:.2f}' for r in times)}; wall {best.wall:.2f} s), fan-out {best.fan_out:.2f} s, "
+            f"windows {best.windows:.2f} s; the fastest run used {cpu:.2f} CPU-s = {cpu / best.wall:.2f} cores busy "
+            f"(flow process {best.cpu['flow']:.2f}, Prefect API {best.cpu['api']:.2f}, workers {best.cpu['workers']:.2f})",
             flush=True,
         )
     one, two = results[1], results[2]
@@ -271,6 +325,13 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
         f"  speed-up 1 -> 2 workers: curation {one.curation / two.curation:.2f}x "
         f"(wall {one.wall / two.wall:.2f}x), fan-out {one.fan_out / two.fan_out:.2f}x"
         + (f", windows {one.windows / two.windows:.2f}x" if two.windows else ""),
+        flush=True,
+    )
+    print(
+        f"  cores bound: the 2-worker run used {sum(two.cpu.values()):.2f} CPU-s, which 2 cores need at least "
+        f"{sum(two.cpu.values()) / 2:.2f} s for: at most {2 * one.curation / sum(two.cpu.values()):.2f}x "
+        f"(the 1-worker run used {sum(one.cpu.values()):.2f} CPU-s: with that work, at most "
+        f"{2 * one.curation / sum(one.cpu.values()):.2f}x)",
         flush=True,
     )
     cold = one.curation + stages["checksums"]

@@ -252,27 +252,13 @@ def _pin_to_one_cpu() -> None:
             continue
 
 
-def tree_cpu_s() -> float:
-    """CPU seconds (user + system) used so far by this process and every live descendant
-    (a local cluster's nannies and workers)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def on_cluster(
     client: Any, target: Path, inputs: Any, unit_mb: float
 ) -> tuple[float, dict[str, float], float]:
     """(wall, time split, CPU seconds of this process and the cluster's) of one curation into a
     fresh ``target``, the driver in a Dask task."""
+    from scale import tree_cpu_s
+
     shutil.rmtree(target, ignore_errors=True)
     cpu = tree_cpu_s()
     wall, split = timed(lambda: client.submit(_drive, str(target), inputs, unit_mb, pure=False).result())

@@ -29,6 +29,7 @@ import csv
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -325,9 +326,12 @@ class FanOutProgress:
     """The ``on_unit(done, total)`` callback of a fine-grained fan-out inside one task.
 
     Every call tells the stage listeners (the terminal's bars, :mod:`flows.progress`) under
-    ``stage``; every ``step`` percent (and at the end) one log line ``"<label>: done/total
-    <what> (p%)"`` through ``logger`` and an update of the ``key`` progress artifact, so a
-    fan-out of hundreds of units costs a handful of API calls.
+    ``stage``; every ``step`` percent, at most once per ``min_interval_s`` seconds, and at the
+    end, one log line ``"<label>: done/total <what> (p%)"`` through ``logger`` and an update of
+    the ``key`` progress artifact. A fan-out of hundreds of units costs a handful of API calls,
+    and a short one (a raster read in under a second) one report at the end, not one per unit:
+    each report is a request to the API from the worker that runs the task, and on a small
+    cluster those requests take CPU from the fan-out itself.
     """
 
     def __init__(
@@ -339,38 +343,55 @@ class FanOutProgress:
         what: str,
         logger: Any = None,
         step: float = 10.0,
+        min_interval_s: float = 1.0,
         artifact: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.label = label
         self.stage = stage
         self.what = what
         self.logger = logger
         self.step = step
+        self.min_interval_s = min_interval_s
+        self.clock = clock
         self.artifact = ProgressArtifact(key, f"{label}: {what}") if artifact else None
         self.next = 0.0
+        self.last_report = clock()
 
     def __call__(self, done: int, total: int) -> None:
         from flows.progress import notify_stage
 
         notify_stage(self.stage, done, total)
         percent = 100.0 * done / total
-        if percent < self.next and done < total:
+        now = self.clock()
+        if done < total and (percent < self.next or now - self.last_report < self.min_interval_s):
             return
         if self.logger is not None:
             self.logger.info("%s: %d/%d %s (%.0f%%)", self.label, done, total, self.what, percent)
         if self.artifact is not None:
             self.artifact.update(percent, f"{self.label}: {done}/{total} {self.what}")
         self.next = (percent // self.step + 1) * self.step
+        self.last_report = now
 
 
 class ExtractionProgress(FanOutProgress):
     """:class:`FanOutProgress` of one raster's window groups (``curate-hsi-extract-<raster>``)."""
 
-    def __init__(self, raster: str, *, logger: Any = None, step: float = 10.0, artifact: bool = True) -> None:
+    def __init__(
+        self,
+        raster: str,
+        *,
+        logger: Any = None,
+        step: float = 10.0,
+        min_interval_s: float = 1.0,
+        artifact: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         slug = re.sub(r"[^a-z0-9]+", "-", raster.lower()).strip("-") or "raster"
         super().__init__(
             raster, key=f"curate-hsi-extract-{slug}", stage=f"extract {raster} (windows)",
-            what="window groups read", logger=logger, step=step, artifact=artifact,
+            what="window groups read", logger=logger, step=step, min_interval_s=min_interval_s,
+            artifact=artifact, clock=clock,
         )  # fmt: skip
 
 

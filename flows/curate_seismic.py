@@ -47,7 +47,8 @@ def load_metadata_task(inputs: SeismicInputs, params: SeismicCurationParams) -> 
 def curate_units_task(job: SeismicJob, meta: Any, unit_mb: float) -> CurationSummary:
     """Every work unit (Dask futures over the cluster when on a worker), then the commit and swap.
 
-    Progress: one log line and a ``curate-seismic-progress`` artifact update per 10 % of units.
+    Progress: one log line and a ``curate-seismic-progress`` artifact update per 10 % of units, at
+    most once a second, and at the end.
     """
     writer = SeismicStoreWriter(job.target, job.params, root=job.root)
     progress = FanOutProgress(

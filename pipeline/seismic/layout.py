@@ -8,6 +8,7 @@ layout can be read in one place.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -101,23 +102,37 @@ def skeleton(params: SeismicCurationParams) -> xr.Dataset:
 
 
 def write_skeleton(path: Path, params: SeismicCurationParams) -> None:
-    """Write the store with zero traces (:func:`skeleton`, as xarray encodes it) into the new folder ``path``.
-
-    xarray writes into memory and the files are then written at once: the same bytes as
-    ``to_zarr(path)``, in about two thirds of the time (0.10 s against 0.16 s) (xarray's writes go one after the other, each
-    through zarr's event loop).
-    """
+    """Write the store with zero traces (:func:`skeleton`, as xarray encodes it) into the new folder ``path``."""
     ds = skeleton(params)
+    path.mkdir(parents=True, exist_ok=True)
+    write_through_memory(ds, path, encoding=encoding(ds, params.traces_per_chunk))
+
+
+def write_through_memory(
+    ds: xr.Dataset, path: Path, *, group: str | None = None, encoding: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Write ``ds`` as the Zarr group ``group`` (the root without) of the store at ``path``, replacing
+    that group's folder: xarray writes into memory, then the files are written at once.
+
+    The same bytes as ``ds.to_zarr(path, group=group, mode="w", consolidated=False)``, in about
+    two thirds of the time or less (the skeleton 0.10 s against 0.16 s, the rejects table 0.03 s
+    against 0.10 s): xarray's writes go one after the other, each through zarr's event loop. Only
+    the group's own files are written (xarray also creates the root group in memory). ``path`` is
+    a folder this product writes (a new store, or the temporary version of an append).
+    """
     files: dict[str, Any] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        ds.to_zarr(zarr.storage.MemoryStore(files), mode="w", zarr_format=ZARR_FORMAT, consolidated=False,
-                   encoding=encoding(ds, params.traces_per_chunk))  # fmt: skip
-    path.mkdir(parents=True, exist_ok=True)
+        ds.to_zarr(zarr.storage.MemoryStore(files), group=group, mode="w", zarr_format=ZARR_FORMAT,
+                   consolidated=False, encoding=encoding or {})  # fmt: skip
+    prefix = "" if group is None else f"{group}/"
+    if group is not None:
+        shutil.rmtree(path / group, ignore_errors=True)  # mode="w": the group's old arrays go
     for key, buffer in files.items():
-        file = path / key
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(buffer.to_bytes())
+        if key.startswith(prefix):
+            file = path / key
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(buffer.to_bytes())
 
 
 def write_coords(tmp: Path, table: pd.DataFrame, start: int, attrs: dict[str, dict[str, Any]]) -> None:

@@ -84,6 +84,7 @@ from pipeline.seismic.layout import (
     rejects_dataset,
     write_coords,
     write_skeleton,
+    write_through_memory,
 )
 from pipeline.version import code_version
 from schemas.seismic import DATA_SHAPING_PARAMS, EMIN_KIND, SeismicCurationParams
@@ -504,8 +505,10 @@ class SeismicStoreWriter:
                 )
                 rejects = self.old_rejects + self.new_rejects
                 reason = self._encode("rejects/reason", [r.reason for r in rejects])
-                rejects_dataset(rejects, (reason, category_attrs(self.categories["rejects/reason"]))).to_zarr(
-                    tmp, group="rejects", mode="w", zarr_format=ZARR_FORMAT, consolidated=False
+                write_through_memory(
+                    rejects_dataset(rejects, (reason, category_attrs(self.categories["rejects/reason"]))),
+                    tmp,
+                    group="rejects",
                 )
             if self.hook is not None:
                 self.hook("rejects", self.n_written)

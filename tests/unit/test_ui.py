@@ -234,7 +234,7 @@ def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> 
             lines.append(fmt % args)
 
     heard: list[tuple[str, int, int]] = []
-    progress = ExtractionProgress("VNIR 1", logger=Logger(), artifact=False)
+    progress = ExtractionProgress("VNIR 1", logger=Logger(), artifact=False, min_interval_s=0.0)
     with listening_stages(lambda stage, done, total: heard.append((stage, done, total))):
         for done in range(1, 38):
             progress(done, 37)
@@ -244,6 +244,40 @@ def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> 
     )
     assert len(lines) == 11  # 3 %, then the first group past each further 10 %, the last at 100 %
     assert ExtractionProgress("SWIR_2 (a)").artifact.key == "curate-hsi-extract-swir-2-a"  # type: ignore[union-attr]
+
+
+def test_fan_out_progress_reports_at_most_once_per_interval_and_always_at_the_end() -> None:
+    """A fast fan-out reports no more than once per ``min_interval_s`` (each report is an API request
+    from a worker), yet always at the end; a slow one every 10 %. Clock stepped by hand."""
+    from flows.artifacts import FanOutProgress
+
+    lines: list[str] = []
+
+    class Logger:
+        def info(self, fmt: str, *args: Any) -> None:
+            lines.append(fmt % args)
+
+    now = [0.0]
+    progress = FanOutProgress(
+        "w", key="k", stage="s", what="units", logger=Logger(), artifact=False, clock=lambda: now[0]
+    )
+    for done in range(1, 101):  # 100 units of 1/32 s each (exact in binary)
+        now[0] += 1 / 32
+        progress(done, 100)
+    # the first unit past the next 10 % step once a second has passed since the last report:
+    # units 32, 64 and 96 (at 1, 2 and 3 s), then the end
+    assert lines == [f"w: {n}/100 units ({n}%)" for n in (32, 64, 96, 100)]
+    lines.clear()
+    now[0] = 0.0
+    slow = FanOutProgress(
+        "w", key="k", stage="s", what="units", logger=Logger(), artifact=False, clock=lambda: now[0]
+    )
+    for done in range(1, 21):  # 20 units of 2 s each: every step is reported
+        now[0] += 2.0
+        slow(done, 20)
+    assert [line.split(" (")[1] for line in lines] == [
+        f"{p}%)" for p in range(5, 101, 5) if p % 10 == 0 or p == 5
+    ]
 
 
 def test_station_event_paths_each_pair_once() -> None:
