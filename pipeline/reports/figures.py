@@ -190,12 +190,13 @@ def class_spectra(ds: xr.Dataset) -> bytes:
     nrow = int(np.ceil(len(mods) / ncol)) or 1
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow), squeeze=False)
     for ax, mod in zip(axes.ravel(), mods, strict=False):
-        values = np.asarray(ds[mod].values, dtype=float)
+        values = np.asarray(ds[mod].values)  # float32: only each class's rows are widened
+        finite = np.isfinite(values).all(axis=1)
         wl = np.asarray(ds[f"wavelength_{mod}"].values, dtype=float)
         for lo, hi in _masked_ranges(ds, mod):
             ax.axvspan(lo, hi, color="0.85", lw=0)
         for n in names:
-            rows = values[(labels == n) & np.isfinite(values).all(axis=1)]
+            rows = values[(labels == n) & finite].astype(np.float64)
             if not len(rows):
                 continue
             mu, sd = rows.mean(axis=0), rows.std(axis=0)
