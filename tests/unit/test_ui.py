@@ -280,6 +280,29 @@ def test_fan_out_progress_reports_at_most_once_per_interval_and_always_at_the_en
     ]
 
 
+def test_sample_map_rings_are_the_polygon_boundaries() -> None:
+    """The map's polygon outlines: every ring of polygons with holes and of multipolygons, in order,
+    against the lines of GeoPandas' own ``boundary``."""
+    import geopandas as gpd
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from pipeline.reports.figures import _ring_segments
+
+    square = [(0, 0), (4, 0), (4, 4), (0, 4)]
+    holed = Polygon(square, [[(1, 1), (2, 1), (2, 2), (1, 2)]])
+    multi = MultiPolygon(
+        [Polygon([(x + 10, y) for x, y in square]), Polygon([(x + 20, y) for x, y in square])]
+    )
+    polys = gpd.GeoDataFrame(geometry=[holed, multi, Polygon([(5, 5), (6, 5), (6, 7)])], crs="EPSG:32611")
+    expected = [np.asarray(line.coords) for line in shapely.get_parts(polys.boundary.values)]
+    got = _ring_segments(polys)
+    assert len(got) == len(expected) == 5
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _ring_segments(polys.iloc[:0]) == []
+
+
 def test_station_event_paths_each_pair_once() -> None:
     """The map's paths: every station–event pair of the traces, each once (against a set of tuples)."""
     import xarray as xr
