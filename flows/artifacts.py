@@ -31,6 +31,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -322,16 +323,26 @@ class ProgressArtifact:
         self.last = percent
 
 
+@dataclass(frozen=True)
+class Pace:
+    """When a fan-out reports: every ``step`` percent, at most once per ``min_interval_s`` seconds
+    of ``clock``, and always at the end."""
+
+    step: float = 10.0
+    min_interval_s: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+
+
 class FanOutProgress:
     """The ``on_unit(done, total)`` callback of a fine-grained fan-out inside one task.
 
     Every call tells the stage listeners (the terminal's bars, :mod:`flows.progress`) under
-    ``stage``; every ``step`` percent, at most once per ``min_interval_s`` seconds, and at the
-    end, one log line ``"<label>: done/total <what> (p%)"`` through ``logger`` and an update of
-    the ``key`` progress artifact. A fan-out of hundreds of units costs a handful of API calls,
-    and a short one (a raster read in under a second) one report at the end, not one per unit:
-    each report is a request to the API from the worker that runs the task, and on a small
-    cluster those requests take CPU from the fan-out itself.
+    ``stage``; at the ``pace`` (by default every 10 %, at most once a second, and at the end)
+    one log line ``"<label>: done/total <what> (p%)"`` through ``logger`` and an update of the
+    ``key`` progress artifact. A fan-out of hundreds of units costs a handful of API calls, and
+    a short one (a raster read in under a second) one report at the end, not one per unit: each
+    report is a request to the API from the worker that runs the task, and on a small cluster
+    those requests take CPU from the fan-out itself.
     """
 
     def __init__(
@@ -342,35 +353,31 @@ class FanOutProgress:
         stage: str,
         what: str,
         logger: Any = None,
-        step: float = 10.0,
-        min_interval_s: float = 1.0,
+        pace: Pace = Pace(),
         artifact: bool = True,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.label = label
         self.stage = stage
         self.what = what
         self.logger = logger
-        self.step = step
-        self.min_interval_s = min_interval_s
-        self.clock = clock
+        self.pace = pace
         self.artifact = ProgressArtifact(key, f"{label}: {what}") if artifact else None
         self.next = 0.0
-        self.last_report = clock()
+        self.last_report = pace.clock()
 
     def __call__(self, done: int, total: int) -> None:
         from flows.progress import notify_stage
 
         notify_stage(self.stage, done, total)
         percent = 100.0 * done / total
-        now = self.clock()
-        if done < total and (percent < self.next or now - self.last_report < self.min_interval_s):
+        now = self.pace.clock()
+        if done < total and (percent < self.next or now - self.last_report < self.pace.min_interval_s):
             return
         if self.logger is not None:
             self.logger.info("%s: %d/%d %s (%.0f%%)", self.label, done, total, self.what, percent)
         if self.artifact is not None:
             self.artifact.update(percent, f"{self.label}: {done}/{total} {self.what}")
-        self.next = (percent // self.step + 1) * self.step
+        self.next = (percent // self.pace.step + 1) * self.pace.step
         self.last_report = now
 
 
@@ -378,20 +385,12 @@ class ExtractionProgress(FanOutProgress):
     """:class:`FanOutProgress` of one raster's window groups (``curate-hsi-extract-<raster>``)."""
 
     def __init__(
-        self,
-        raster: str,
-        *,
-        logger: Any = None,
-        step: float = 10.0,
-        min_interval_s: float = 1.0,
-        artifact: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        self, raster: str, *, logger: Any = None, pace: Pace = Pace(), artifact: bool = True
     ) -> None:
         slug = re.sub(r"[^a-z0-9]+", "-", raster.lower()).strip("-") or "raster"
         super().__init__(
             raster, key=f"curate-hsi-extract-{slug}", stage=f"extract {raster} (windows)",
-            what="window groups read", logger=logger, step=step, min_interval_s=min_interval_s,
-            artifact=artifact, clock=clock,
+            what="window groups read", logger=logger, pace=pace, artifact=artifact,
         )  # fmt: skip
 
 

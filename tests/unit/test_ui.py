@@ -224,7 +224,7 @@ def test_stage_progress_listens_to_every_stage_and_stays_quiet_without_a_tty() -
 
 def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> None:
     """One raster's window groups: a log line per 10 % (not per group), every group to the terminal."""
-    from flows.artifacts import ExtractionProgress
+    from flows.artifacts import ExtractionProgress, Pace
     from flows.progress import listening_stages
 
     lines: list[str] = []
@@ -234,7 +234,7 @@ def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> 
             lines.append(fmt % args)
 
     heard: list[tuple[str, int, int]] = []
-    progress = ExtractionProgress("VNIR 1", logger=Logger(), artifact=False, min_interval_s=0.0)
+    progress = ExtractionProgress("VNIR 1", logger=Logger(), artifact=False, pace=Pace(min_interval_s=0.0))
     with listening_stages(lambda stage, done, total: heard.append((stage, done, total))):
         for done in range(1, 38):
             progress(done, 37)
@@ -249,7 +249,7 @@ def test_extraction_progress_logs_every_step_and_tells_the_stage_listeners() -> 
 def test_fan_out_progress_reports_at_most_once_per_interval_and_always_at_the_end() -> None:
     """A fast fan-out reports no more than once per ``min_interval_s`` (each report is an API request
     from a worker), yet always at the end; a slow one every 10 %. Clock stepped by hand."""
-    from flows.artifacts import FanOutProgress
+    from flows.artifacts import FanOutProgress, Pace
 
     lines: list[str] = []
 
@@ -258,24 +258,25 @@ def test_fan_out_progress_reports_at_most_once_per_interval_and_always_at_the_en
             lines.append(fmt % args)
 
     now = [0.0]
-    progress = FanOutProgress(
-        "w", key="k", stage="s", what="units", logger=Logger(), artifact=False, clock=lambda: now[0]
-    )
-    for done in range(1, 101):  # 100 units of 1/32 s each (exact in binary)
-        now[0] += 1 / 32
-        progress(done, 100)
-    # the first unit past the next 10 % step once a second has passed since the last report:
-    # units 32, 64 and 96 (at 1, 2 and 3 s), then the end
-    assert lines == [f"w: {n}/100 units ({n}%)" for n in (32, 64, 96, 100)]
-    lines.clear()
-    now[0] = 0.0
-    slow = FanOutProgress(
-        "w", key="k", stage="s", what="units", logger=Logger(), artifact=False, clock=lambda: now[0]
-    )
-    for done in range(1, 21):  # 20 units of 2 s each: every step is reported
-        now[0] += 2.0
-        slow(done, 20)
-    assert [line.split(" (")[1] for line in lines] == [
+
+    def reported(n_units: int, unit_s: float) -> list[str]:
+        """The log lines of a fan-out of ``n_units`` units taking ``unit_s`` seconds each."""
+        lines.clear()
+        now[0] = 0.0
+        progress = FanOutProgress(
+            "w", key="k", stage="s", what="units", logger=Logger(), artifact=False,
+            pace=Pace(clock=lambda: now[0]),
+        )  # fmt: skip
+        for done in range(1, n_units + 1):
+            now[0] += unit_s
+            progress(done, n_units)
+        return list(lines)
+
+    # 100 units of 1/32 s (exact in binary): the first unit past the next 10 % step once a second
+    # has passed since the last report, units 32, 64 and 96 (at 1, 2 and 3 s), then the end
+    assert reported(100, 1 / 32) == [f"w: {n}/100 units ({n}%)" for n in (32, 64, 96, 100)]
+    # 20 units of 2 s each: every 10 % step is reported (and the first unit, at 5 %)
+    assert [line.split(" (")[1] for line in reported(20, 2.0)] == [
         f"{p}%)" for p in range(5, 101, 5) if p % 10 == 0 or p == 5
     ]
 
