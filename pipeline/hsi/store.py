@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 from pipeline.checksums import input_checksums
 from pipeline.errors import EminWarning, NoOverlapError
@@ -26,7 +28,7 @@ from pipeline.hsi.folds import stratified_folds
 from pipeline.hsi.sampling import SampledPoints, seed_streams
 from pipeline.publishing.codes import FORMAT_VERSIONS, category_attrs, code_dtype, coded
 from pipeline.publishing.contract import HSI_REJECT_REASONS, validate_hsi_store
-from pipeline.publishing.zarr_io import fill_array, write_atomically, write_zarr
+from pipeline.publishing.zarr_io import fill_array, write_atomically, write_files, write_zarr
 from pipeline.version import code_version
 from schemas.hsi import HSICurationParams, HSIInputs
 
@@ -256,9 +258,17 @@ def create_hsi_store(
     With ``defer_modalities`` the modality arrays get their metadata only; fill each
     with :func:`fill_modality` (a flow does that on the workers that extracted them).
     """
-    deferred = list(ds.attrs["modalities"]) if defer_modalities else []
-    write_zarr(ds, path, chunks={"sample": chunk}, deferred=deferred)
-    write_zarr(rejects, path, chunks={"reject": chunk}, group="rejects")
+    if not defer_modalities:
+        write_zarr(ds, path, chunks={"sample": chunk})
+        write_zarr(rejects, path, chunks={"reject": chunk}, group="rejects")
+        return
+    # only metadata and small arrays: written in memory, then the files at once (write_files)
+    files: dict[str, Any] = {}
+    memory = zarr.storage.MemoryStore(files)
+    write_zarr(ds, memory, chunks={"sample": chunk}, deferred=list(ds.attrs["modalities"]))
+    write_zarr(rejects, memory, chunks={"reject": chunk}, group="rejects")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    write_files(files, Path(path))
 
 
 def fill_modality(path: str | Path, extraction: ModalityExtraction, sample_ids: np.ndarray) -> None:
