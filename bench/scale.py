@@ -251,7 +251,7 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
     from distributed import Client, LocalCluster
 
     from flows.curate_hsi import curate_hsi_flow
-    from flows.runners import configure_local_workers, worker_env
+    from flows.runners import configure_local_workers, local_cluster_kwargs, worker_env
     from pipeline.checksums import cached_file_sha256
     from pipeline.io.raster import open_raster_info
     from schemas.hsi import HSICurationParams
@@ -275,9 +275,7 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
     clusters, started = {}, {}
     for workers in (1, 2):
         start = time.perf_counter()
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, env=worker_env()
-        )
+        cluster = LocalCluster(**local_cluster_kwargs(workers), env=worker_env())
         client = Client(cluster, set_as_default=False)
         client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
         for spec in inputs.rasters:  # checksums memoised on every worker (printed above as "checksums")

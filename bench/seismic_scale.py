@@ -231,12 +231,12 @@ def start_cluster(n_workers: int) -> tuple[Any, Any, float]:
     """A LocalCluster of ``n_workers`` processes (as the flow's), its client and its start time (imports warm)."""
     from distributed import Client, LocalCluster
 
-    from flows.runners import configure_local_workers
+    from flows.runners import configure_local_workers, local_cluster_kwargs
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter on close
     configure_local_workers()  # as make_task_runner does for the flow's local cluster
     start = time.perf_counter()
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(**local_cluster_kwargs(n_workers))
     client = Client(cluster)
     client.run(lambda: __import__("pipeline.seismic.curate") and __import__("flows.runners"))
     return cluster, client, time.perf_counter() - start

@@ -68,14 +68,26 @@ def make_task_runner(cluster: str | None = None, workers: int = 1) -> TaskRunner
     configure_local_workers()
     return UnhashedDaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-            "env": worker_env(),
-        },
+        cluster_kwargs=local_cluster_kwargs(workers) | {"env": worker_env()},
     )
+
+
+def local_cluster_kwargs(workers: int) -> dict[str, Any]:
+    """``distributed.LocalCluster`` options of a flow's local cluster (benchmarks and tests start theirs so).
+
+    ``workers`` processes of one thread each and no dashboard; the scheduler's HTTP endpoint
+    (health checks, metrics) listens on a free port instead of 8787, so a second local cluster
+    on the machine starts without distributed's "Port 8787 is already in use" warning. Call
+    :func:`configure_local_workers` before starting it; a flow's workers also get
+    :func:`worker_env`.
+    """
+    return {
+        "n_workers": workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "scheduler_kwargs": {"dashboard_address": ":0"},
+    }
 
 
 def worker_env() -> dict[str, str]:

@@ -56,14 +56,12 @@ def test_two_dask_workers_equal_serial(prefect_harness: None, tiny_scene: TinySc
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
     from flows.curate_hsi import curate_hsi_flow
-    from flows.runners import worker_env
+    from flows.runners import local_cluster_kwargs, worker_env
     from pipeline.hsi.curate import curate_hsi
 
     inputs = tiny_inputs(tiny_scene)
     library = curate_hsi(inputs, PARAMS, out=tmp_path / "library.zarr")  # no Prefect, one-go write
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, env=worker_env()
-    )
+    cluster = LocalCluster(**local_cluster_kwargs(2), env=worker_env())
     with temporary_settings({PREFECT_TASKS_REFRESH_CACHE: True}):  # really extract, twice
         threads = curate_hsi_flow(inputs=inputs, params=PARAMS, out=str(tmp_path / "threads.zarr"))
         with cluster, Client(cluster, set_as_default=False) as client, get_task_stream(client) as stream:

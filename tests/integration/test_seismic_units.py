@@ -79,10 +79,10 @@ def _curate_on_cluster(target: str, inp: SeismicInputs) -> bool:
 def _on_cluster(n_workers: int, target: Path, inp: SeismicInputs) -> None:
     from distributed import Client, LocalCluster
 
+    from flows.runners import local_cluster_kwargs
+
     with (
-        LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
+        LocalCluster(**local_cluster_kwargs(n_workers)) as cluster,
         Client(cluster) as client,
     ):
         assert client.submit(_curate_on_cluster, str(target), inp, pure=False).result()

@@ -11,7 +11,12 @@ import dask
 import numpy as np
 import pytest
 
-from flows.runners import LOCAL_WORKER_CONFIG, WORKER_PROCESS_ENV, configure_local_workers
+from flows.runners import (
+    LOCAL_WORKER_CONFIG,
+    WORKER_PROCESS_ENV,
+    configure_local_workers,
+    local_cluster_kwargs,
+)
 
 
 @pytest.fixture
@@ -22,6 +27,8 @@ def worker_process_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     so a user's own setting stays), and every Nanny started here copies its pre-spawn variables
     into this process's environment: an earlier test's cluster leaves Dask's defaults there.
     """
+    import distributed  # noqa: F401  # its config defaults first: else None is saved, and "restored"
+
     for name in WORKER_PROCESS_ENV:
         monkeypatch.delenv(name, raising=False)
     keys = ["distributed.nanny.pre-spawn-environ", *LOCAL_WORKER_CONFIG]
@@ -47,7 +54,7 @@ def test_a_one_thread_worker_compresses_on_one_zarr_thread(worker_process_env: N
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(**local_cluster_kwargs(1)) as cluster,
         Client(cluster) as client,
     ):
         n_threads, env = client.submit(_zarr_threads_after_a_write, pure=False).result()
@@ -66,13 +73,33 @@ def test_local_workers_run_without_the_profiler(worker_process_env: None) -> Non
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(**local_cluster_kwargs(1)) as cluster,
         Client(cluster) as client,
     ):
         assert client.submit(_profiler_running, pure=False).result() is False
     with (
         dask.config.set({"distributed.worker.profile.enabled": True}),  # the check can fail: Dask's default
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(**local_cluster_kwargs(1)) as cluster,
         Client(cluster) as client,
     ):
         assert client.submit(_profiler_running, pure=False).result() is True
+
+
+def test_two_local_clusters_at_once_start_without_a_port_warning(worker_process_env: None) -> None:
+    """The scheduler's HTTP endpoint takes a free port: a second local cluster (a bench's, another
+    flow run's) starts quietly; with Dask's default port the second one warns (the check can fail)."""
+    import warnings
+
+    from distributed import LocalCluster
+
+    def port_warnings(kwargs: dict[str, object]) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with LocalCluster(**kwargs), LocalCluster(**kwargs):  # type: ignore[arg-type]
+                pass
+        return [str(w.message) for w in caught if "already in use" in str(w.message)]
+
+    assert port_warnings(local_cluster_kwargs(1)) == []
+    default_port = local_cluster_kwargs(1)
+    del default_port["scheduler_kwargs"]
+    assert port_warnings(default_port)
