@@ -307,16 +307,17 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
     results: dict[int, RunTimes] = {}
     for workers, times in runs.items():
         best = min(times, key=lambda r: r.curation)  # its CPU seconds with it
+        cpu = sum(best.cpu.values())
+        cores = cpu / best.wall  # over that call, as its CPU seconds were measured
         results[workers] = best = best._replace(
             wall=min(r.wall for r in times),
             fan_out=min(r.fan_out for r in times),
             windows=min(r.windows for r in times),
         )
-        cpu = sum(best.cpu.values())
         print(
             f"  {workers} worker(s): cluster start {started[workers]:.2f} s, curation {best.curation:.2f} s "
             f"({' '.join(f'{r.curation:.2f}' for r in times)}; wall {best.wall:.2f} s), fan-out {best.fan_out:.2f} s, "
-            f"windows {best.windows:.2f} s; the fastest run used {cpu:.2f} CPU-s = {cpu / best.wall:.2f} cores busy "
+            f"windows {best.windows:.2f} s; the fastest run used {cpu:.2f} CPU-s = {cores:.2f} cores busy "
             f"(flow process {best.cpu['flow']:.2f}, Prefect API {best.cpu['api']:.2f}, workers {best.cpu['workers']:.2f})",
             flush=True,
         )
