@@ -95,8 +95,8 @@ def test_two_local_clusters_at_once_start_without_a_port_warning(worker_process_
     def port_warnings(kwargs: dict[str, object]) -> list[str]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with LocalCluster(**kwargs), LocalCluster(**kwargs):  # type: ignore[arg-type]
-                pass
+            with LocalCluster(**kwargs) as one, LocalCluster(**kwargs) as two:  # type: ignore[arg-type]
+                assert one.scheduler_address != two.scheduler_address
         return [str(w.message) for w in caught if "already in use" in str(w.message)]
 
     assert port_warnings(local_cluster_kwargs(1)) == []
