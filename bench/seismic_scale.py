@@ -400,10 +400,8 @@ def run_demo(net_dir: Path, unit_mb: float, repeats: int) -> None:
     clusters = {k: start_cluster(n) for k, n in setups.items()}
     clusters["1 worker, 1 CPU"][1].run(_pin_to_one_cpu)
     runs: dict[str, list[tuple[float, dict[str, float], float]]] = {k: [] for k in setups}
-    for (
-        k,
-        target,
-    ) in stores.items():  # one curation each first, untimed: every worker's first pays for warming up
+    # one curation on each cluster first, untimed: a worker's first one pays for warming up
+    for k, target in stores.items():
         on_cluster(clusters[k][1], target, inputs, unit_mb)
     for _ in range(repeats):  # every cluster kept running, runs alternated, best of each
         for k, target in stores.items():
