@@ -8,9 +8,10 @@ One run prints:
    ``--flight-scale``, rendered window by window under ``bench/out/scale/``) and the multi-raster scenes of
    ``--scales`` (1 = the demo scene of ``emin synth hsi``; larger = bigger rasters, generated
    once): the serial, in-process time of each library step, then for 1 and 2 workers
-   (cluster started apart and timed as ``cluster start``, flow code imported and raster
-   checksums memoised on every worker, one untimed run each first; both clusters kept running
-   and the runs alternated, 1 then 2 workers, as the machine is shared), best of ``--repeats``:
+   (each timed run on a cluster of its own, alone on the machine: started apart and timed as
+   ``cluster start``, flow code imported and raster checksums memoised on every worker, one
+   untimed run first, closed after; the runs alternated, 1 then 2 workers, as the machine is
+   shared; :func:`alone_alternated`), best of ``--repeats``:
    * ``curation``: the ``curate-hsi`` flow run's duration as Prefect records it (start to
      Completed; what the UI shows);
    * ``wall``: the same call's wall time, which adds Prefect's flow-run teardown (it joins a
@@ -44,13 +45,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -63,6 +65,9 @@ os.environ.update(
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out" / "scale"
+K = TypeVar("K")
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 def scene_inputs(scale: float) -> Any:
@@ -113,6 +118,36 @@ def generate_scene_paths(root: Path) -> dict[str, Any]:
         "transmission": root / "transmission.csv",
         "rasters": {n: root / f for n, f in names.items()},
     }
+
+
+def alone_alternated(
+    arms: Sequence[K],
+    start: Callable[[K], tuple[C, Callable[[], None], float]],
+    run: Callable[[K, C], R],
+    repeats: int,
+) -> tuple[dict[K, list[R]], dict[K, float]]:
+    """``repeats`` timed runs of every arm, alternated, each on a cluster of its own, alone.
+
+    ``start(arm)`` gives ``(cluster handle, close, seconds it took)``; each timed ``run`` follows
+    one untimed run on the same fresh cluster (a worker's first run imports and warms up the
+    rest), and the cluster is closed before the next arm starts. No other cluster idles beside
+    a timed run: an idle LocalCluster's heartbeats and monitors took ~5 % of a core here, free
+    beside one busy worker on 2 cores and taken from the workers when there are two (the
+    flight line's window groups on 2 workers: 7.41-7.66 s alone, 7.86-8.02 s beside an idle
+    1-worker cluster). Returns every arm's runs and its fastest start.
+    """
+    runs: dict[K, list[R]] = {arm: [] for arm in arms}
+    starts = dict.fromkeys(arms, math.inf)
+    for _ in range(repeats):
+        for arm in arms:
+            handle, close, took = start(arm)
+            try:
+                run(arm, handle)  # untimed
+                runs[arm].append(run(arm, handle))
+            finally:
+                close()
+            starts[arm] = min(starts[arm], took)
+    return runs, starts
 
 
 def best_of(repeats: int, fn: Callable[[], object]) -> float:
@@ -272,18 +307,24 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
     )
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter on start and close
     configure_local_workers()  # as make_task_runner does for the flow's local cluster
-    clusters, started = {}, {}
-    for workers in (1, 2):
-        start = time.perf_counter()
+
+    def start(workers: int) -> tuple[tuple[Any, Any], Callable[[], None], float]:
+        begin = time.perf_counter()
         cluster = LocalCluster(**local_cluster_kwargs(workers), env=worker_env())
         client = Client(cluster, set_as_default=False)
         client.run(lambda: __import__("flows.curate_hsi"))  # warm imports on every worker
         for spec in inputs.rasters:  # checksums memoised on every worker (printed above as "checksums")
             client.run(cached_file_sha256, str(spec.path))
-        clusters[workers], started[workers] = (cluster, client), time.perf_counter() - start
-    runs: dict[int, list[RunTimes]] = {1: [], 2: []}
-    flow_runs = {
-        workers: partial(
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+
+        return (cluster, client), close, time.perf_counter() - begin
+
+    def run(workers: int, handle: tuple[Any, Any]) -> RunTimes:
+        cluster, client = handle
+        flow_run = partial(
             curate_hsi_flow,
             inputs=inputs,
             params=params,
@@ -292,18 +333,9 @@ def run_scene(label: str, inputs: Any, repeats: int, *, single: bool) -> dict[in
             overwrite=True,
             return_state=True,
         )
-        for workers, (cluster, _) in clusters.items()
-    }
-    try:
-        for run in flow_runs.values():  # untimed: a worker's first task run imports and warms up the rest
-            run()
-        for _ in range(repeats):  # alternated: a machine that slows down meanwhile slows both
-            for workers, (_, client) in clusters.items():
-                runs[workers].append(timed_run(flow_runs[workers], client))
-    finally:
-        for cluster, client in clusters.values():
-            client.close()
-            cluster.close()
+        return timed_run(flow_run, client)
+
+    runs, started = alone_alternated((1, 2), start, run, repeats)
     results: dict[int, RunTimes] = {}
     for workers, times in runs.items():
         best = min(times, key=lambda r: r.curation)  # its CPU seconds with it

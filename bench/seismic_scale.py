@@ -15,8 +15,9 @@ One run prints, all measured in that run:
    so that nothing else runs meanwhile, against compressing the same arrays with the same codec
    and chunks into a Zarr ``MemoryStore`` (each array at once, and chunk by chunk);
 4. the units on a Dask ``LocalCluster`` of 1 and of 2 worker processes, and of 1 worker held to
-   one CPU (cluster started, imports warmed and one curation run apart, untimed; the driver runs in a Dask task, as in
-   the flow's ``curate-units`` task): times, CPU seconds of this process and the cluster
+   one CPU (each timed run on a cluster of its own, alone: started, imports warmed and one
+   curation run apart, untimed, closed after, :func:`scale.alone_alternated`; the driver runs
+   in a Dask task, as in the flow's ``curate-units`` task): times, CPU seconds of this process and the cluster
    (cores kept busy: one worker keeps more than one busy, as the driver and zarr's compression
    threads run beside its unit thread), the speed-up beside the CPU ceiling, and whether the
    stores are equal byte for byte; then the *work ceiling*: the units' work alone (processing and in-memory
@@ -30,7 +31,7 @@ One run prints, all measured in that run:
    that pays for the disk.
 
 Demo-network timings are the best of ``--repeats`` (default 3), alternated (read and curation;
-1 and 2 workers on two clusters kept running), as the machine may be shared.
+the clusters' runs), as the machine may be shared.
 Usage: ``python bench/seismic_scale.py [--net DIR] [--utah DIR] [--unit-mb 8] [--repeats 3] [--no-utah]
 [--no-demo] [--utah-workers 2]``
 (``bench/scale.py --seismic-scale`` runs it too).
@@ -336,7 +337,7 @@ def run(
 
 def run_demo(net_dir: Path, unit_mb: float, repeats: int) -> None:
     """Items 2-4 of the module docstring on the demo network."""
-    from scale import cpu_ceiling
+    from scale import alone_alternated, cpu_ceiling
 
     from pipeline.cpus import local_threads
     from pipeline.seismic.curate import curate_seismic
@@ -397,29 +398,33 @@ def run_demo(net_dir: Path, unit_mb: float, repeats: int) -> None:
     )
     setups = {"1 worker": 1, "2 workers": 2, "1 worker, 1 CPU": 1}
     stores = {k: DEMO / f"dask{i}.zarr" for i, k in enumerate(setups)}
-    clusters = {k: start_cluster(n) for k, n in setups.items()}
-    clusters["1 worker, 1 CPU"][1].run(_pin_to_one_cpu)
-    runs: dict[str, list[tuple[float, dict[str, float], float]]] = {k: [] for k in setups}
-    # one curation on each cluster first, untimed: a worker's first one pays for warming up
-    for k, target in stores.items():
-        on_cluster(clusters[k][1], target, inputs, unit_mb)
-    for _ in range(repeats):  # every cluster kept running, runs alternated, best of each
-        for k, target in stores.items():
-            runs[k].append(on_cluster(clusters[k][1], target, inputs, unit_mb))
+
+    def start(k: str) -> tuple[Any, Callable[[], None], float]:
+        cluster, client, took = start_cluster(setups[k])
+        if k == "1 worker, 1 CPU":
+            client.run(_pin_to_one_cpu)
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+
+        return client, close, took
+
+    # each timed run on a fresh cluster alone, after one untimed curation; arms alternated
+    runs, started = alone_alternated(
+        list(setups), start, lambda k, client: on_cluster(client, stores[k], inputs, unit_mb), repeats
+    )
     walls, cores = {}, {}
     for k in setups:
         walls[k], split, cpu = min(runs[k], key=lambda r: r[0])
         cores[k] = cpu / walls[k]
         print(
             f"  {k + ':':28s}{walls[k]:7.2f} s best of {repeats} "
-            f"({' '.join(f'{r[0]:.2f}' for r in runs[k])}; cluster start {clusters[k][2]:.2f} s, apart; "
+            f"({' '.join(f'{r[0]:.2f}' for r in runs[k])}; cluster start {started[k]:.2f} s, apart; "
             + ", ".join(f"{name} {v:.2f} s" for name, v in split.items())
             + f", unit stages summed over workers); {cpu:.2f} CPU-s = {cores[k]:.2f} cores busy on average",
             flush=True,
         )
-    for cluster, client, _ in clusters.values():
-        client.close()
-        cluster.close()
     equal = [same_bytes(stores["1 worker"], stores[k]) for k in ("2 workers", "1 worker, 1 CPU")]
     w1, w2 = work_ceiling(inputs, unit_mb, repeats)
     one = min(runs["1 worker"], key=lambda r: r[0])[1]
